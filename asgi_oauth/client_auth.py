@@ -1,0 +1,90 @@
+"""Client authentication at the token, introspection and revocation endpoints.
+
+The one place client credentials are read (RFC 6749 §2.3): HTTP Basic
+(``client_secret_basic``), the request body (``client_secret_post``), or a bare
+``client_id`` for public clients (``none``). A request may use one method only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from urllib.parse import unquote
+
+from .crypto import verify_secret
+from .errors import InvalidClientError, InvalidRequestError
+from .models import Client
+from .requests import OAuthRequest
+from .storage.base import Storage
+from .throttle import Throttle
+
+logger = logging.getLogger("asgi_oauth")
+
+_BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="asgi_oauth", charset="UTF-8"'}
+
+
+async def authenticate_client(
+    request: OAuthRequest, storage: Storage, throttle: Throttle, *, allow_public: bool
+) -> Client:
+    """The authenticated client, or ``InvalidClientError`` (401).
+
+    With ``allow_public`` a public client identifies itself by ``client_id``
+    alone; otherwise the client must hold a secret.
+    """
+    form = request.form
+    used_basic = request.authorization is not None
+    secret: str | None
+    if used_basic:
+        client_id, secret = _parse_basic(request.authorization or "")
+        if "client_secret" in form:
+            raise InvalidRequestError("use one client authentication method only")
+        if form.get("client_id", client_id) != client_id:
+            raise InvalidRequestError("client_id does not match the Authorization header")
+    else:
+        client_id_param = form.get("client_id")
+        if client_id_param is None:
+            raise InvalidClientError("client authentication required")
+        client_id, secret = client_id_param, form.get("client_secret")
+
+    challenge = _BASIC_CHALLENGE if used_basic else None
+    retry_after = throttle.retry_after(client_id)
+    if retry_after:
+        raise InvalidClientError(
+            "too many failed authentications; retry later",
+            status_code=429,
+            headers={"Retry-After": str(retry_after)},
+        )
+    client = await storage.get_client(client_id)
+    if secret is None:
+        if client is not None and client.is_public and allow_public:
+            return client
+        # Do not reveal whether the client exists.
+        raise InvalidClientError("client authentication failed", headers=challenge)
+    if client is None or client.is_public or not verify_secret(secret, client.secret_hash):
+        throttle.failed(client_id)
+        logger.warning("client authentication failed client_id=%r", client_id[:64])
+        raise InvalidClientError("client authentication failed", headers=challenge)
+    throttle.succeeded(client_id)
+    return client
+
+
+def _parse_basic(header: str) -> tuple[str, str]:
+    """RFC 7617 credentials, each part form-urlencoded (RFC 6749 §2.3.1)."""
+    scheme, _, credentials = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        raise InvalidClientError("unsupported authentication scheme", headers=_BASIC_CHALLENGE)
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidClientError("malformed Basic credentials", headers=_BASIC_CHALLENGE) from None
+    client_id, colon, secret = decoded.partition(":")
+    if not colon or not client_id:
+        raise InvalidClientError("malformed Basic credentials", headers=_BASIC_CHALLENGE)
+    return _unquote(client_id), _unquote(secret)
+
+
+def _unquote(text: str) -> str:
+    if "%" in text or "+" in text:
+        return unquote(text.replace("+", " "))
+    return text

@@ -1,0 +1,98 @@
+"""Registering clients: validated metadata, a generated id, and a secret shown once."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from .crypto import generate_token, hash_secret
+from .models import Client
+from .types import GRANT_TYPES, GrantType
+
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredClient:
+    """A new client and, for a confidential one, its secret in the clear (shown once)."""
+
+    client: Client
+    client_secret: str | None
+
+
+def validate_redirect_uri(uri: str, *, insecure_transport: bool = False) -> str:
+    """Check a redirect URI the way RFC 6749 §3.1.2 and RFC 8252 §7 want it.
+
+    Absolute, no fragment; https, or http on a loopback address (or anywhere
+    with ``insecure_transport``), or a private-use scheme of a native app
+    named after a domain (``com.example.app:/callback``).
+    """
+    parts = urlsplit(uri)
+    if not parts.scheme:
+        raise ValueError(f"redirect URI must be absolute: {uri!r}")
+    if parts.fragment or "#" in uri:
+        raise ValueError(f"redirect URI must not have a fragment: {uri!r}")
+    if parts.scheme == "https":
+        if not parts.hostname:
+            raise ValueError(f"redirect URI has no host: {uri!r}")
+    elif parts.scheme == "http":
+        if not parts.hostname:
+            raise ValueError(f"redirect URI has no host: {uri!r}")
+        if parts.hostname not in _LOOPBACK_HOSTS and not insecure_transport:
+            raise ValueError(f"http redirect URI allowed on loopback only: {uri!r}")
+    elif "." not in parts.scheme:
+        raise ValueError(f"private-use scheme must be a reverse domain name: {uri!r}")
+    return uri
+
+
+def validate_origin(origin: str) -> str:
+    """A CORS origin: scheme://host[:port], nothing more."""
+    parts = urlsplit(origin)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"origin must be scheme://host[:port]: {origin!r}")
+    if parts.path or parts.query or parts.fragment or parts.username:
+        raise ValueError(f"origin must be scheme://host[:port]: {origin!r}")
+    return origin
+
+
+def new_client(
+    *,
+    name: str,
+    redirect_uris: Iterable[str] = (),
+    grant_types: Iterable[GrantType] = ("authorization_code", "refresh_token"),
+    scope: Iterable[str] = (),
+    public: bool = False,
+    allowed_origins: Iterable[str] = (),
+    is_resource_server: bool = False,
+    require_pkce: bool = False,
+    insecure_transport: bool = False,
+    client_id: str | None = None,
+) -> RegisteredClient:
+    """Build a validated client with a fresh id and, unless public, a fresh secret."""
+    grants = frozenset(grant_types)
+    unknown = grants - set(GRANT_TYPES)
+    if unknown:
+        raise ValueError(f"unknown grant types: {sorted(unknown)}")
+    if public and "client_credentials" in grants:
+        raise ValueError("a public client cannot use client_credentials (RFC 6749 §4.4)")
+    uris = tuple(
+        validate_redirect_uri(u, insecure_transport=insecure_transport) for u in redirect_uris
+    )
+    if "authorization_code" in grants and not uris:
+        raise ValueError("the authorization_code grant needs at least one redirect URI")
+    secret = None if public else generate_token()
+    client = Client(
+        client_id=client_id or generate_token(16),
+        secret_hash=None if secret is None else hash_secret(secret),
+        name=name,
+        redirect_uris=uris,
+        grant_types=grants,
+        scope=frozenset(scope),
+        allowed_origins=tuple(validate_origin(o) for o in allowed_origins),
+        is_resource_server=is_resource_server,
+        require_pkce=require_pkce,
+        created_at=int(time.time()),
+    )
+    return RegisteredClient(client, secret)

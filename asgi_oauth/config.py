@@ -1,0 +1,75 @@
+"""Server settings: one frozen object, passed explicitly, validated on creation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from .types import GRANT_TYPES, GrantType
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """How the authorization server behaves.
+
+    ``issuer`` is the URL the server is reached at, including the path it is
+    mounted at (``https://api.example.com/oauth2``); every URL the server
+    publishes is built from it, never from a request's Host header (RFC 8414 §2).
+    """
+
+    issuer: str
+    access_token_lifetime: int = 3600
+    refresh_token_lifetime: int = 30 * 24 * 3600
+    authorization_code_lifetime: int = 60
+    #: RFC 9700 §2.1.2 wants https everywhere; this allows http for local development.
+    insecure_transport: bool = False
+    #: Legacy grants stay off until enabled (RFC 9700 §2.4 forbids the password grant).
+    enabled_grants: frozenset[GrantType] = frozenset(
+        {"authorization_code", "client_credentials", "refresh_token"}
+    )
+    #: RFC 7636: S256 is always accepted; ``plain`` only when this is set.
+    allow_plain_pkce: bool = False
+    #: PKCE is always required of public clients; this requires it of every client.
+    require_pkce: bool = False
+    #: RFC 9700 §4.14.2: seconds in which a rotated-out refresh token may be
+    #: presented again (a client that lost the response) and get a fresh pair
+    #: instead of revoking its family. 0 disables the grace period.
+    refresh_token_grace_period: int = 0
+    #: Largest request body the endpoints read (RFC 6749 bodies are small).
+    max_body_size: int = 64 * 1024
+    #: Failed client or password authentications tolerated per key and window.
+    max_failed_attempts: int = 10
+    failed_attempts_window: int = 300
+    #: Seconds between automatic purges of expired codes and tokens (0: never).
+    purge_interval: int = 600
+    scopes_supported: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.issuer)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError(f"issuer must be an absolute https URL, not {self.issuer!r}")
+        if parts.query or parts.fragment:
+            raise ValueError("issuer must not have a query or fragment (RFC 8414 §2)")
+        if parts.scheme == "http" and not self.insecure_transport:
+            raise ValueError("an http issuer needs insecure_transport=True (RFC 9700 §2.1.2)")
+        object.__setattr__(self, "issuer", self.issuer.rstrip("/"))
+        unknown = set(self.enabled_grants) - set(GRANT_TYPES)
+        if unknown:
+            raise ValueError(f"unknown grant types: {sorted(unknown)}")
+        for name in (
+            "access_token_lifetime",
+            "refresh_token_lifetime",
+            "authorization_code_lifetime",
+            "max_body_size",
+            "max_failed_attempts",
+            "failed_attempts_window",
+        ):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if self.refresh_token_grace_period < 0 or self.purge_interval < 0:
+            raise ValueError("refresh_token_grace_period and purge_interval must be >= 0")
+
+    @property
+    def issuer_path(self) -> str:
+        """The path part of the issuer: where the app is expected to be mounted."""
+        return urlsplit(self.issuer).path.rstrip("/")

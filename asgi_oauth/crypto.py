@@ -1,0 +1,86 @@
+"""Random values, hashing at rest, constant-time comparison and password hashing.
+
+Codes, tokens and client secrets are 256-bit random strings, so one SHA-256 is
+enough to make a stored copy useless (nothing to brute-force); client secrets
+get a per-client salt as well. Passwords are people's and guessable, so they
+get scrypt (memory-hard, RFC 7914).
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import hmac
+import secrets
+
+_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
+_SCRYPT_MAXMEM = 64 * 1024 * 1024
+
+
+def generate_token(nbytes: int = 32) -> str:
+    """A URL-safe random string with ``nbytes`` of entropy (RFC 6749 §10.10)."""
+    return secrets.token_urlsafe(nbytes)
+
+
+def hash_token(value: str) -> str:
+    """The form in which codes and tokens are stored and looked up."""
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def hash_secret(secret: str) -> str:
+    """A salted hash of a client secret: ``sha256$<salt>$<digest>``."""
+    salt = secrets.token_hex(16)
+    digest = hashlib.sha256(f"{salt}${secret}".encode()).hexdigest()
+    return f"sha256${salt}${digest}"
+
+
+def verify_secret(secret: str, stored: str | None) -> bool:
+    """Check a client secret against its stored hash, in constant time.
+
+    With nothing stored (unknown client) it still hashes, so the answer takes
+    as long either way.
+    """
+    _, salt, digest = (stored or "sha256$$").split("$", 2)
+    candidate = hashlib.sha256(f"{salt}${secret}".encode()).hexdigest()
+    return hmac.compare_digest(candidate, digest) and stored is not None
+
+
+def hash_password(password: str) -> str:
+    """An scrypt hash: ``scrypt$n$r$p$<salt>$<key>`` (all parameters kept for later upgrades)."""
+    salt = secrets.token_bytes(16)
+    key = hashlib.scrypt(
+        password.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, maxmem=_SCRYPT_MAXMEM
+    )
+    return "$".join(
+        ("scrypt", str(_SCRYPT_N), str(_SCRYPT_R), str(_SCRYPT_P), _b64(salt), _b64(key))
+    )
+
+
+@functools.cache
+def _dummy_password_hash() -> str:
+    return hash_password(secrets.token_urlsafe(16))
+
+
+def verify_password(password: str, stored: str | None) -> bool:
+    """Check a password in constant time; an unknown user costs one scrypt too."""
+    scheme, n, r, p, salt, key = (stored or _dummy_password_hash()).split("$")
+    if scheme != "scrypt":
+        return False
+    candidate = hashlib.scrypt(
+        password.encode(),
+        salt=_unb64(salt),
+        n=int(n),
+        r=int(r),
+        p=int(p),
+        maxmem=_SCRYPT_MAXMEM,
+    )
+    return hmac.compare_digest(candidate, _unb64(key)) and stored is not None
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(data: str) -> bytes:
+    return base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))

@@ -1,0 +1,132 @@
+"""OAuth 2.0 errors as exceptions, one class per RFC error code.
+
+Each class carries what RFC 6749 §5.2 puts on the wire — the ``error`` code, an
+optional ``error_description``, the HTTP status and any headers — and nothing of
+any web framework. The ASGI app renders them in one place::
+
+    OAuth2Error
+     ├── InvalidRequestError          invalid_request           400  (RFC 6749 §5.2)
+     ├── InvalidClientError           invalid_client            401
+     ├── InvalidGrantError            invalid_grant             400
+     ├── UnauthorizedClientError      unauthorized_client       400
+     ├── UnsupportedGrantTypeError    unsupported_grant_type    400
+     ├── InvalidScopeError            invalid_scope             400
+     ├── AccessDeniedError            access_denied             403  (RFC 6749 §4.1.2.1)
+     ├── UnsupportedTokenTypeError    unsupported_token_type    400  (RFC 7009 §2.2.1)
+     ├── ServerError                  server_error              500
+     └── TemporarilyUnavailableError  temporarily_unavailable   503
+
+``StorageError`` is not an OAuth error: storage backends raise it when the
+database fails, and the server turns it into ``TemporarilyUnavailableError``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import ClassVar
+
+logger = logging.getLogger("asgi_oauth")
+
+
+class OAuth2Error(Exception):
+    """An error the server deliberately shows the client."""
+
+    error: ClassVar[str] = "invalid_request"
+    status_code: ClassVar[int] = 400
+
+    def __init__(
+        self,
+        description: str | None = None,
+        *,
+        status_code: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(description or self.error)
+        self.description = description
+        self.status = status_code if status_code is not None else self.status_code
+        self.headers: dict[str, str] = dict(headers or {})
+
+    def to_dict(self) -> dict[str, str]:
+        body = {"error": self.error}
+        if self.description:
+            body["error_description"] = self.description
+        return body
+
+
+class InvalidRequestError(OAuth2Error):
+    """The request is missing a required parameter, includes an unsupported
+    parameter value, repeats a parameter, or is otherwise malformed."""
+
+    error = "invalid_request"
+
+
+class InvalidClientError(OAuth2Error):
+    """Client authentication failed (unknown client, no client authentication
+    included, or unsupported authentication method)."""
+
+    error = "invalid_client"
+    status_code = 401
+
+
+class InvalidGrantError(OAuth2Error):
+    """The authorization grant or refresh token is invalid, expired, revoked,
+    does not match the redirection URI, or was issued to another client."""
+
+    error = "invalid_grant"
+
+
+class UnauthorizedClientError(OAuth2Error):
+    """The authenticated client is not authorized to use this grant type."""
+
+    error = "unauthorized_client"
+
+
+class UnsupportedGrantTypeError(OAuth2Error):
+    """The grant type is not supported (or not enabled) by this server."""
+
+    error = "unsupported_grant_type"
+
+
+class InvalidScopeError(OAuth2Error):
+    """The requested scope is invalid, unknown, malformed, or exceeds the scope
+    granted by the resource owner."""
+
+    error = "invalid_scope"
+
+
+class AccessDeniedError(OAuth2Error):
+    """The resource owner or authorization server denied the request."""
+
+    error = "access_denied"
+    status_code = 403
+
+
+class UnsupportedTokenTypeError(OAuth2Error):
+    """The server does not support the revocation of the presented token type."""
+
+    error = "unsupported_token_type"
+
+
+class ServerError(OAuth2Error):
+    """The server met an unexpected condition; details go to the log only."""
+
+    error = "server_error"
+    status_code = 500
+
+
+class TemporarilyUnavailableError(OAuth2Error):
+    """The server cannot handle the request now (its storage is unavailable)."""
+
+    error = "temporarily_unavailable"
+    status_code = 503
+
+    @classmethod
+    def from_storage(cls, exc: StorageError) -> TemporarilyUnavailableError:
+        """The answer to a failed store: retry soon; the details stay in the log."""
+        logger.error("storage failure: %s", exc)
+        return cls("the server cannot reach its storage; retry later", headers={"Retry-After": "1"})
+
+
+class StorageError(Exception):
+    """A storage backend could not complete an operation; nothing was written."""

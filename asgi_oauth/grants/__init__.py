@@ -1,0 +1,16 @@
+"""Grant types, one module each (RFC 6749 §4 and §6)."""
+
+from .authorization_code import AuthorizationCodeGrant
+from .base import Grant, GrantContext
+from .client_credentials import ClientCredentialsGrant
+from .password import PasswordGrant
+from .refresh_token import RefreshTokenGrant
+
+__all__ = [
+    "AuthorizationCodeGrant",
+    "ClientCredentialsGrant",
+    "Grant",
+    "GrantContext",
+    "PasswordGrant",
+    "RefreshTokenGrant",
+]

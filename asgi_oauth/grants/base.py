@@ -1,0 +1,108 @@
+"""What every grant shares: its context, its interface, and minting a token set."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..config import Settings
+from ..crypto import generate_token, hash_token
+from ..models import Client, Token, TokenResponse
+from ..requests import OAuthRequest
+from ..storage.base import Storage
+from ..throttle import Throttle
+from ..types import GrantType
+
+
+@dataclass(frozen=True, slots=True)
+class GrantContext:
+    storage: Storage
+    settings: Settings
+    throttle: Throttle
+    clock: Callable[[], float] = field(default=time.time)
+
+    def now(self) -> int:
+        return int(self.clock())
+
+
+class Grant(Protocol):
+    """A grant type the token endpoint dispatches to (RFC 6749 §4, §6)."""
+
+    @property
+    def grant_type(self) -> GrantType:
+        """The ``grant_type`` value this grant answers to."""
+
+    async def issue(self, request: OAuthRequest, client: Client) -> TokenResponse:
+        """Validate the grant for this authenticated client and return new tokens."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenSet:
+    """Tokens minted for one response: the wire form and the rows to store."""
+
+    response: TokenResponse
+    rows: tuple[Token, ...]
+
+
+def mint_tokens(
+    ctx: GrantContext,
+    client: Client,
+    *,
+    scope: frozenset[str],
+    subject: str | None,
+    family_id: str,
+    with_refresh: bool,
+    refresh_scope: frozenset[str] | None = None,
+    parent_hash: str | None = None,
+) -> TokenSet:
+    """A new access token (and refresh token) for one grant family."""
+    settings = ctx.settings
+    now = ctx.now()
+    access_token = generate_token()
+    rows = [
+        Token(
+            token_hash=hash_token(access_token),
+            kind="access_token",
+            client_id=client.client_id,
+            scope=scope,
+            family_id=family_id,
+            issued_at=now,
+            expires_at=now + settings.access_token_lifetime,
+            subject=subject,
+            parent_hash=parent_hash,
+        )
+    ]
+    refresh_token = None
+    if with_refresh:
+        refresh_token = generate_token()
+        rows.append(
+            Token(
+                token_hash=hash_token(refresh_token),
+                kind="refresh_token",
+                client_id=client.client_id,
+                scope=scope if refresh_scope is None else refresh_scope,
+                family_id=family_id,
+                issued_at=now,
+                expires_at=now + settings.refresh_token_lifetime,
+                subject=subject,
+                parent_hash=parent_hash,
+            )
+        )
+    response = TokenResponse(
+        access_token=access_token,
+        expires_in=settings.access_token_lifetime,
+        scope=scope,
+        refresh_token=refresh_token,
+    )
+    return TokenSet(response, tuple(rows))
+
+
+def may_refresh(ctx: GrantContext, client: Client) -> bool:
+    """Issue a refresh token only to clients allowed to use it (RFC 6749 §1.5)."""
+    return "refresh_token" in client.grant_types and "refresh_token" in ctx.settings.enabled_grants
+
+
+def new_family_id() -> str:
+    return generate_token(16)

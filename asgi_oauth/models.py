@@ -1,0 +1,147 @@
+"""What the server stores: clients, users, authorization codes and tokens.
+
+Secrets never appear here in the clear: a client secret, a code or a token is
+kept only as its hash (see ``crypto``), so what a store holds is useless to a
+thief.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .types import CodeChallengeMethod, GrantType, TokenKind
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """A registered client (RFC 6749 §2). ``secret_hash`` is None for a public client."""
+
+    client_id: str
+    secret_hash: str | None = None
+    name: str = ""
+    redirect_uris: tuple[str, ...] = ()
+    grant_types: frozenset[GrantType] = frozenset({"authorization_code", "refresh_token"})
+    #: The scopes this client may ask for; also its default when it asks for none.
+    scope: frozenset[str] = frozenset()
+    #: Browser origins allowed to call the token, revoke and metadata endpoints (CORS).
+    allowed_origins: tuple[str, ...] = ()
+    #: A resource server may introspect tokens issued to other clients (RFC 7662 §4).
+    is_resource_server: bool = False
+    require_pkce: bool = False
+    created_at: int = 0
+
+    @property
+    def is_public(self) -> bool:
+        return self.secret_hash is None
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A resource owner known to the store; ``password_hash`` is an scrypt hash."""
+
+    user_id: str
+    username: str
+    password_hash: str
+    created_at: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationCode:
+    """An issued authorization code (RFC 6749 §4.1.2), stored by its hash."""
+
+    code_hash: str
+    client_id: str
+    subject: str
+    scope: frozenset[str]
+    #: The redirect_uri sent with the authorization request, or None if it was omitted.
+    redirect_uri: str | None
+    family_id: str
+    issued_at: int
+    expires_at: int
+    code_challenge: str | None = None
+    code_challenge_method: CodeChallengeMethod | None = None
+    nonce: str | None = None
+    consumed_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """An issued access or refresh token, stored by its hash.
+
+    Tokens that come from one grant share a ``family_id``, so a replayed code
+    or a reused refresh token can revoke everything it led to (RFC 9700 §4.14.2).
+    ``parent_hash`` names the refresh token a token was rotated out of;
+    ``replaced_by`` names the refresh token that rotated this one out.
+    """
+
+    token_hash: str
+    kind: TokenKind
+    client_id: str
+    scope: frozenset[str]
+    family_id: str
+    issued_at: int
+    expires_at: int
+    subject: str | None = None
+    audience: tuple[str, ...] = ()
+    parent_hash: str | None = None
+    replaced_by: str | None = None
+    rotated_at: int | None = None
+    revoked_at: int | None = None
+
+    def is_active(self, now: int) -> bool:
+        return self.revoked_at is None and self.rotated_at is None and now < self.expires_at
+
+
+@dataclass(frozen=True, slots=True)
+class TokenResponse:
+    """A successful token response (RFC 6749 §5.1)."""
+
+    access_token: str
+    expires_in: int
+    scope: frozenset[str]
+    refresh_token: str | None = None
+    token_type: str = "Bearer"
+
+    def to_dict(self) -> dict[str, str | int]:
+        body: dict[str, str | int] = {
+            "access_token": self.access_token,
+            "token_type": self.token_type,
+            "expires_in": self.expires_in,
+        }
+        if self.scope:
+            body["scope"] = " ".join(sorted(self.scope))
+        if self.refresh_token is not None:
+            body["refresh_token"] = self.refresh_token
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class IntrospectionResult:
+    """What RFC 7662 §2.2 says about a token; ``active=False`` says nothing else."""
+
+    active: bool
+    scope: frozenset[str] = frozenset()
+    client_id: str | None = None
+    token_type: str | None = None
+    exp: int | None = None
+    iat: int | None = None
+    iss: str | None = None
+    sub: str | None = None
+    aud: tuple[str, ...] = ()
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        if not self.active:
+            return {"active": False}
+        body: dict[str, object] = {"active": True, "scope": " ".join(sorted(self.scope))}
+        for name in ("client_id", "token_type", "exp", "iat", "iss", "sub"):
+            value = getattr(self, name)
+            if value is not None:
+                body[name] = value
+        if self.aud:
+            body["aud"] = self.aud[0] if len(self.aud) == 1 else list(self.aud)
+        body.update(self.extra)
+        return body
+
+
+INACTIVE = IntrospectionResult(active=False)

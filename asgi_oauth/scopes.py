@@ -1,0 +1,36 @@
+"""Access token scope (RFC 6749 §3.3): parsing and narrowing."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from .errors import InvalidScopeError
+
+# scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5B\x5D-\x7E]+")
+
+
+def parse_scope(value: str | None) -> frozenset[str] | None:
+    """Split a space-delimited scope; None when the parameter was omitted."""
+    if value is None:
+        return None
+    tokens = value.split(" ")
+    if not all(_SCOPE_TOKEN.fullmatch(token) for token in tokens):
+        raise InvalidScopeError("malformed scope")
+    return frozenset(tokens)
+
+
+def narrow_scope(requested: frozenset[str] | None, allowed: Iterable[str]) -> frozenset[str]:
+    """The scope to grant: what was asked for if allowed, else ``allowed`` by default.
+
+    RFC 6749 §3.3 lets the server apply a default when scope is omitted; ours
+    is everything the client or the original grant may have.
+    """
+    allowed = frozenset(allowed)
+    if requested is None:
+        return allowed
+    excess = requested - allowed
+    if excess:
+        raise InvalidScopeError(f"scope not allowed: {' '.join(sorted(excess))}")
+    return requested

@@ -1,0 +1,98 @@
+"""The storage interface every backend implements.
+
+Each method is one atomic step: the conditional ones (redeeming a code,
+rotating a refresh token) decide and write in one transaction, so two server
+instances racing on one database still give one winner. A backend raises
+``StorageError`` when its database fails, and then nothing it was asked to
+write has been written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from ..models import AuthorizationCode, Client, Token, User
+
+
+@runtime_checkable
+class Storage(Protocol):
+    async def get_client(self, client_id: str) -> Client | None:
+        """The client with this id, for client authentication on every endpoint."""
+
+    async def save_client(self, client: Client) -> None:
+        """Insert the client, or replace the one with the same id."""
+
+    async def delete_client(self, client_id: str) -> bool:
+        """Remove a client and every code and token issued to it; False if unknown."""
+
+    async def list_clients(self) -> list[Client]:
+        """Every client, ordered by id."""
+
+    async def is_allowed_origin(self, origin: str) -> bool:
+        """Whether some client registered this browser origin (CORS)."""
+
+    async def get_user(self, username: str) -> User | None:
+        """The user with this username, for the password grant and the login page."""
+
+    async def save_user(self, user: User) -> None:
+        """Insert the user, or replace the one with the same id."""
+
+    async def save_authorization_code(self, code: AuthorizationCode) -> None:
+        """Persist a code issued by the authorization endpoint."""
+
+    async def get_authorization_code(self, code_hash: str) -> AuthorizationCode | None:
+        """The code with this hash, consumed or not."""
+
+    async def redeem_authorization_code(
+        self, code_hash: str, *, tokens: Sequence[Token], now: int
+    ) -> bool:
+        """Atomically mark an unconsumed, unexpired code consumed and save ``tokens``.
+
+        Returns False, writing nothing, when the code is unknown, expired or
+        already consumed: that makes a code single-use under concurrency.
+        """
+
+    async def save_tokens(self, tokens: Sequence[Token]) -> None:
+        """Persist newly issued tokens, all or none."""
+
+    async def get_token(self, token_hash: str) -> Token | None:
+        """The access or refresh token with this hash, whatever its state."""
+
+    async def rotate_refresh_token(
+        self,
+        token_hash: str,
+        *,
+        expected_successor: str | None,
+        tokens: Sequence[Token],
+        now: int,
+    ) -> bool:
+        """Atomically rotate a refresh token out and save its successors ``tokens``.
+
+        Succeeds only if the token is unrevoked and its ``replaced_by`` is still
+        ``expected_successor`` (None for a first rotation). The token's
+        ``replaced_by`` becomes the refresh token among ``tokens`` and its
+        ``rotated_at`` is set if unset; when ``expected_successor`` is given
+        (a retry in the grace period) the tokens previously rotated out of it
+        are revoked. Returns False, writing nothing, when another request won.
+        """
+
+    async def revoke_token(self, token_hash: str, *, now: int) -> bool:
+        """Revoke one token; False if unknown or already revoked."""
+
+    async def revoke_family(self, family_id: str, *, now: int) -> int:
+        """Revoke every token of a grant; returns how many were still unrevoked."""
+
+    async def purge_expired(self, *, now: int) -> int:
+        """Delete expired codes and tokens; returns how many rows went."""
+
+    async def close(self) -> None:
+        """Release connections and threads; the store is unusable afterwards."""
+
+
+def successor_of(tokens: Sequence[Token]) -> str:
+    """The hash of the refresh token among freshly issued ``tokens``."""
+    for token in tokens:
+        if token.kind == "refresh_token":
+            return token.token_hash
+    raise ValueError("a rotation must issue a refresh token")

@@ -1,0 +1,156 @@
+"""An in-process store: fast, ephemeral, for tests and single-process demos.
+
+Every method runs without awaiting, so on one event loop each is atomic; like a
+database, it checks everything before it writes anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from ..errors import StorageError
+from ..models import AuthorizationCode, Client, Token, User
+from .base import successor_of
+
+
+class MemoryStorage:
+    def __init__(self) -> None:
+        self._clients: dict[str, Client] = {}
+        self._users: dict[str, User] = {}
+        self._codes: dict[str, AuthorizationCode] = {}
+        self._tokens: dict[str, Token] = {}
+        self._families: dict[str, set[str]] = {}
+        self._children: dict[str, set[str]] = {}
+
+    async def get_client(self, client_id: str) -> Client | None:
+        return self._clients.get(client_id)
+
+    async def save_client(self, client: Client) -> None:
+        self._clients[client.client_id] = client
+
+    async def delete_client(self, client_id: str) -> bool:
+        if self._clients.pop(client_id, None) is None:
+            return False
+        for code_hash in [h for h, c in self._codes.items() if c.client_id == client_id]:
+            del self._codes[code_hash]
+        for token in [t for t in self._tokens.values() if t.client_id == client_id]:
+            self._forget(token)
+        return True
+
+    async def list_clients(self) -> list[Client]:
+        return sorted(self._clients.values(), key=lambda c: c.client_id)
+
+    async def is_allowed_origin(self, origin: str) -> bool:
+        return any(origin in c.allowed_origins for c in self._clients.values())
+
+    async def get_user(self, username: str) -> User | None:
+        return self._users.get(username)
+
+    async def save_user(self, user: User) -> None:
+        for name, known in list(self._users.items()):
+            if known.user_id == user.user_id:
+                del self._users[name]
+        self._users[user.username] = user
+
+    async def save_authorization_code(self, code: AuthorizationCode) -> None:
+        if code.code_hash in self._codes:
+            raise StorageError("duplicate authorization code hash")
+        self._codes[code.code_hash] = code
+
+    async def get_authorization_code(self, code_hash: str) -> AuthorizationCode | None:
+        return self._codes.get(code_hash)
+
+    async def redeem_authorization_code(
+        self, code_hash: str, *, tokens: Sequence[Token], now: int
+    ) -> bool:
+        code = self._codes.get(code_hash)
+        if code is None or code.consumed_at is not None or code.expires_at <= now:
+            return False
+        self._check_new(tokens)
+        self._codes[code_hash] = dataclasses.replace(code, consumed_at=now)
+        self._add(tokens)
+        return True
+
+    async def save_tokens(self, tokens: Sequence[Token]) -> None:
+        self._check_new(tokens)
+        self._add(tokens)
+
+    async def get_token(self, token_hash: str) -> Token | None:
+        return self._tokens.get(token_hash)
+
+    async def rotate_refresh_token(
+        self,
+        token_hash: str,
+        *,
+        expected_successor: str | None,
+        tokens: Sequence[Token],
+        now: int,
+    ) -> bool:
+        successor = successor_of(tokens)
+        token = self._tokens.get(token_hash)
+        if token is None or token.revoked_at is not None:
+            return False
+        if token.replaced_by != expected_successor:
+            return False
+        self._check_new(tokens)
+        if expected_successor is not None:
+            for child in self._children.get(token_hash, ()):
+                self._revoke(child, now)
+        self._tokens[token_hash] = dataclasses.replace(
+            token, replaced_by=successor, rotated_at=token.rotated_at or now
+        )
+        self._add(tokens)
+        return True
+
+    async def revoke_token(self, token_hash: str, *, now: int) -> bool:
+        return self._revoke(token_hash, now)
+
+    async def revoke_family(self, family_id: str, *, now: int) -> int:
+        return sum(self._revoke(h, now) for h in self._families.get(family_id, ()))
+
+    async def purge_expired(self, *, now: int) -> int:
+        codes = [h for h, c in self._codes.items() if c.expires_at <= now]
+        for code_hash in codes:
+            del self._codes[code_hash]
+        tokens = [t for t in self._tokens.values() if t.expires_at <= now]
+        for token in tokens:
+            self._forget(token)
+        return len(codes) + len(tokens)
+
+    async def close(self) -> None:
+        return None
+
+    def _check_new(self, tokens: Sequence[Token]) -> None:
+        """Refuse a hash already stored, before anything is written (as a primary key would)."""
+        if any(token.token_hash in self._tokens for token in tokens):
+            raise StorageError("duplicate token hash")
+
+    def _add(self, tokens: Sequence[Token]) -> None:
+        for token in tokens:
+            self._tokens[token.token_hash] = token
+            self._families.setdefault(token.family_id, set()).add(token.token_hash)
+            if token.parent_hash is not None:
+                self._children.setdefault(token.parent_hash, set()).add(token.token_hash)
+
+    def _revoke(self, token_hash: str, now: int) -> bool:
+        token = self._tokens.get(token_hash)
+        if token is None or token.revoked_at is not None:
+            return False
+        self._tokens[token_hash] = dataclasses.replace(token, revoked_at=now)
+        return True
+
+    def _forget(self, token: Token) -> None:
+        del self._tokens[token.token_hash]
+        family = self._families.get(token.family_id)
+        if family is not None:
+            family.discard(token.token_hash)
+            if not family:
+                del self._families[token.family_id]
+        self._children.pop(token.token_hash, None)
+        if token.parent_hash is not None:
+            siblings = self._children.get(token.parent_hash)
+            if siblings is not None:
+                siblings.discard(token.token_hash)
+                if not siblings:
+                    del self._children[token.parent_hash]
