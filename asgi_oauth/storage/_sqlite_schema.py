@@ -1,0 +1,270 @@
+"""The SQLite schema of ``SQLiteStorage``: migrations, and how models map to rows.
+
+The one-row ``schema_version`` table records how many migrations a file has had.
+``migrate`` runs the missing ones inside ``BEGIN IMMEDIATE``, so two processes
+opening one file at once apply each migration exactly once, and running it again
+is a no-op. A migration is never edited once released: change the schema by
+appending one. Codes and tokens are rowid tables: a new row lands at the end
+of the table and of most indexes, so a random hash key dirties half the pages
+it would in a ``WITHOUT ROWID`` table. Scopes and grant types are stored as
+sorted, space-joined words; tuples of strings as JSON arrays; booleans as 0/1.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from ..models import AuthorizationCode, Client, Token, User
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE clients (
+            client_id TEXT PRIMARY KEY,
+            secret_hash TEXT,
+            name TEXT NOT NULL,
+            redirect_uris TEXT NOT NULL,
+            grant_types TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            allowed_origins TEXT NOT NULL,
+            is_resource_server INTEGER NOT NULL,
+            require_pkce INTEGER NOT NULL,
+            created_at INTEGER NOT NULL
+        )""",
+        """CREATE TABLE client_origins (
+            client_id TEXT NOT NULL,
+            origin TEXT NOT NULL,
+            PRIMARY KEY (client_id, origin)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX client_origins_origin ON client_origins (origin)",
+        """CREATE TABLE users (
+            user_id TEXT PRIMARY KEY,
+            username TEXT NOT NULL UNIQUE,
+            password_hash TEXT NOT NULL,
+            created_at INTEGER NOT NULL
+        )""",
+        """CREATE TABLE authorization_codes (
+            code_hash TEXT PRIMARY KEY,
+            client_id TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            redirect_uri TEXT,
+            family_id TEXT NOT NULL,
+            issued_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL,
+            code_challenge TEXT,
+            code_challenge_method TEXT,
+            nonce TEXT,
+            consumed_at INTEGER
+        )""",
+        "CREATE INDEX authorization_codes_expires_at ON authorization_codes (expires_at)",
+        "CREATE INDEX authorization_codes_client_id ON authorization_codes (client_id)",
+        """CREATE TABLE tokens (
+            token_hash TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            client_id TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            family_id TEXT NOT NULL,
+            issued_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL,
+            subject TEXT,
+            audience TEXT NOT NULL,
+            parent_hash TEXT,
+            replaced_by TEXT,
+            rotated_at INTEGER,
+            revoked_at INTEGER
+        )""",
+        "CREATE INDEX tokens_family_id ON tokens (family_id)",
+        "CREATE INDEX tokens_parent_hash ON tokens (parent_hash) WHERE parent_hash IS NOT NULL",
+        "CREATE INDEX tokens_expires_at ON tokens (expires_at)",
+        "CREATE INDEX tokens_client_id ON tokens (client_id)",
+    ),
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the file up to ``SCHEMA_VERSION``; returns how many migrations ran.
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``) and outside
+    a transaction. Raises ``sqlite3.DatabaseError`` if the file was written by
+    a newer schema than this one knows.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version ("
+            "id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)"
+        )
+        row = conn.execute("SELECT version FROM schema_version WHERE id = 1").fetchall()
+        current: int = row[0][0] if row else 0
+        if current > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(
+                f"schema version {current} is newer than the supported {SCHEMA_VERSION}"
+            )
+        for statements in MIGRATIONS[current:]:
+            for statement in statements:
+                conn.execute(statement)
+        if current < SCHEMA_VERSION:
+            conn.execute(
+                "INSERT INTO schema_version (id, version) VALUES (1, ?)"
+                " ON CONFLICT (id) DO UPDATE SET version = excluded.version",
+                (SCHEMA_VERSION,),
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return SCHEMA_VERSION - current
+
+
+# -- rows ----------------------------------------------------------------------------------
+
+Row = tuple[object, ...]
+
+SELECT_CLIENTS = (
+    "SELECT client_id, secret_hash, name, redirect_uris, grant_types, scope,"
+    " allowed_origins, is_resource_server, require_pkce, created_at FROM clients"
+)
+INSERT_CLIENT = (
+    "INSERT OR REPLACE INTO clients (client_id, secret_hash, name, redirect_uris, grant_types,"
+    " scope, allowed_origins, is_resource_server, require_pkce, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+SELECT_USER = "SELECT user_id, username, password_hash, created_at FROM users WHERE username = ?"
+INSERT_USER = "INSERT INTO users (user_id, username, password_hash, created_at) VALUES (?, ?, ?, ?)"
+SELECT_CODE = (
+    "SELECT code_hash, client_id, subject, scope, redirect_uri, family_id, issued_at,"
+    " expires_at, code_challenge, code_challenge_method, nonce, consumed_at"
+    " FROM authorization_codes WHERE code_hash = ?"
+)
+INSERT_CODE = (
+    "INSERT INTO authorization_codes (code_hash, client_id, subject, scope, redirect_uri,"
+    " family_id, issued_at, expires_at, code_challenge, code_challenge_method, nonce,"
+    " consumed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+SELECT_TOKEN = (
+    "SELECT token_hash, kind, client_id, scope, family_id, issued_at, expires_at, subject,"
+    " audience, parent_hash, replaced_by, rotated_at, revoked_at"
+    " FROM tokens WHERE token_hash = ?"
+)
+INSERT_TOKEN = (
+    "INSERT INTO tokens (token_hash, kind, client_id, scope, family_id, issued_at, expires_at,"
+    " subject, audience, parent_hash, replaced_by, rotated_at, revoked_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _words(words: frozenset[str]) -> str:
+    return " ".join(sorted(words))
+
+
+def client_row(c: Client) -> Row:
+    return (
+        c.client_id,
+        c.secret_hash,
+        c.name,
+        json.dumps(c.redirect_uris),
+        _words(c.grant_types),
+        _words(c.scope),
+        json.dumps(c.allowed_origins),
+        int(c.is_resource_server),
+        int(c.require_pkce),
+        c.created_at,
+    )
+
+
+def client_from_row(row: Any) -> Client:
+    return Client(
+        client_id=row[0],
+        secret_hash=row[1],
+        name=row[2],
+        redirect_uris=tuple(json.loads(row[3])),
+        grant_types=frozenset(row[4].split()),
+        scope=frozenset(row[5].split()),
+        allowed_origins=tuple(json.loads(row[6])),
+        is_resource_server=bool(row[7]),
+        require_pkce=bool(row[8]),
+        created_at=row[9],
+    )
+
+
+def user_row(u: User) -> Row:
+    return (u.user_id, u.username, u.password_hash, u.created_at)
+
+
+def user_from_row(row: Any) -> User:
+    return User(user_id=row[0], username=row[1], password_hash=row[2], created_at=row[3])
+
+
+def code_row(c: AuthorizationCode) -> Row:
+    return (
+        c.code_hash,
+        c.client_id,
+        c.subject,
+        _words(c.scope),
+        c.redirect_uri,
+        c.family_id,
+        c.issued_at,
+        c.expires_at,
+        c.code_challenge,
+        c.code_challenge_method,
+        c.nonce,
+        c.consumed_at,
+    )
+
+
+def code_from_row(row: Any) -> AuthorizationCode:
+    return AuthorizationCode(
+        code_hash=row[0],
+        client_id=row[1],
+        subject=row[2],
+        scope=frozenset(row[3].split()),
+        redirect_uri=row[4],
+        family_id=row[5],
+        issued_at=row[6],
+        expires_at=row[7],
+        code_challenge=row[8],
+        code_challenge_method=row[9],
+        nonce=row[10],
+        consumed_at=row[11],
+    )
+
+
+def token_row(t: Token) -> Row:
+    return (
+        t.token_hash,
+        t.kind,
+        t.client_id,
+        _words(t.scope),
+        t.family_id,
+        t.issued_at,
+        t.expires_at,
+        t.subject,
+        json.dumps(t.audience),
+        t.parent_hash,
+        t.replaced_by,
+        t.rotated_at,
+        t.revoked_at,
+    )
+
+
+def token_from_row(row: Any) -> Token:
+    return Token(
+        token_hash=row[0],
+        kind=row[1],
+        client_id=row[2],
+        scope=frozenset(row[3].split()),
+        family_id=row[4],
+        issued_at=row[5],
+        expires_at=row[6],
+        subject=row[7],
+        audience=tuple(json.loads(row[8])),
+        parent_hash=row[9],
+        replaced_by=row[10],
+        rotated_at=row[11],
+        revoked_at=row[12],
+    )

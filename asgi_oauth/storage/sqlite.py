@@ -1,0 +1,444 @@
+"""The default store: one SQLite file in WAL mode, durable and safe across processes.
+
+Reads run inline on the caller's thread over a read-only connection, since a
+primary-key lookup in WAL mode costs less than a thread hop. Writes go to one
+writer thread that commits them in groups: an event loop hands it the writes of
+each of its iterations at once, and it takes every write already handed over,
+runs each inside its own ``SAVEPOINT`` within one ``BEGIN IMMEDIATE`` transaction,
+and pays for one fsync per group, so a write is on disk before its caller gets
+an answer and a failing write affects no other. The conditional writes of the
+``Storage`` protocol are single guarded ``UPDATE`` statements, so concurrent
+servers on one file still get one winner. Every SQLite failure reaches the
+caller as ``StorageError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, Literal, TypeVar
+
+from ..errors import StorageError
+from ..models import AuthorizationCode, Client, Token, User
+from . import _sqlite_schema as schema
+from .base import successor_of
+
+_T = TypeVar("_T")
+
+#: The most writes committed together; a bigger group would only delay its first caller.
+_MAX_BATCH = 256
+
+
+class SQLiteStorage:
+    """A ``Storage`` in one SQLite file, opened (and migrated) on first use.
+
+    ``synchronous="FULL"`` fsyncs every commit; ``"NORMAL"`` may lose the last
+    commits on power loss, never on a crash of the process. ``busy_timeout`` is
+    how many seconds to wait for another process holding the file's lock.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = "asgi_oauth.db",
+        *,
+        synchronous: Literal["FULL", "NORMAL"] = "FULL",
+        busy_timeout: float = 5.0,
+    ) -> None:
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError(f"synchronous must be 'FULL' or 'NORMAL', not {synchronous!r}")
+        if os.fspath(path) in ("", ":memory:"):
+            raise ValueError("SQLiteStorage needs a file: its reader and writer share it")
+        self._path = os.fspath(path)
+        self._synchronous = synchronous
+        self._busy_timeout = busy_timeout
+        self._reader: sqlite3.Connection | None = None
+        self._read_lock = threading.Lock()
+        self._writer: sqlite3.Connection | None = None  # owned by the writer thread
+        self._pending: dict[asyncio.AbstractEventLoop, list[_Job[Any]]] = {}
+        self._queue: queue.SimpleQueue[list[_Job[Any]] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._closed = False
+        self._commits = 0  # committed groups, for tests and benchmarks
+
+    async def migrate(self) -> None:
+        """Create or upgrade the schema now rather than on first use; safe to repeat."""
+        await self._write(_nothing)
+
+    async def get_client(self, client_id: str) -> Client | None:
+        rows = await self._read(schema.SELECT_CLIENTS + " WHERE client_id = ?", (client_id,))
+        return schema.client_from_row(rows[0]) if rows else None
+
+    async def save_client(self, client: Client) -> None:
+        row = schema.client_row(client)
+        origins = [(client.client_id, origin) for origin in client.allowed_origins]
+
+        def save(conn: sqlite3.Connection) -> None:
+            conn.execute(schema.INSERT_CLIENT, row)
+            conn.execute("DELETE FROM client_origins WHERE client_id = ?", (client.client_id,))
+            conn.executemany(
+                "INSERT OR IGNORE INTO client_origins (client_id, origin) VALUES (?, ?)", origins
+            )
+
+        await self._write(save)
+
+    async def delete_client(self, client_id: str) -> bool:
+        def delete(conn: sqlite3.Connection) -> bool:
+            if conn.execute("DELETE FROM clients WHERE client_id = ?", (client_id,)).rowcount == 0:
+                return False
+            conn.execute("DELETE FROM client_origins WHERE client_id = ?", (client_id,))
+            conn.execute("DELETE FROM authorization_codes WHERE client_id = ?", (client_id,))
+            conn.execute("DELETE FROM tokens WHERE client_id = ?", (client_id,))
+            return True
+
+        return await self._write(delete)
+
+    async def list_clients(self) -> list[Client]:
+        return [
+            schema.client_from_row(row)
+            for row in await self._read(schema.SELECT_CLIENTS + " ORDER BY client_id")
+        ]
+
+    async def is_allowed_origin(self, origin: str) -> bool:
+        sql = "SELECT 1 FROM client_origins WHERE origin = ? LIMIT 1"
+        return bool(await self._read(sql, (origin,)))
+
+    async def get_user(self, username: str) -> User | None:
+        rows = await self._read(schema.SELECT_USER, (username,))
+        return schema.user_from_row(rows[0]) if rows else None
+
+    async def save_user(self, user: User) -> None:
+        def save(conn: sqlite3.Connection) -> None:
+            sql = "DELETE FROM users WHERE user_id = ? OR username = ?"
+            conn.execute(sql, (user.user_id, user.username))
+            conn.execute(schema.INSERT_USER, schema.user_row(user))
+
+        await self._write(save)
+
+    async def save_authorization_code(self, code: AuthorizationCode) -> None:
+        row = schema.code_row(code)
+        await self._write(lambda conn: conn.execute(schema.INSERT_CODE, row).close())
+
+    async def get_authorization_code(self, code_hash: str) -> AuthorizationCode | None:
+        rows = await self._read(schema.SELECT_CODE, (code_hash,))
+        return schema.code_from_row(rows[0]) if rows else None
+
+    async def redeem_authorization_code(
+        self, code_hash: str, *, tokens: Sequence[Token], now: int
+    ) -> bool:
+        rows = [schema.token_row(token) for token in tokens]
+
+        def redeem(conn: sqlite3.Connection) -> bool:
+            consumed = conn.execute(
+                "UPDATE authorization_codes SET consumed_at = ?"
+                " WHERE code_hash = ? AND consumed_at IS NULL AND expires_at > ?",
+                (now, code_hash, now),
+            )
+            if consumed.rowcount != 1:
+                return False
+            conn.executemany(schema.INSERT_TOKEN, rows)
+            return True
+
+        return await self._write(redeem)
+
+    async def save_tokens(self, tokens: Sequence[Token]) -> None:
+        rows = [schema.token_row(token) for token in tokens]
+        await self._write(lambda conn: conn.executemany(schema.INSERT_TOKEN, rows).close())
+
+    async def get_token(self, token_hash: str) -> Token | None:
+        rows = await self._read(schema.SELECT_TOKEN, (token_hash,))
+        return schema.token_from_row(rows[0]) if rows else None
+
+    async def rotate_refresh_token(
+        self,
+        token_hash: str,
+        *,
+        expected_successor: str | None,
+        tokens: Sequence[Token],
+        now: int,
+    ) -> bool:
+        successor = successor_of(tokens)
+        rows = [schema.token_row(token) for token in tokens]
+
+        def rotate(conn: sqlite3.Connection) -> bool:
+            rotated = conn.execute(
+                "UPDATE tokens SET replaced_by = ?, rotated_at = COALESCE(rotated_at, ?)"
+                " WHERE token_hash = ? AND revoked_at IS NULL AND replaced_by IS ?",
+                (successor, now, token_hash, expected_successor),
+            )
+            if rotated.rowcount == 0:
+                return False
+            if expected_successor is not None:
+                conn.execute(
+                    "UPDATE tokens SET revoked_at = ? WHERE parent_hash = ? AND revoked_at IS NULL",
+                    (now, token_hash),
+                )
+            conn.executemany(schema.INSERT_TOKEN, rows)
+            return True
+
+        return await self._write(rotate)
+
+    async def revoke_token(self, token_hash: str, *, now: int) -> bool:
+        sql = "UPDATE tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL"
+        return await self._write(lambda conn: conn.execute(sql, (now, token_hash)).rowcount == 1)
+
+    async def revoke_family(self, family_id: str, *, now: int) -> int:
+        sql = "UPDATE tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL"
+        return await self._write(lambda conn: conn.execute(sql, (now, family_id)).rowcount)
+
+    async def purge_expired(self, *, now: int) -> int:
+        def purge(conn: sqlite3.Connection) -> int:
+            codes = conn.execute("DELETE FROM authorization_codes WHERE expires_at <= ?", (now,))
+            tokens = conn.execute("DELETE FROM tokens WHERE expires_at <= ?", (now,))
+            return codes.rowcount + tokens.rowcount
+
+        return await self._write(purge)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._flush(asyncio.get_running_loop())
+        self._closed = True
+        try:
+            if self._thread is not None:
+                self._queue.put(None)  # after every write already handed over
+                await asyncio.to_thread(self._thread.join)
+        finally:
+            with self._read_lock:
+                if self._reader is not None:
+                    self._reader.close()
+                    self._reader = None
+
+    # -- reading, on the caller's thread ---------------------------------------------------
+
+    async def _read(self, sql: str, params: schema.Row = ()) -> list[Any]:
+        conn = self._reader or await self._open_reader()
+        try:
+            with self._read_lock:
+                return conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StorageError(f"SQLite read failed: {exc}") from exc
+
+    async def _open_reader(self) -> sqlite3.Connection:
+        await self._write(_nothing)  # the writer creates the file and its schema first
+        with self._read_lock:
+            if self._closed:
+                raise StorageError("the store is closed")
+            if self._reader is None:
+                try:
+                    self._reader = self._connect()
+                    self._reader.execute("PRAGMA query_only = 1")
+                except sqlite3.Error as exc:
+                    if self._reader is not None:
+                        self._reader.close()
+                        self._reader = None
+                    raise StorageError(f"cannot open {self._path}: {exc}") from exc
+            return self._reader
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(
+            self._path,
+            timeout=self._busy_timeout,  # sets SQLite's busy_timeout
+            isolation_level=None,  # autocommit: transactions are explicit
+            check_same_thread=False,
+        )
+
+    # -- writing, on the writer thread ------------------------------------------------------
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``fn`` on the writer thread; its result once it is committed."""
+        if self._closed:
+            raise StorageError("the store is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[_T] = loop.create_future()
+        pending = self._pending.get(loop)
+        if pending is None:
+            pending = self._pending[loop] = []
+            loop.call_soon(self._flush, loop)
+        pending.append(_Job(fn, loop, future))
+        return await future
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Hand the writer every write a loop made in one iteration.
+
+        Waking the writer once the loop is done, rather than at each write,
+        keeps the two threads from taking the GIL from each other write by write.
+        """
+        jobs = self._pending.pop(loop, None)
+        if not jobs:
+            return
+        if self._closed:
+            for job in jobs:
+                job.error = StorageError("the store is closed")
+            _settle(jobs)
+            return
+        if self._thread is None:
+            with self._start_lock:
+                if self._thread is None:
+                    name = "asgi_oauth-sqlite-writer"
+                    self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+                    self._thread.start()
+        self._queue.put(jobs)
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            jobs, stopping = self._next_group()
+            for start in range(0, len(jobs), _MAX_BATCH):
+                self._run_group(jobs[start : start + _MAX_BATCH])
+        self._close_writer()
+
+    def _next_group(self) -> tuple[list[_Job[Any]], bool]:
+        """Wait for some writes, then take those already queued; True when told to stop."""
+        jobs: list[_Job[Any]] = []
+        item = self._queue.get()
+        while item is not None:
+            jobs += item
+            if len(jobs) >= _MAX_BATCH:
+                return jobs, False
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return jobs, False
+        return jobs, True
+
+    def _run_group(self, jobs: list[_Job[Any]]) -> None:
+        pending = jobs
+        try:
+            while pending:
+                pending = self._commit(pending)
+        except BaseException as exc:  # a bug: fail the rest, never leave callers waiting
+            for job in pending:
+                job.error = StorageError(f"SQLite writer failed: {exc!r}")
+            self._close_writer()  # rolls back; the next group reopens it
+        finally:
+            _deliver(jobs)
+
+    def _commit(self, jobs: list[_Job[Any]]) -> list[_Job[Any]]:
+        """Run ``jobs`` in one transaction; return those left for the next one.
+
+        Some failures (disk full, I/O errors) make SQLite roll back the whole
+        transaction: the jobs run so far then fail, and the rest are retried.
+        """
+        done: list[_Job[Any]] = []
+        conn = self._writer
+        try:
+            if conn is None:
+                conn = self._writer = self._open_writer()
+            conn.execute("BEGIN IMMEDIATE")
+            for job in jobs:
+                done.append(job)
+                conn.execute("SAVEPOINT job")
+                try:
+                    job.result = job.fn(conn)
+                except Exception as exc:
+                    job.error = _as_storage_error(exc)
+                    if not conn.in_transaction:
+                        raise _RolledBack from exc
+                    conn.execute("ROLLBACK TO job")
+                conn.execute("RELEASE job")
+            conn.execute("COMMIT")
+        except (sqlite3.Error, _RolledBack) as exc:
+            cause = exc.__cause__ if isinstance(exc, _RolledBack) else exc
+            if conn is not None and conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):  # SQLite rolled back already
+                    conn.execute("ROLLBACK")
+            for job in done or jobs:
+                if job.error is None:
+                    job.error = StorageError(f"SQLite write failed: {cause}")
+                    job.error.__cause__ = cause
+            return jobs[len(done) :] if done else []
+        self._commits += 1
+        return []
+
+    def _open_writer(self) -> sqlite3.Connection:
+        conn = self._connect()
+        try:
+            self._use_wal(conn)
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            conn.execute("PRAGMA cache_size = -16384")  # KiB: keeps hot index pages
+            schema.migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _use_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch the file to WAL, which is remembered in the file, unless it is already.
+
+        SQLite fails the switch at once, without waiting, while another process
+        opens the file, so two processes starting together retry here.
+        """
+        deadline = time.monotonic() + self._busy_timeout
+        while conn.execute("PRAGMA journal_mode").fetchall() != [("wal",)]:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL").fetchall()
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.005)
+
+    def _close_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+class _RolledBack(Exception):
+    """SQLite rolled back the whole transaction while a job failed."""
+
+
+class _Job(Generic[_T]):
+    __slots__ = ("error", "fn", "future", "loop", "result")
+
+    def __init__(
+        self,
+        fn: Callable[[sqlite3.Connection], _T],
+        loop: asyncio.AbstractEventLoop,
+        future: asyncio.Future[_T],
+    ) -> None:
+        self.fn = fn
+        self.loop = loop
+        self.future = future
+        self.result: _T | None = None
+        self.error: BaseException | None = None
+
+
+def _deliver(jobs: list[_Job[Any]]) -> None:
+    """Resolve the jobs' futures, with one wake-up per event loop."""
+    by_loop: defaultdict[asyncio.AbstractEventLoop, list[_Job[Any]]] = defaultdict(list)
+    for job in jobs:
+        by_loop[job.loop].append(job)
+    for loop, its_jobs in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
+            loop.call_soon_threadsafe(_settle, its_jobs)
+
+
+def _settle(jobs: list[_Job[Any]]) -> None:
+    for job in jobs:
+        if job.future.done():  # cancelled by its caller
+            continue
+        if job.error is not None:
+            job.future.set_exception(job.error)
+        else:
+            job.future.set_result(job.result)
+
+
+def _as_storage_error(exc: Exception) -> BaseException:
+    if not isinstance(exc, sqlite3.Error):
+        return exc
+    error = StorageError(f"SQLite write failed: {exc}")
+    error.__cause__ = exc
+    return error
+
+
+def _nothing(conn: sqlite3.Connection) -> None:
+    return None
