@@ -1,0 +1,167 @@
+"""``OAuth2App``: the authorization server's endpoints as one raw ASGI application.
+
+Mount it anywhere (``Mount("/oauth2", app=OAuth2App(server))``, a plain ASGI
+dispatcher, or serve it alone); it routes on the path below ``root_path``. The
+URLs it publishes come from ``Settings.issuer``, never from the Host header.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from starlette.types import Receive, Scope, Send
+
+from ..errors import InvalidRequestError
+from ..server import (
+    INTROSPECTION_PATH,
+    METADATA_PATH,
+    REVOCATION_PATH,
+    TOKEN_PATH,
+    AuthorizationServer,
+)
+from .cors import allowed_origin_headers, preflight_headers
+from .requests import RequestHeaders, read_form
+from .responses import NO_STORE, Headers, send_empty, send_error, send_json
+
+logger = logging.getLogger("asgi_oauth")
+
+Handler = Callable[[Scope, Receive, RequestHeaders], Awaitable[tuple[int, object, Headers]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    methods: tuple[str, ...]
+    handler: Handler
+    cors: bool = False
+
+
+class OAuth2App:
+    """The token, introspection, revocation and metadata endpoints."""
+
+    def __init__(self, server: AuthorizationServer) -> None:
+        self.server = server
+        self._max_body = server.settings.max_body_size
+        self._endpoints: dict[str, Endpoint] = {
+            TOKEN_PATH: Endpoint(("POST",), self._token, cors=True),
+            INTROSPECTION_PATH: Endpoint(("POST",), self._introspect),
+            REVOCATION_PATH: Endpoint(("POST",), self._revoke, cors=True),
+            METADATA_PATH: Endpoint(("GET",), self._metadata, cors=True),
+        }
+        self._mount_checked = False
+        #: Serve this at :attr:`metadata_path` of the host application (RFC 8414 §3.1).
+        self.metadata_app = _MetadataApp(self)
+
+    @property
+    def metadata_path(self) -> str:
+        """Where RFC 8414 §3.1 puts the metadata of an issuer with a path, at the host's root."""
+        return METADATA_PATH + self.server.settings.issuer_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self.dispatch(scope, receive, send, self._route_path(scope))
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+
+    async def dispatch(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+        endpoint = self._endpoints.get(path)
+        cors: Headers = []
+        try:
+            headers = RequestHeaders.from_scope(scope)
+            if endpoint is None:
+                raise InvalidRequestError("no such endpoint", status_code=404)
+            if endpoint.cors and headers.origin is not None:
+                cors = await allowed_origin_headers(self.server.storage, headers.origin)
+            method = scope["method"]
+            if method == "OPTIONS" and endpoint.cors:
+                await self._preflight(send, endpoint, cors)
+                return
+            if method not in endpoint.methods:
+                raise InvalidRequestError(
+                    f"method {method[:16]} not allowed",
+                    status_code=405,
+                    headers={"Allow": ", ".join(endpoint.methods)},
+                )
+            status, body, extra = await endpoint.handler(scope, receive, headers)
+        except Exception as exc:
+            await send_error(send, exc, cors)
+            return
+        await send_json(send, status, body, [*extra, *cors])
+
+    async def _token(
+        self, scope: Scope, receive: Receive, headers: RequestHeaders
+    ) -> tuple[int, object, Headers]:
+        request = await read_form(scope, receive, headers, self._max_body)
+        response = await self.server.token(request)
+        return 200, response.to_dict(), NO_STORE
+
+    async def _introspect(
+        self, scope: Scope, receive: Receive, headers: RequestHeaders
+    ) -> tuple[int, object, Headers]:
+        request = await read_form(scope, receive, headers, self._max_body)
+        result = await self.server.introspect(request)
+        return 200, result.to_dict(), NO_STORE
+
+    async def _revoke(
+        self, scope: Scope, receive: Receive, headers: RequestHeaders
+    ) -> tuple[int, object, Headers]:
+        request = await read_form(scope, receive, headers, self._max_body)
+        await self.server.revoke(request)
+        return 200, {}, NO_STORE
+
+    async def _metadata(
+        self, scope: Scope, receive: Receive, headers: RequestHeaders
+    ) -> tuple[int, object, Headers]:
+        return 200, self.server.metadata(), [(b"cache-control", b"public, max-age=3600")]
+
+    async def _preflight(self, send: Send, endpoint: Endpoint, cors: Headers) -> None:
+        if not cors:
+            await send_empty(send, 403, [(b"vary", b"Origin")])
+            return
+        await send_empty(send, 204, preflight_headers(cors, (*endpoint.methods, "OPTIONS")))
+
+    def _route_path(self, scope: Scope) -> str:
+        """The path below the mount point (ASGI: ``path`` includes ``root_path``)."""
+        path: str = scope["path"]
+        root_path: str = scope.get("root_path", "")
+        if not self._mount_checked:
+            self._check_mount(root_path)
+        if root_path and path.startswith(root_path):
+            return path[len(root_path) :] or "/"
+        return path
+
+    def _check_mount(self, root_path: str) -> None:
+        self._mount_checked = True
+        expected = self.server.settings.issuer_path
+        if root_path.rstrip("/") != expected:
+            logger.warning(
+                "mounted at %r but the issuer %r says %r: published URLs follow the issuer",
+                root_path or "/",
+                self.server.settings.issuer,
+                expected or "/",
+            )
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        """Serve alone (``uvicorn module:app``): close the store at shutdown."""
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.server.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+class _MetadataApp:
+    """The metadata endpoint alone, for the host's ``/.well-known`` (RFC 8414 §3.1)."""
+
+    def __init__(self, app: OAuth2App) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._app.dispatch(scope, receive, send, METADATA_PATH)

@@ -1,0 +1,30 @@
+"""CORS for browser-based clients (Fetch standard), only for origins a client registered.
+
+Only the token, revocation and metadata endpoints take part; the rest of the
+server answers browsers as any other caller.
+"""
+
+from __future__ import annotations
+
+from ..storage.base import Storage
+from .responses import Headers
+
+_ALLOWED_HEADERS = b"Authorization, Content-Type"
+_MAX_AGE = b"600"
+
+
+async def allowed_origin_headers(storage: Storage, origin: str | None) -> Headers:
+    """Headers that let a registered origin read the response; none for others."""
+    if origin is None or not await storage.is_allowed_origin(origin):
+        return []
+    return [(b"access-control-allow-origin", origin.encode("latin-1")), (b"vary", b"Origin")]
+
+
+def preflight_headers(cors: Headers, methods: tuple[str, ...]) -> Headers:
+    """The answer to an allowed preflight (OPTIONS with Access-Control-Request-Method)."""
+    return [
+        *cors,
+        (b"access-control-allow-methods", ", ".join(methods).encode()),
+        (b"access-control-allow-headers", _ALLOWED_HEADERS),
+        (b"access-control-max-age", _MAX_AGE),
+    ]

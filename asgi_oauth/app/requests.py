@@ -1,0 +1,111 @@
+"""Reading an ASGI HTTP request into an ``OAuthRequest``, refusing what RFC 6749 forbids.
+
+Bodies are ``application/x-www-form-urlencoded`` UTF-8 (RFC 6749 Appendix B),
+bounded in size, with each parameter at most once (§3.1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import unquote_plus
+
+from starlette.types import Receive, Scope
+
+from ..errors import InvalidRequestError
+from ..requests import OAuthRequest
+
+_WANTED = {
+    b"authorization": "authorization",
+    b"content-type": "content_type",
+    b"content-length": "content_length",
+    b"origin": "origin",
+}
+
+
+@dataclass(slots=True)
+class RequestHeaders:
+    """The few request headers the endpoints read; a repeated one is refused."""
+
+    authorization: str | None = None
+    content_type: str | None = None
+    content_length: str | None = None
+    origin: str | None = None
+
+    @classmethod
+    def from_scope(cls, scope: Scope) -> RequestHeaders:
+        found: dict[str, str] = {}
+        for raw_name, raw_value in scope["headers"]:
+            key = _WANTED.get(raw_name.lower())
+            if key is not None:
+                if key in found:
+                    raise InvalidRequestError(f"repeated {raw_name.decode()} header")
+                found[key] = raw_value.decode("latin-1")
+        return cls(**found)
+
+
+async def read_form(
+    scope: Scope, receive: Receive, headers: RequestHeaders, max_size: int
+) -> OAuthRequest:
+    """The request's form parameters and Authorization header."""
+    media_type = (headers.content_type or "").partition(";")[0].strip().lower()
+    if media_type != "application/x-www-form-urlencoded":
+        raise InvalidRequestError(
+            "Content-Type must be application/x-www-form-urlencoded", status_code=415
+        )
+    body = await read_body(receive, headers, max_size)
+    return OAuthRequest(form=parse_form(body), authorization=headers.authorization)
+
+
+async def read_body(receive: Receive, headers: RequestHeaders, max_size: int) -> bytes:
+    if headers.content_length is not None:
+        try:
+            declared = int(headers.content_length)
+        except ValueError:
+            raise InvalidRequestError("malformed Content-Length") from None
+        if declared > max_size:
+            raise _too_large(max_size)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise InvalidRequestError("client disconnected")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > max_size:
+            raise _too_large(max_size)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def parse_form(body: bytes) -> dict[str, str]:
+    """Strict urlencoded parsing: UTF-8 only, no repeats, empty values omitted (§3.1)."""
+    try:
+        text = body.decode("utf-8")
+        form: dict[str, str] = {}
+        seen: set[str] = set()
+        for pair in text.split("&"):
+            if not pair:
+                continue
+            raw_name, _, raw_value = pair.partition("=")
+            name = _unquote(raw_name)
+            if name in seen:
+                raise InvalidRequestError(f"repeated parameter: {name[:64]}")
+            seen.add(name)
+            value = _unquote(raw_value)
+            if value:
+                form[name] = value
+    except UnicodeDecodeError:
+        raise InvalidRequestError("request body is not valid UTF-8") from None
+    return form
+
+
+def _unquote(text: str) -> str:
+    if "%" in text or "+" in text:
+        return unquote_plus(text, errors="strict")
+    return text
+
+
+def _too_large(max_size: int) -> InvalidRequestError:
+    return InvalidRequestError(f"request body larger than {max_size} bytes", status_code=413)
