@@ -1,0 +1,133 @@
+"""Shared fixtures: a server on a memory store, registered clients, an HTTP client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import os
+from collections.abc import Generator
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.routing import Mount, Route
+
+from asgi_oauth import AuthorizationServer, Settings
+from asgi_oauth.app import OAuth2App
+from asgi_oauth.storage import MemoryStorage
+
+ISSUER = "https://as.example/oauth2"
+REDIRECT_URI = "https://app.example/cb"
+
+
+class FakeClock:
+    """A settable clock, so expiry is tested without sleeping."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass(frozen=True)
+class Credentials:
+    client_id: str
+    client_secret: str | None
+
+    @property
+    def basic(self) -> tuple[str, str]:
+        assert self.client_secret is not None
+        return (self.client_id, self.client_secret)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """In CI (ASGI_OAUTH_REQUIRE_ALL=1) a test skipped for a missing service fails instead."""
+    report = yield
+    if report.skipped and os.environ.get("ASGI_OAUTH_REQUIRE_ALL") == "1":
+        report.outcome = "failed"
+        report.longrepr = f"skipped, but ASGI_OAUTH_REQUIRE_ALL=1 requires it: {report.longrepr}"
+    return report
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(issuer=ISSUER)
+
+
+@pytest.fixture
+async def server(settings: Settings, clock: FakeClock) -> AsyncIterator[AuthorizationServer]:
+    server = AuthorizationServer(MemoryStorage(), settings, clock=clock)
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+async def confidential(server: AuthorizationServer) -> Credentials:
+    """A confidential client that may use every grant."""
+    registered = await server.register_client(
+        name="Confidential",
+        redirect_uris=[REDIRECT_URI],
+        grant_types=["authorization_code", "client_credentials", "refresh_token", "password"],
+        scope=["read", "write"],
+        allowed_origins=["https://app.example"],
+    )
+    return Credentials(registered.client.client_id, registered.client_secret)
+
+
+@pytest.fixture
+async def public(server: AuthorizationServer) -> Credentials:
+    """A public (browser or native) client: PKCE, no secret."""
+    registered = await server.register_client(
+        name="Public",
+        redirect_uris=[REDIRECT_URI],
+        grant_types=["authorization_code", "refresh_token"],
+        scope=["read", "write"],
+        public=True,
+        allowed_origins=["https://spa.example"],
+    )
+    return Credentials(registered.client.client_id, None)
+
+
+@pytest.fixture
+async def resource_server(server: AuthorizationServer) -> Credentials:
+    registered = await server.register_client(
+        name="API", grant_types=["client_credentials"], is_resource_server=True
+    )
+    return Credentials(registered.client.client_id, registered.client_secret)
+
+
+@pytest.fixture
+def oauth_app(server: AuthorizationServer) -> OAuth2App:
+    return OAuth2App(server)
+
+
+@pytest.fixture
+async def http(oauth_app: OAuth2App) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for the app mounted at /oauth2 in Starlette, as in the README."""
+    app = Starlette(
+        routes=[
+            Mount("/oauth2", app=oauth_app),
+            Route(oauth_app.metadata_path, oauth_app.metadata_app),
+        ]
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://as.example") as client:
+        yield client

@@ -1,0 +1,1 @@
+"""ASGI applications that the real-server tests run in subprocesses."""

@@ -1,0 +1,504 @@
+"""The ``Storage`` contract, run against every backend."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from asgi_oauth.errors import StorageError
+from asgi_oauth.models import AuthorizationCode, Client, Token, User
+from asgi_oauth.storage import MemoryStorage, SQLiteStorage, Storage
+
+pytestmark = pytest.mark.anyio
+
+NOW = 1_700_000_000
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
+    store: Storage = (
+        MemoryStorage() if request.param == "memory" else SQLiteStorage(tmp_path / "store.db")
+    )
+    yield store
+    await store.close()
+
+
+def make_client(client_id: str = "client-1", **kw: Any) -> Client:
+    fields: dict[str, Any] = {
+        "secret_hash": "scrypt$secret",
+        "name": "Example",
+        "redirect_uris": ("https://app.example/cb", "http://127.0.0.1:8000/cb"),
+        "scope": frozenset({"openid", "profile"}),
+        "allowed_origins": ("https://app.example",),
+        "created_at": NOW,
+    }
+    return Client(client_id=client_id, **{**fields, **kw})
+
+
+def make_user(user_id: str = "user-1", username: str = "alice", **kw: Any) -> User:
+    fields: dict[str, Any] = {"password_hash": "scrypt$pw", "created_at": NOW}
+    return User(user_id=user_id, username=username, **{**fields, **kw})
+
+
+def make_code(code_hash: str = "code-1", **kw: Any) -> AuthorizationCode:
+    fields: dict[str, Any] = {
+        "client_id": "client-1",
+        "subject": "user-1",
+        "scope": frozenset({"openid"}),
+        "redirect_uri": "https://app.example/cb",
+        "family_id": f"family-{code_hash}",
+        "issued_at": NOW,
+        "expires_at": NOW + 60,
+    }
+    return AuthorizationCode(code_hash=code_hash, **{**fields, **kw})
+
+
+def make_token(token_hash: str = "token-1", **kw: Any) -> Token:
+    fields: dict[str, Any] = {
+        "kind": "access_token",
+        "client_id": "client-1",
+        "scope": frozenset({"openid"}),
+        "family_id": "family-1",
+        "issued_at": NOW,
+        "expires_at": NOW + 3600,
+        "subject": "user-1",
+    }
+    return Token(token_hash=token_hash, **{**fields, **kw})
+
+
+def make_pair(prefix: str, family_id: str = "family-1", parent: str | None = None) -> list[Token]:
+    """An access token and a refresh token, as one grant or rotation issues them."""
+    return [
+        make_token(f"{prefix}-at", family_id=family_id, parent_hash=parent),
+        make_token(
+            f"{prefix}-rt",
+            kind="refresh_token",
+            family_id=family_id,
+            parent_hash=parent,
+            expires_at=NOW + 86400,
+        ),
+    ]
+
+
+async def exist(storage: Storage, hashes: list[str]) -> list[bool]:
+    return [await storage.get_token(h) is not None for h in hashes]
+
+
+# -- clients -------------------------------------------------------------------------------
+
+
+async def test_client_round_trips_every_field(storage: Storage) -> None:
+    client = make_client(
+        grant_types=frozenset({"authorization_code", "refresh_token", "client_credentials"}),
+        is_resource_server=True,
+        require_pkce=True,
+    )
+    public = make_client("client-2", secret_hash=None, redirect_uris=(), allowed_origins=())
+    await storage.save_client(client)
+    await storage.save_client(public)
+    assert await storage.get_client("client-1") == client
+    assert await storage.get_client("client-2") == public
+    assert await storage.get_client("nobody") is None
+
+
+async def test_save_client_replaces_the_one_with_the_same_id(storage: Storage) -> None:
+    await storage.save_client(make_client(name="Old"))
+    await storage.save_client(make_client(name="New", scope=frozenset({"email"})))
+    assert await storage.get_client("client-1") == make_client(
+        name="New", scope=frozenset({"email"})
+    )
+    assert await storage.list_clients() == [make_client(name="New", scope=frozenset({"email"}))]
+
+
+async def test_list_clients_is_ordered_by_id(storage: Storage) -> None:
+    assert await storage.list_clients() == []
+    for client_id in ("c", "a", "b"):
+        await storage.save_client(make_client(client_id))
+    assert [c.client_id for c in await storage.list_clients()] == ["a", "b", "c"]
+
+
+async def test_delete_client_removes_its_codes_and_tokens_only(storage: Storage) -> None:
+    await storage.save_client(make_client("client-1"))
+    await storage.save_client(make_client("client-2"))
+    await storage.save_authorization_code(make_code("code-1", client_id="client-1"))
+    await storage.save_authorization_code(make_code("code-2", client_id="client-2"))
+    await storage.save_tokens([make_token("t1", client_id="client-1")])
+    await storage.save_tokens([make_token("t2", client_id="client-2")])
+
+    assert await storage.delete_client("client-1") is True
+
+    assert await storage.get_client("client-1") is None
+    assert await storage.get_authorization_code("code-1") is None
+    assert await storage.get_token("t1") is None
+    assert await storage.get_client("client-2") is not None
+    assert await storage.get_authorization_code("code-2") is not None
+    assert await storage.get_token("t2") is not None
+    assert await storage.delete_client("client-1") is False
+    assert await storage.delete_client("nobody") is False
+
+
+async def test_is_allowed_origin_follows_the_registered_clients(storage: Storage) -> None:
+    assert await storage.is_allowed_origin("https://app.example") is False
+    await storage.save_client(
+        make_client(allowed_origins=("https://a.example", "https://b.example"))
+    )
+    await storage.save_client(make_client("client-2", allowed_origins=("https://c.example",)))
+    for origin in ("https://a.example", "https://b.example", "https://c.example"):
+        assert await storage.is_allowed_origin(origin) is True
+    assert await storage.is_allowed_origin("https://evil.example") is False
+    assert await storage.is_allowed_origin("https://a.example/") is False
+
+    await storage.save_client(make_client(allowed_origins=("https://b.example",)))
+    assert await storage.is_allowed_origin("https://a.example") is False
+    assert await storage.is_allowed_origin("https://b.example") is True
+
+    await storage.delete_client("client-2")
+    assert await storage.is_allowed_origin("https://c.example") is False
+
+
+# -- users ---------------------------------------------------------------------------------
+
+
+async def test_user_is_found_by_username(storage: Storage) -> None:
+    await storage.save_user(make_user())
+    await storage.save_user(make_user("user-2", "bob"))
+    assert await storage.get_user("alice") == make_user()
+    assert await storage.get_user("bob") == make_user("user-2", "bob")
+    assert await storage.get_user("carol") is None
+
+
+async def test_save_user_replaces_the_one_with_the_same_id(storage: Storage) -> None:
+    await storage.save_user(make_user("user-1", "alice"))
+    renamed = make_user("user-1", "alicia", password_hash="scrypt$new")
+    await storage.save_user(renamed)
+    assert await storage.get_user("alice") is None
+    assert await storage.get_user("alicia") == renamed
+
+
+# -- authorization codes -------------------------------------------------------------------
+
+
+async def test_code_round_trips_every_field(storage: Storage) -> None:
+    code = make_code(
+        scope=frozenset({"openid", "profile", "email"}),
+        code_challenge="E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        code_challenge_method="S256",
+        nonce="n-0S6_WzA2Mj",
+    )
+    bare = make_code("code-2", redirect_uri=None, scope=frozenset())
+    await storage.save_authorization_code(code)
+    await storage.save_authorization_code(bare)
+    assert await storage.get_authorization_code("code-1") == code
+    assert await storage.get_authorization_code("code-2") == bare
+    assert await storage.get_authorization_code("nothing") is None
+
+
+async def test_a_code_redeems_once_and_writes_the_tokens(storage: Storage) -> None:
+    await storage.save_authorization_code(make_code())
+    tokens = make_pair("first", family_id="family-code-1")
+
+    assert await storage.redeem_authorization_code("code-1", tokens=tokens, now=NOW + 1) is True
+    code = await storage.get_authorization_code("code-1")
+    assert code == make_code(consumed_at=NOW + 1)
+    assert [await storage.get_token(t.token_hash) for t in tokens] == tokens
+
+    again = make_pair("second", family_id="family-code-1")
+    assert await storage.redeem_authorization_code("code-1", tokens=again, now=NOW + 2) is False
+    assert await exist(storage, ["second-at", "second-rt"]) == [False, False]
+    assert await storage.get_authorization_code("code-1") == make_code(consumed_at=NOW + 1)
+
+
+async def test_an_expired_code_does_not_redeem(storage: Storage) -> None:
+    await storage.save_authorization_code(make_code(expires_at=NOW))
+    tokens = make_pair("late")
+    assert await storage.redeem_authorization_code("code-1", tokens=tokens, now=NOW) is False
+    assert await storage.get_authorization_code("code-1") == make_code(expires_at=NOW)
+    assert await exist(storage, ["late-at", "late-rt"]) == [False, False]
+
+
+async def test_an_unknown_code_does_not_redeem(storage: Storage) -> None:
+    tokens = make_pair("ghost")
+    assert await storage.redeem_authorization_code("nothing", tokens=tokens, now=NOW) is False
+    assert await exist(storage, ["ghost-at", "ghost-rt"]) == [False, False]
+
+
+async def test_concurrent_redemptions_have_one_winner(storage: Storage) -> None:
+    await storage.save_authorization_code(make_code())
+    attempts = [make_pair(f"try{i}") for i in range(50)]
+    results = await asyncio.gather(
+        *(
+            storage.redeem_authorization_code("code-1", tokens=tokens, now=NOW)
+            for tokens in attempts
+        )
+    )
+    assert results.count(True) == 1
+    winner = results.index(True)
+    for i, tokens in enumerate(attempts):
+        hashes = [t.token_hash for t in tokens]
+        assert await exist(storage, hashes) == [i == winner] * 2
+
+
+# -- tokens --------------------------------------------------------------------------------
+
+
+async def test_token_round_trips_every_field(storage: Storage) -> None:
+    token = make_token(
+        scope=frozenset({"openid", "profile"}),
+        audience=("https://api.example", "https://other.example"),
+        parent_hash="parent",
+        replaced_by="next",
+        rotated_at=NOW + 5,
+        revoked_at=NOW + 6,
+    )
+    machine = make_token("token-2", subject=None, scope=frozenset(), kind="refresh_token")
+    await storage.save_tokens([token, machine])
+    assert await storage.get_token("token-1") == token
+    assert await storage.get_token("token-2") == machine
+    assert await storage.get_token("nothing") is None
+
+
+async def test_save_tokens_with_nothing_is_fine(storage: Storage) -> None:
+    await storage.save_tokens([])
+    assert await storage.get_token("token-1") is None
+
+
+async def test_first_rotation(storage: Storage) -> None:
+    await storage.save_tokens(make_pair("g0"))
+    new = make_pair("g1", parent="g0-rt")
+
+    rotated = await storage.rotate_refresh_token(
+        "g0-rt", expected_successor=None, tokens=new, now=NOW + 10
+    )
+
+    assert rotated is True
+    old = await storage.get_token("g0-rt")
+    assert old is not None
+    assert (old.replaced_by, old.rotated_at, old.revoked_at) == ("g1-rt", NOW + 10, None)
+    assert [await storage.get_token(t.token_hash) for t in new] == new
+
+
+async def test_a_second_first_rotation_loses(storage: Storage) -> None:
+    await storage.save_tokens(make_pair("g0"))
+    first = make_pair("g1", parent="g0-rt")
+    await storage.rotate_refresh_token("g0-rt", expected_successor=None, tokens=first, now=NOW)
+    before = await storage.get_token("g0-rt")
+
+    second = make_pair("g1b", parent="g0-rt")
+    rotated = await storage.rotate_refresh_token(
+        "g0-rt", expected_successor=None, tokens=second, now=NOW + 1
+    )
+
+    assert rotated is False
+    assert await storage.get_token("g0-rt") == before
+    assert await exist(storage, ["g1b-at", "g1b-rt"]) == [False, False]
+
+
+async def test_grace_rotation_revokes_the_previous_successors(storage: Storage) -> None:
+    await storage.save_tokens(make_pair("g0"))
+    first = make_pair("g1", parent="g0-rt")
+    await storage.rotate_refresh_token("g0-rt", expected_successor=None, tokens=first, now=NOW)
+
+    retry = make_pair("g2", parent="g0-rt")
+    rotated = await storage.rotate_refresh_token(
+        "g0-rt", expected_successor="g1-rt", tokens=retry, now=NOW + 5
+    )
+
+    assert rotated is True
+    old = await storage.get_token("g0-rt")
+    assert old is not None
+    assert (old.replaced_by, old.rotated_at, old.revoked_at) == ("g2-rt", NOW, None)
+    for token in first:
+        assert await storage.get_token(token.token_hash) == dataclasses.replace(
+            token, revoked_at=NOW + 5
+        )
+    assert [await storage.get_token(t.token_hash) for t in retry] == retry
+    sibling = await storage.get_token("g0-at")  # not a child of g0-rt
+    assert sibling is not None
+    assert sibling.revoked_at is None
+
+
+async def test_rotation_with_a_stale_expected_successor_loses(storage: Storage) -> None:
+    await storage.save_tokens(make_pair("g0"))
+    await storage.rotate_refresh_token(
+        "g0-rt", expected_successor=None, tokens=make_pair("g1", parent="g0-rt"), now=NOW
+    )
+    await storage.rotate_refresh_token(
+        "g0-rt", expected_successor="g1-rt", tokens=make_pair("g2", parent="g0-rt"), now=NOW
+    )
+    late = make_pair("g3", parent="g0-rt")
+    assert (
+        await storage.rotate_refresh_token(
+            "g0-rt", expected_successor="g1-rt", tokens=late, now=NOW + 1
+        )
+        is False
+    )
+    assert await exist(storage, ["g2-at", "g2-rt", "g3-at", "g3-rt"]) == [True, True, False, False]
+    g2 = await storage.get_token("g2-rt")
+    assert g2 is not None
+    assert g2.revoked_at is None
+
+
+async def test_a_revoked_or_unknown_token_does_not_rotate(storage: Storage) -> None:
+    await storage.save_tokens(make_pair("g0"))
+    await storage.revoke_token("g0-rt", now=NOW)
+    new = make_pair("g1", parent="g0-rt")
+    for token_hash in ("g0-rt", "nothing"):
+        assert (
+            await storage.rotate_refresh_token(
+                token_hash, expected_successor=None, tokens=new, now=NOW + 1
+            )
+            is False
+        )
+    assert await exist(storage, ["g1-at", "g1-rt"]) == [False, False]
+    old = await storage.get_token("g0-rt")
+    assert old is not None
+    assert (old.replaced_by, old.rotated_at) == (None, None)
+
+
+async def test_rotation_must_issue_a_refresh_token(storage: Storage) -> None:
+    await storage.save_tokens(make_pair("g0"))
+    with pytest.raises(ValueError, match="refresh token"):
+        await storage.rotate_refresh_token(
+            "g0-rt", expected_successor=None, tokens=[make_token("g1-at")], now=NOW
+        )
+    assert await storage.get_token("g1-at") is None
+    old = await storage.get_token("g0-rt")
+    assert old is not None
+    assert old.replaced_by is None
+
+
+async def test_a_grace_rotation_without_a_refresh_token_writes_nothing(
+    storage: Storage,
+) -> None:
+    await storage.save_tokens(make_pair("g0"))
+    assert await storage.rotate_refresh_token(
+        "g0-rt", expected_successor=None, tokens=make_pair("g1", parent="g0-rt"), now=NOW
+    )
+    with pytest.raises(ValueError, match="refresh token"):
+        await storage.rotate_refresh_token(
+            "g0-rt", expected_successor="g1-rt", tokens=[make_token("g2-at")], now=NOW
+        )
+    assert await exist(storage, ["g2-at"]) == [False]
+    successor = await storage.get_token("g1-rt")
+    assert successor is not None
+    assert successor.revoked_at is None
+
+
+async def test_a_duplicate_token_hash_is_refused_and_nothing_is_written(
+    storage: Storage,
+) -> None:
+    await storage.save_tokens([make_token("dup")])
+    with pytest.raises(StorageError):
+        await storage.save_tokens([make_token("fresh"), make_token("dup", subject="other")])
+    assert await exist(storage, ["fresh"]) == [False]
+    stored = await storage.get_token("dup")
+    assert stored is not None
+    assert stored.subject == "user-1"
+    await storage.save_authorization_code(make_code("c"))
+    with pytest.raises(StorageError):
+        await storage.save_authorization_code(make_code("c", subject="other"))
+    code = await storage.get_authorization_code("c")
+    assert code is not None
+    assert code.subject == "user-1"
+
+
+async def test_concurrent_rotations_have_one_winner(storage: Storage) -> None:
+    await storage.save_tokens(make_pair("g0"))
+    attempts = [make_pair(f"try{i}", parent="g0-rt") for i in range(20)]
+    results = await asyncio.gather(
+        *(
+            storage.rotate_refresh_token("g0-rt", expected_successor=None, tokens=tokens, now=NOW)
+            for tokens in attempts
+        )
+    )
+    assert results.count(True) == 1
+    winner = results.index(True)
+    old = await storage.get_token("g0-rt")
+    assert old is not None
+    assert old.replaced_by == f"try{winner}-rt"
+    for i, tokens in enumerate(attempts):
+        assert await exist(storage, [t.token_hash for t in tokens]) == [i == winner] * 2
+
+
+async def test_revoke_token(storage: Storage) -> None:
+    await storage.save_tokens([make_token()])
+    assert await storage.revoke_token("token-1", now=NOW + 1) is True
+    assert await storage.get_token("token-1") == make_token(revoked_at=NOW + 1)
+    assert await storage.revoke_token("token-1", now=NOW + 2) is False
+    assert await storage.get_token("token-1") == make_token(revoked_at=NOW + 1)
+    assert await storage.revoke_token("nothing", now=NOW) is False
+
+
+async def test_revoke_family_counts_what_it_revoked(storage: Storage) -> None:
+    await storage.save_tokens(make_pair("a", family_id="family-1"))
+    await storage.save_tokens([make_token("a-old", family_id="family-1", revoked_at=NOW - 1)])
+    await storage.save_tokens(make_pair("b", family_id="family-2"))
+
+    assert await storage.revoke_family("family-1", now=NOW) == 2
+
+    for token_hash, revoked_at in [("a-at", NOW), ("a-rt", NOW), ("a-old", NOW - 1)]:
+        token = await storage.get_token(token_hash)
+        assert token is not None
+        assert token.revoked_at == revoked_at
+    for token_hash in ("b-at", "b-rt"):
+        token = await storage.get_token(token_hash)
+        assert token is not None
+        assert token.revoked_at is None
+    assert await storage.revoke_family("family-1", now=NOW + 1) == 0
+    assert await storage.revoke_family("nothing", now=NOW) == 0
+
+
+async def test_purge_expired_removes_only_expired_rows(storage: Storage) -> None:
+    await storage.save_authorization_code(make_code("code-old", expires_at=NOW - 1))
+    await storage.save_authorization_code(make_code("code-edge", expires_at=NOW))
+    await storage.save_authorization_code(make_code("code-live", expires_at=NOW + 1))
+    await storage.save_tokens(
+        [
+            make_token("t-old", expires_at=NOW - 100),
+            make_token("t-edge", expires_at=NOW),
+            make_token("t-live", expires_at=NOW + 1),
+            make_token("t-revoked-live", expires_at=NOW + 1, revoked_at=NOW - 1),
+        ]
+    )
+
+    assert await storage.purge_expired(now=NOW) == 4
+
+    for code_hash, kept in [("code-old", False), ("code-edge", False), ("code-live", True)]:
+        assert (await storage.get_authorization_code(code_hash) is not None) is kept
+    assert await exist(storage, ["t-old", "t-edge", "t-live", "t-revoked-live"]) == [
+        False,
+        False,
+        True,
+        True,
+    ]
+    assert await storage.purge_expired(now=NOW) == 0
+
+
+async def test_purged_successors_do_not_hinder_a_grace_rotation(storage: Storage) -> None:
+    await storage.save_tokens(make_pair("g0"))
+    first = [dataclasses.replace(t, expires_at=NOW + 1) for t in make_pair("g1", parent="g0-rt")]
+    await storage.rotate_refresh_token("g0-rt", expected_successor=None, tokens=first, now=NOW)
+    assert await storage.purge_expired(now=NOW + 1) == 2
+
+    retry = make_pair("g2", parent="g0-rt")
+    assert await storage.rotate_refresh_token(
+        "g0-rt", expected_successor="g1-rt", tokens=retry, now=NOW + 1
+    )
+    assert [await storage.get_token(t.token_hash) for t in retry] == retry
+    assert await storage.revoke_family("family-1", now=NOW + 2) == 4
+
+
+async def test_close_is_idempotent(storage: Storage) -> None:
+    await storage.save_tokens([make_token()])
+    await storage.close()
+    await storage.close()

@@ -1,0 +1,421 @@
+"""What only ``SQLiteStorage`` promises: durability, migrations, group commit, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import sqlite3
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from asgi_oauth.errors import StorageError
+from asgi_oauth.models import AuthorizationCode, Client, Token, User
+from asgi_oauth.storage import SQLiteStorage, _sqlite_schema, sqlite
+
+pytestmark = pytest.mark.anyio
+
+NOW = 1_700_000_000
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "oauth.db"
+
+
+@pytest.fixture
+async def store(path: Path) -> AsyncIterator[SQLiteStorage]:
+    store = SQLiteStorage(path)
+    yield store
+    await store.close()
+
+
+def make_client() -> Client:
+    return Client("client-1", allowed_origins=("https://app.example",), created_at=NOW)
+
+
+def make_user() -> User:
+    return User("user-1", "alice", "scrypt$pw", created_at=NOW)
+
+
+def make_code() -> AuthorizationCode:
+    return AuthorizationCode(
+        "code-1", "client-1", "user-1", frozenset({"openid"}), None, "family-c", NOW, NOW + 60
+    )
+
+
+def make_token(token_hash: str = "token-1", **kw: Any) -> Token:
+    fields: dict[str, Any] = {"kind": "access_token", "client_id": "client-1"}
+    fields |= {"scope": frozenset({"openid"}), "family_id": "family-1"}
+    fields |= {"issued_at": NOW, "expires_at": NOW + 3600}
+    return Token(token_hash=token_hash, **{**fields, **kw})
+
+
+def make_pair(prefix: str, parent: str | None = None) -> list[Token]:
+    return [
+        make_token(f"{prefix}-at", parent_hash=parent),
+        make_token(f"{prefix}-rt", kind="refresh_token", parent_hash=parent),
+    ]
+
+
+def read_file(path: Path, sql: str) -> list[tuple[object, ...]]:
+    """Query the file over a connection of its own, as another process would."""
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+class Gate:
+    """Holds the writer thread inside a job, so that the writes behind it queue up."""
+
+    def __init__(self, store: SQLiteStorage) -> None:
+        self.entered = threading.Event()
+        self.opened = threading.Event()
+        self.task = asyncio.ensure_future(store._write(self._hold))
+
+    def _hold(self, conn: sqlite3.Connection) -> None:
+        self.entered.set()
+        self.opened.wait(10)
+
+    async def __aenter__(self) -> Gate:
+        assert await asyncio.to_thread(self.entered.wait, 10)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.opened.set()
+        await self.task
+
+
+async def until_queued(store: SQLiteStorage, count: int) -> None:
+    """Let the event loop hand ``count`` groups of writes to the (held) writer."""
+    for _ in range(100):
+        if store._queue.qsize() >= count:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("the writes never reached the writer's queue")
+
+
+async def test_data_survives_close_and_reopen(path: Path) -> None:
+    client, user, code = make_client(), make_user(), make_code()
+    tokens = make_pair("g0")
+    first = SQLiteStorage(path)
+    await first.save_client(client)
+    await first.save_user(user)
+    await first.save_authorization_code(code)
+    await first.save_tokens(tokens)
+    await first.close()
+
+    second = SQLiteStorage(path)
+    try:
+        assert await second.get_client("client-1") == client
+        assert await second.is_allowed_origin("https://app.example") is True
+        assert await second.get_user("alice") == user
+        assert await second.get_authorization_code("code-1") == code
+        assert [await second.get_token(t.token_hash) for t in tokens] == tokens
+    finally:
+        await second.close()
+
+
+async def test_synchronous_normal_works_too(path: Path) -> None:
+    store = SQLiteStorage(path, synchronous="NORMAL")
+    try:
+        await store.save_tokens([make_token()])
+        assert await store.get_token("token-1") == make_token()
+    finally:
+        await store.close()
+    assert read_file(path, "PRAGMA journal_mode") == [("wal",)]
+
+
+async def test_migrate_is_idempotent_and_keeps_existing_tables(path: Path) -> None:
+    store = SQLiteStorage(path)
+    await store.migrate()
+    await store.migrate()
+    await store.save_tokens([make_token()])
+    await store.close()
+    version = read_file(path, "SELECT version FROM schema_version")
+    tables = read_file(path, "SELECT type, name, rootpage, sql FROM sqlite_schema ORDER BY name")
+    assert version == [(_sqlite_schema.SCHEMA_VERSION,)]
+    assert {"clients", "client_origins", "users", "authorization_codes", "tokens"} <= {
+        name for _, name, _, _ in tables
+    }
+
+    again = SQLiteStorage(path)
+    try:
+        await again.migrate()
+        assert await again.get_token("token-1") == make_token()
+    finally:
+        await again.close()
+    assert read_file(path, "SELECT version FROM schema_version") == version
+    assert read_file(path, "SELECT type, name, rootpage, sql FROM sqlite_schema ORDER BY name") == (
+        tables
+    )
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        assert _sqlite_schema.migrate(conn) == 0
+    finally:
+        conn.close()
+
+
+async def test_two_stores_on_one_file_see_each_other(path: Path) -> None:
+    one, two = SQLiteStorage(path), SQLiteStorage(path)
+    try:
+        await asyncio.gather(one.migrate(), two.migrate())
+        await one.save_tokens(make_pair("g0"))
+        assert await two.get_token("g0-rt") == make_pair("g0")[1]
+
+        new = make_pair("g1", parent="g0-rt")
+        assert await two.rotate_refresh_token("g0-rt", expected_successor=None, tokens=new, now=NOW)
+        rotated = await one.get_token("g0-rt")
+        assert rotated is not None
+        assert rotated.replaced_by == "g1-rt"
+
+        await one.save_authorization_code(make_code())
+        results = await asyncio.gather(
+            *(
+                store.redeem_authorization_code("code-1", tokens=make_pair(f"r{i}"), now=NOW)
+                for i, store in enumerate([one, two] * 5)
+            )
+        )
+        assert results.count(True) == 1
+    finally:
+        await one.close()
+        await two.close()
+
+
+@pytest.fixture
+def junk(path: Path) -> Path:
+    path.write_bytes(b"this is not an SQLite database\n" * 200)
+    return path
+
+
+async def test_a_file_that_is_not_a_database_raises_storage_error(junk: Path) -> None:
+    store = SQLiteStorage(junk)
+    try:
+        with pytest.raises(StorageError) as info:
+            await store.get_token("token-1")
+        assert isinstance(info.value.__cause__, sqlite3.DatabaseError)
+        with pytest.raises(StorageError):
+            await store.save_tokens([make_token()])
+        with pytest.raises(StorageError):
+            await store.migrate()
+    finally:
+        await store.close()
+
+
+async def test_a_schema_from_the_future_is_refused(path: Path) -> None:
+    store = SQLiteStorage(path)
+    await store.migrate()
+    await store.close()
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("UPDATE schema_version SET version = 999")
+    conn.close()
+
+    store = SQLiteStorage(path)
+    try:
+        with pytest.raises(StorageError, match="newer"):
+            await store.get_client("client-1")
+    finally:
+        await store.close()
+
+
+async def test_read_failures_raise_storage_error(store: SQLiteStorage, path: Path) -> None:
+    await store.save_tokens([make_token()])
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE tokens")
+    conn.close()
+    with pytest.raises(StorageError) as info:
+        await store.get_token("token-1")
+    assert isinstance(info.value.__cause__, sqlite3.OperationalError)
+
+
+async def test_a_locked_database_raises_storage_error_then_recovers(path: Path) -> None:
+    store = SQLiteStorage(path, busy_timeout=0.05)
+    try:
+        await store.migrate()
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(StorageError, match="locked"):
+                await store.save_tokens([make_token()])
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert await store.get_token("token-1") is None
+        await store.save_tokens([make_token()])
+        assert await store.get_token("token-1") == make_token()
+    finally:
+        await store.close()
+
+
+async def test_a_full_disk_raises_storage_error_and_writes_nothing(store: SQLiteStorage) -> None:
+    await store.save_tokens([make_token("seed")])
+    await store._write(lambda conn: conn.execute("PRAGMA max_page_count = 1").close())
+    big = [make_token(f"big-{i}", scope=frozenset({f"s{i}-" + "x" * 2000})) for i in range(50)]
+
+    with pytest.raises(StorageError, match="full"):
+        await store.save_tokens(big)
+    assert [await store.get_token(t.token_hash) for t in big] == [None] * len(big)
+    await store.save_authorization_code(make_code())
+    with pytest.raises(StorageError):
+        await store.redeem_authorization_code("code-1", tokens=big, now=NOW)
+    code = await store.get_authorization_code("code-1")
+    assert code is not None
+    assert code.consumed_at is None
+
+    await store._write(lambda conn: conn.execute("PRAGMA max_page_count = 1073741823").close())
+    assert await store.redeem_authorization_code("code-1", tokens=big, now=NOW) is True
+    assert await store.get_token("big-49") == big[49]
+
+
+async def test_every_answer_matches_the_file_when_the_disk_fills(store: SQLiteStorage) -> None:
+    await store.save_tokens([make_token("seed")])
+    await store._write(lambda conn: conn.execute("PRAGMA max_page_count = 1").close())
+    batches = [
+        [make_token(f"b{i}-{j}", scope=frozenset({"x" * (50 + 400 * i)})) for j in range(20)]
+        for i in range(6)
+    ]
+    async with Gate(store):
+        calls = [asyncio.ensure_future(store.save_tokens(batch)) for batch in batches]
+        await until_queued(store, 1)
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+
+    assert any(isinstance(outcome, StorageError) for outcome in outcomes)
+    for batch, outcome in zip(batches, outcomes, strict=True):
+        assert outcome is None or isinstance(outcome, StorageError)
+        stored = [await store.get_token(t.token_hash) for t in batch]
+        assert stored == (batch if outcome is None else [None] * len(batch))
+
+
+async def test_a_failing_write_does_not_spoil_its_group(store: SQLiteStorage) -> None:
+    await store.save_tokens([make_token("taken")])
+    commits = store._commits
+    async with Gate(store):
+        duplicate = asyncio.ensure_future(store.save_tokens([make_token("taken")]))
+        broken = asyncio.ensure_future(store._write(lambda conn: 1 // 0))
+        half = asyncio.ensure_future(
+            store.save_tokens([make_token("half-1"), make_token("taken", family_id="other")])
+        )
+        valid = asyncio.ensure_future(store.save_tokens(make_pair("ok")))
+        await until_queued(store, 1)
+
+    with pytest.raises(StorageError, match="UNIQUE"):
+        await duplicate
+    with pytest.raises(ZeroDivisionError):
+        await broken
+    with pytest.raises(StorageError):
+        await half
+    await valid
+    assert store._commits == commits + 2  # the gate's group, then the four writes' group
+    assert await store.get_token("taken") == make_token("taken")
+    assert await store.get_token("half-1") is None
+    assert [await store.get_token(t.token_hash) for t in make_pair("ok")] == make_pair("ok")
+
+
+async def test_writes_are_committed_in_groups(store: SQLiteStorage) -> None:
+    await store.migrate()
+    commits = store._commits
+    tokens = [make_token(f"t{i}", family_id=f"f{i}") for i in range(300)]
+    async with Gate(store):
+        calls = [asyncio.ensure_future(store.save_tokens([token])) for token in tokens]
+        await until_queued(store, 1)
+    await asyncio.gather(*calls)
+
+    assert store._commits - commits == 1 + math.ceil(len(tokens) / sqlite._MAX_BATCH)
+    assert [await store.get_token(t.token_hash) for t in tokens] == tokens
+
+
+async def test_writes_behind_a_rolled_back_transaction_are_retried(store: SQLiteStorage) -> None:
+    def abort(conn: sqlite3.Connection) -> None:
+        conn.execute("ROLLBACK")  # what SQLite does by itself on some I/O errors
+        raise sqlite3.OperationalError("disk I/O error (simulated)")
+
+    await store.migrate()
+    async with Gate(store):
+        before = asyncio.ensure_future(store.save_tokens([make_token("before")]))
+        aborted = asyncio.ensure_future(store._write(abort))
+        after = asyncio.ensure_future(store.save_tokens([make_token("after")]))
+        await until_queued(store, 1)
+
+    with pytest.raises(StorageError, match="simulated"):
+        await before  # its write went with the transaction
+    with pytest.raises(StorageError, match="simulated"):
+        await aborted
+    await after
+    assert await store.get_token("before") is None
+    assert await store.get_token("after") == make_token("after")
+
+
+async def test_a_bug_in_the_writer_fails_its_group_and_the_writer_goes_on(
+    store: SQLiteStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await store.migrate()
+
+    def boom(jobs: object) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(store, "_commit", boom)
+    with pytest.raises(StorageError, match="bug"):
+        await store.save_tokens([make_token()])
+    monkeypatch.undo()
+    await store.save_tokens([make_token()])
+    assert await store.get_token("token-1") == make_token()
+
+
+async def test_a_read_racing_close_fails_cleanly(store: SQLiteStorage) -> None:
+    read = asyncio.ensure_future(store.get_client("client-1"))
+    await asyncio.sleep(0)  # the read is waiting for the file to be opened
+    await store.close()
+    with pytest.raises(StorageError, match="closed"):
+        await read
+
+
+async def test_a_cancelled_write_is_still_committed(store: SQLiteStorage) -> None:
+    async with Gate(store):
+        call = asyncio.ensure_future(store.save_tokens([make_token()]))
+        await until_queued(store, 1)
+        call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    await store.save_tokens([make_token("after")])
+    assert await store.get_token("token-1") == make_token()
+
+
+async def test_close_is_idempotent_and_final(path: Path) -> None:
+    never_used = SQLiteStorage(path)
+    await never_used.close()
+    await never_used.close()
+
+    store = SQLiteStorage(path)
+    await store.save_client(make_client())
+    pending = asyncio.ensure_future(store.save_tokens([make_token()]))
+    await asyncio.sleep(0)  # queued, not yet handed to the writer
+    await store.close()
+    await pending  # a write made before close() is committed, not dropped
+    await store.close()
+
+    with pytest.raises(StorageError, match="closed"):
+        await store.get_client("client-1")
+    with pytest.raises(StorageError, match="closed"):
+        await store.save_tokens([make_token("late")])
+    with pytest.raises(StorageError, match="closed"):
+        await store.migrate()
+    assert read_file(path, "SELECT token_hash FROM tokens") == [("token-1",)]
+
+
+def test_bad_arguments_are_refused() -> None:
+    with pytest.raises(ValueError, match="synchronous"):
+        SQLiteStorage("x.db", synchronous="OFF")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="file"):
+        SQLiteStorage(":memory:")
