@@ -1,0 +1,115 @@
+"""The ASGI apps ``bench/run.py`` serves with uvicorn (``--app-dir bench``, ``apps:NAME``).
+
+``hello`` is the ceiling: the least an ASGI app can do. ``oauth`` is ``OAuth2App``
+on the store named by the environment, behind a lifespan handler that registers
+the benchmark's clients on uvicorn's own event loop before the first request:
+
+- ``BENCH_STORE``: ``memory`` (default) or ``sqlite``;
+- ``BENCH_DB``: the SQLite file (``synchronous="FULL"``: every commit is fsync'd);
+- ``BENCH_ISSUER``: the issuer URL (default ``http://127.0.0.1:8000``);
+- ``BENCH_ACCESS_TOKEN_LIFETIME`` and ``BENCH_PURGE_INTERVAL``: seconds, optional.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from starlette.types import Receive, Scope, Send
+
+from asgi_oauth import AuthorizationServer, Settings
+from asgi_oauth.app import OAuth2App
+from asgi_oauth.clients import new_client
+from asgi_oauth.crypto import hash_secret
+from asgi_oauth.storage import MemoryStorage, SQLiteStorage, Storage
+
+#: The confidential client that asks for tokens (client_credentials, HTTP Basic).
+CLIENT_ID = "bench-client"
+CLIENT_SECRET = "bench-client-secret-0123456789abcdef"
+#: The resource server that introspects them (``is_resource_server=True``).
+RESOURCE_SERVER_ID = "bench-resource-server"
+RESOURCE_SERVER_SECRET = "bench-resource-server-secret-0123456789"
+
+_HELLO_HEADERS = [(b"content-type", b"text/plain"), (b"content-length", b"5")]
+
+
+async def hello(scope: Scope, receive: Receive, send: Send) -> None:
+    """GET anything: 200 ``hello``. The ceiling every other scenario is compared to."""
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", "status": 200, "headers": _HELLO_HEADERS})
+        await send({"type": "http.response.body", "body": b"hello"})
+    elif scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+class BenchApp:
+    """``OAuth2App`` whose lifespan startup registers the benchmark's two clients."""
+
+    def __init__(self, server: AuthorizationServer) -> None:
+        self.server = server
+        self.app = OAuth2App(server)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.register_clients()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": repr(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.server.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def register_clients(self) -> None:
+        insecure = self.server.settings.insecure_transport
+        for client_id, secret, is_resource_server in (
+            (CLIENT_ID, CLIENT_SECRET, False),
+            (RESOURCE_SERVER_ID, RESOURCE_SERVER_SECRET, True),
+        ):
+            registered = new_client(
+                name=client_id,
+                grant_types=("client_credentials",),
+                is_resource_server=is_resource_server,
+                insecure_transport=insecure,
+                client_id=client_id,
+            )
+            client = dataclasses.replace(registered.client, secret_hash=hash_secret(secret))
+            await self.server.storage.save_client(client)
+
+
+def _storage_from_env() -> Storage:
+    kind = os.environ.get("BENCH_STORE", "memory")
+    if kind == "memory":
+        return MemoryStorage()
+    if kind == "sqlite":
+        return SQLiteStorage(os.environ["BENCH_DB"], synchronous="FULL")
+    raise ValueError(f"BENCH_STORE must be 'memory' or 'sqlite', not {kind!r}")
+
+
+def _settings_from_env() -> Settings:
+    settings = Settings(
+        issuer=os.environ.get("BENCH_ISSUER", "http://127.0.0.1:8000"), insecure_transport=True
+    )
+    lifetime = os.environ.get("BENCH_ACCESS_TOKEN_LIFETIME")
+    if lifetime:
+        settings = dataclasses.replace(settings, access_token_lifetime=int(lifetime))
+    purge_interval = os.environ.get("BENCH_PURGE_INTERVAL")
+    if purge_interval:
+        settings = dataclasses.replace(settings, purge_interval=int(purge_interval))
+    return settings
+
+
+oauth = BenchApp(AuthorizationServer(_storage_from_env(), _settings_from_env()))

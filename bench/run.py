@@ -1,0 +1,641 @@
+"""Load benchmark: asgi_oauth's endpoints under wrk, as ratios to a bare ASGI hello world.
+
+Usage (from anywhere; paths are resolved from this file)::
+
+    python bench/run.py [--duration 10] [--connections 64] [--rounds 3] [--only NAME ...]
+
+Every server is ``uvicorn`` with one worker pinned to one core, every load is
+one ``wrk`` thread pinned to another. Scenarios run ``--rounds`` times,
+interleaved, each round on a fresh server after a short warm-up; the table
+shows medians. See ``bench/README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import dataclasses
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Literal
+from urllib.parse import quote
+
+import httpx
+from apps import CLIENT_ID, CLIENT_SECRET, RESOURCE_SERVER_ID, RESOURCE_SERVER_SECRET
+
+BENCH_DIR = Path(__file__).resolve().parent
+HOST = "127.0.0.1"
+WARMUP_SECONDS = 2
+MEMORY_SECONDS = 20
+RESULT_PREFIX = "BENCH_RESULT "
+
+Kind = Literal["hello", "token", "introspect"]
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    store: Literal["-", "memory", "sqlite"]
+    kind: Kind
+    #: The least acceptable ratio of this scenario's median req/s to bare's.
+    target: float | None = None
+
+    @property
+    def app(self) -> str:
+        return "apps:hello" if self.kind == "hello" else "apps:oauth"
+
+
+BARE = Scenario("bare", "-", "hello")
+SCENARIOS = (
+    BARE,
+    Scenario("token-memory", "memory", "token", 0.30),
+    Scenario("token-sqlite", "sqlite", "token", 0.20),
+    Scenario("introspect-memory", "memory", "introspect", 0.35),
+    Scenario("introspect-sqlite", "sqlite", "introspect", 0.25),
+)
+MEMORY = "memory"
+NAMES = (*(s.name for s in SCENARIOS), MEMORY)
+
+
+class BenchError(Exception):
+    """A scenario could not be measured (server crashed, wrong answer, wrk failed)."""
+
+
+# -- wrk ------------------------------------------------------------------------------------
+
+#: Counts non-2xx responses per thread and prints one JSON line in done().
+LUA_REPORT = r"""
+local threads = {}
+
+function setup(thread)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  non2xx = 0
+  statuses = {}
+end
+
+function response(status, headers, body)
+  if status < 200 or status > 299 then
+    non2xx = non2xx + 1
+    statuses[status] = (statuses[status] or 0) + 1
+  end
+end
+
+function done(summary, latency, requests)
+  local non2xx_total = 0
+  local by_status = {}
+  for _, thread in ipairs(threads) do
+    non2xx_total = non2xx_total + thread:get("non2xx")
+    for status, count in pairs(thread:get("statuses")) do
+      by_status[status] = (by_status[status] or 0) + count
+    end
+  end
+  local parts = {}
+  for status, count in pairs(by_status) do
+    table.insert(parts, string.format('"%d":%d', status, count))
+  end
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH_RESULT {"requests":%d,"duration_us":%d,"socket_errors":%d,"non2xx":%d,' ..
+    '"statuses":{%s},"p50_us":%d,"p99_us":%d,"max_us":%d}\n',
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout,
+    non2xx_total, table.concat(parts, ","),
+    latency:percentile(50), latency:percentile(99), latency.max))
+end
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class WrkResult:
+    requests: int
+    duration_us: int
+    socket_errors: int
+    non2xx: int
+    statuses: Mapping[str, int]
+    p50_us: int
+    p99_us: int
+    max_us: int
+
+    @property
+    def rps(self) -> float:
+        return self.requests / (self.duration_us / 1e6) if self.duration_us else 0.0
+
+    @property
+    def errors(self) -> int:
+        return self.socket_errors + self.non2xx
+
+    @classmethod
+    def parse(cls, output: str) -> WrkResult:
+        for line in output.splitlines():
+            if line.startswith(RESULT_PREFIX):
+                data = json.loads(line[len(RESULT_PREFIX) :])
+                statuses = {str(k): int(v) for k, v in data.pop("statuses").items()}
+                return cls(statuses=statuses, **{k: int(v) for k, v in data.items()})
+        raise BenchError(f"no {RESULT_PREFIX.strip()} line in wrk's output:\n{output}")
+
+
+def _lua_string(text: str) -> str:
+    if not text.isascii() or not text.isprintable():
+        raise ValueError(f"not a plain ASCII string: {text!r}")
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _basic(client_id: str, secret: str) -> str:
+    """RFC 6749 §2.3.1: each part form-urlencoded, then RFC 7617 Basic."""
+    pair = f"{quote(client_id, safe='')}:{quote(secret, safe='')}"
+    return "Basic " + base64.b64encode(pair.encode()).decode()
+
+
+def write_lua(
+    script: Path, method: str, path: str, body: str = "", headers: Mapping[str, str] = {}
+) -> Path:
+    lines = [
+        "-- generated by bench/run.py",
+        f"wrk.method = {_lua_string(method)}",
+        f"wrk.path = {_lua_string(path)}",
+    ]
+    if body:
+        lines.append(f"wrk.body = {_lua_string(body)}")
+    lines += [f"wrk.headers[{_lua_string(k)}] = {_lua_string(v)}" for k, v in headers.items()]
+    script.write_text("\n".join(lines) + "\n" + LUA_REPORT)
+    return script
+
+
+@contextlib.contextmanager
+def wrk(
+    url: str, lua: Path, *, duration: int, connections: int, cpu: int
+) -> Iterator[subprocess.Popen[str]]:
+    """A running wrk, killed on the way out if it has not finished."""
+    command = [
+        *("taskset", "-c", str(cpu), "wrk", "-t1", f"-c{connections}", f"-d{duration}s"),
+        *("--latency", "-s", str(lua), url),
+    ]
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        yield proc
+    finally:
+        _stop(proc, signal.SIGKILL)
+
+
+def finish_wrk(proc: subprocess.Popen[str], duration: int) -> WrkResult:
+    try:
+        out, err = proc.communicate(timeout=duration + 30)
+    except subprocess.TimeoutExpired:
+        raise BenchError("wrk did not finish in time") from None
+    if proc.returncode != 0:
+        raise BenchError(f"wrk exited with {proc.returncode}:\n{out}{err}")
+    return WrkResult.parse(out)
+
+
+def run_wrk(url: str, lua: Path, *, duration: int, connections: int, cpu: int) -> WrkResult:
+    with wrk(url, lua, duration=duration, connections=connections, cpu=cpu) as proc:
+        return finish_wrk(proc, duration)
+
+
+# -- the server -----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Server:
+    proc: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise BenchError(f"the server exited with {self.proc.returncode}:\n{self.log()}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def server_command(app: str, port: int, cpu: int) -> list[str]:
+    """The one uvicorn configuration every scenario runs under."""
+    return [
+        *("taskset", "-c", str(cpu), sys.executable, "-m", "uvicorn", app),
+        *("--app-dir", str(BENCH_DIR), "--host", HOST, "--port", str(port)),
+        *("--loop", "uvloop", "--http", "httptools", "--workers", "1"),
+        *("--lifespan", "on", "--no-access-log", "--log-level", "warning"),
+    ]
+
+
+@contextlib.contextmanager
+def serve(app: str, env: Mapping[str, str], workdir: Path, cpu: int) -> Iterator[Server]:
+    """A uvicorn server accepting connections; SIGTERM (then SIGKILL) on the way out."""
+    port = free_port()
+    log_path = workdir / f"server-{port}.log"
+    environ = {**os.environ, **env, "BENCH_ISSUER": f"http://{HOST}:{port}"}
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            server_command(app, port, cpu),
+            cwd=BENCH_DIR.parent,
+            env=environ,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches us only; we stop it in order
+        )
+    server = Server(proc, port, log_path)
+    try:
+        _wait_for_port(server, timeout=30)
+        yield server
+    finally:
+        _stop(proc, signal.SIGTERM)
+
+
+def _wait_for_port(server: Server, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        server.check_alive()
+        with contextlib.suppress(OSError), socket.create_connection((HOST, server.port), 0.5):
+            return
+        if time.monotonic() > deadline:
+            raise BenchError(f"the server did not accept within {timeout} s:\n{server.log()}")
+        time.sleep(0.05)
+
+
+def _stop(proc: subprocess.Popen[str] | subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def rss_kib(pid: int) -> int:
+    """The process's resident set size, from /proc/<pid>/status (VmRSS, in kB)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise BenchError(f"no VmRSS for pid {pid}")
+
+
+# -- scenarios ------------------------------------------------------------------------------
+
+
+def store_env(store: str, workdir: Path) -> dict[str, str]:
+    if store == "sqlite":
+        return {"BENCH_STORE": "sqlite", "BENCH_DB": str(workdir / "oauth.db")}
+    return {"BENCH_STORE": "memory"}
+
+
+def issue_token(http: httpx.Client) -> str:
+    response = http.post(
+        "/token", data={"grant_type": "client_credentials"}, auth=(CLIENT_ID, CLIENT_SECRET)
+    )
+    if response.status_code != 200:
+        raise BenchError(f"POST /token: {response.status_code} {response.text}")
+    token: str = response.json()["access_token"]
+    return token
+
+
+def prepare(kind: Kind, server: Server, workdir: Path) -> Path:
+    """Check the server answers this scenario's request; write its wrk script."""
+    form = "application/x-www-form-urlencoded"
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        if kind == "hello":
+            response = http.get("/")
+            if response.status_code != 200 or response.text != "hello":
+                raise BenchError(f"GET /: {response.status_code} {response.text!r}")
+            return write_lua(workdir / "hello.lua", "GET", "/")
+        token = issue_token(http)
+        if kind == "token":
+            auth = _basic(CLIENT_ID, CLIENT_SECRET)
+            headers = {"Content-Type": form, "Authorization": auth}
+            return write_lua(
+                workdir / "token.lua", "POST", "/token", "grant_type=client_credentials", headers
+            )
+        body = f"token={quote(token, safe='')}"
+        auth = _basic(RESOURCE_SERVER_ID, RESOURCE_SERVER_SECRET)
+        response = http.post(
+            "/introspect", content=body, headers={"Content-Type": form, "Authorization": auth}
+        )
+        if response.status_code != 200 or response.json().get("active") is not True:
+            raise BenchError(f"POST /introspect: {response.status_code} {response.text}")
+        headers = {"Content-Type": form, "Authorization": auth}
+        return write_lua(workdir / "introspect.lua", "POST", "/introspect", body, headers)
+
+
+@dataclass(slots=True)
+class Outcome:
+    scenario: Scenario
+    results: list[WrkResult] = dataclasses.field(default_factory=list)
+    failures: list[str] = dataclasses.field(default_factory=list)
+    server_logs: list[str] = dataclasses.field(default_factory=list)
+
+    def median(self, values: Sequence[float]) -> float:
+        return statistics.median(values) if values else float("nan")
+
+    @property
+    def rps(self) -> float:
+        return self.median([r.rps for r in self.results])
+
+
+def run_round(scenario: Scenario, outcome: Outcome, args: argparse.Namespace, tmp: Path) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix=f"{scenario.name}-", dir=tmp))
+    try:
+        env = store_env(scenario.store, workdir)
+        with serve(scenario.app, env, workdir, args.server_cpu) as server:
+            try:
+                lua = prepare(scenario.kind, server, workdir)
+                load = {"connections": args.connections, "cpu": args.wrk_cpu}
+                run_wrk(server.url, lua, duration=WARMUP_SECONDS, **load)
+                server.check_alive()
+                result = run_wrk(server.url, lua, duration=args.duration, **load)
+                server.check_alive()
+            finally:
+                log = server.log().strip()
+                if log:
+                    outcome.server_logs.append(log)
+        outcome.results.append(result)
+        print(
+            f"  {scenario.name:<18} {result.rps:>9.0f} req/s  p50 {result.p50_us / 1e3:6.2f} ms"
+            f"  p99 {result.p99_us / 1e3:6.2f} ms  errors {result.errors}",
+            flush=True,
+        )
+    except (BenchError, httpx.HTTPError) as exc:
+        outcome.failures.append(str(exc))
+        print(f"  {scenario.name:<18} FAILED: {str(exc).splitlines()[0]}", flush=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@dataclass(slots=True)
+class MemoryReport:
+    idle_kib: int
+    samples: list[tuple[float, int]]
+    result: WrkResult
+    server_log: str
+
+
+def run_memory(args: argparse.Namespace, tmp: Path) -> MemoryReport:
+    """Token issuance for MEMORY_SECONDS with short-lived tokens, sampling the server's RSS."""
+    workdir = Path(tempfile.mkdtemp(prefix="memory-", dir=tmp))
+    env = {
+        **store_env("memory", workdir),
+        "BENCH_ACCESS_TOKEN_LIFETIME": "2",
+        "BENCH_PURGE_INTERVAL": "1",
+    }
+    duration = args.memory_duration
+    with serve("apps:oauth", env, workdir, args.server_cpu) as server:
+        lua = prepare("token", server, workdir)
+        idle = rss_kib(server.proc.pid)
+        samples: list[tuple[float, int]] = []
+        load = {"duration": duration, "connections": args.connections, "cpu": args.wrk_cpu}
+        with wrk(server.url, lua, **load) as proc:
+            start = time.monotonic()
+            while proc.poll() is None:
+                next_sample = start + len(samples) + 1
+                time.sleep(max(0.0, next_sample - time.monotonic()))
+                if proc.poll() is None:
+                    server.check_alive()
+                    samples.append((time.monotonic() - start, rss_kib(server.proc.pid)))
+            result = finish_wrk(proc, duration)
+        server.check_alive()
+        log = server.log().strip()
+    return MemoryReport(idle, samples, result, log)
+
+
+# -- reporting ------------------------------------------------------------------------------
+
+
+def environment(args: argparse.Namespace) -> list[str]:
+    def version(dist: str) -> str:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            return "?"
+
+    cpu_model = platform.processor() or "?"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                cpu_model = line.partition(":")[2].strip()
+                break
+    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
+    wrk_line = (wrk_version.stdout or wrk_version.stderr).splitlines()[0:1] or ["wrk ?"]
+    load_avg = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return [
+        f"- python: {platform.python_implementation()} {platform.python_version()} "
+        f"({sys.executable})",
+        f"- uvicorn {version('uvicorn')}: one worker, --loop uvloop ({version('uvloop')}), "
+        f"--http httptools ({version('httptools')}), --no-access-log, --log-level warning",
+        f"- load: {' '.join(wrk_line[0].split()[:2])}, -t1 -c{args.connections} "
+        f"-d{args.duration}s --latency, {WARMUP_SECONDS} s warm-up before every measured run",
+        f"- CPU: {cpu_model}, {os.cpu_count()} cores; server pinned to core {args.server_cpu} "
+        f"(taskset -c {args.server_cpu}), wrk to core {args.wrk_cpu} "
+        f"(taskset -c {args.wrk_cpu}); load average before the run: {load_avg}",
+        f"- rounds: {args.rounds}, interleaved, each on a fresh server; medians reported",
+    ]
+
+
+def table(outcomes: Sequence[Outcome]) -> list[str]:
+    bare = next((o for o in outcomes if o.scenario is BARE and o.results), None)
+    lines = [
+        "| scenario | store | req/s (median) | p50 ms | p99 ms | errors | ratio to bare "
+        "| target | result |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for o in outcomes:
+        s = o.scenario
+        target = f"≥ {s.target:.2f}" if s.target is not None else "—"
+        if not o.results:
+            lines.append(f"| {s.name} | {s.store} | — | — | — | — | — | {target} | FAILED |")
+            continue
+        ratio = o.rps / bare.rps if bare is not None else float("nan")
+        if s.target is None:
+            verdict = "—"
+        elif bare is None:
+            verdict = "n/a"
+        else:
+            verdict = "PASS" if ratio >= s.target else "BELOW"
+        if o.failures:
+            verdict += f" ({len(o.failures)} round(s) failed)"
+        p50 = o.median([r.p50_us / 1e3 for r in o.results])
+        p99 = o.median([r.p99_us / 1e3 for r in o.results])
+        errors = sum(r.errors for r in o.results)
+        lines.append(
+            f"| {s.name} | {s.store} | {o.rps:,.0f} | {p50:.2f} | {p99:.2f} | {errors} "
+            f"| {ratio:.2f} | {target} | {verdict} |"
+        )
+    return lines
+
+
+def rounds_table(outcomes: Sequence[Outcome], rounds: int) -> list[str]:
+    header = " | ".join(f"round {i + 1}" for i in range(rounds))
+    lines = [f"| scenario | {header} |", "| --- |" + " ---: |" * rounds]
+    for o in outcomes:
+        cells = [f"{r.rps:,.0f}" for r in o.results]
+        cells += ["failed"] * (rounds - len(cells))
+        lines.append(f"| {o.scenario.name} | {' | '.join(cells)} |")
+    return lines
+
+
+def error_details(outcomes: Sequence[Outcome]) -> list[str]:
+    lines: list[str] = []
+    for o in outcomes:
+        for i, r in enumerate(o.results, 1):
+            if r.errors:
+                statuses = ", ".join(f"{k}: {v}" for k, v in sorted(r.statuses.items()))
+                lines.append(
+                    f"- {o.scenario.name} round {i}: {r.socket_errors} socket errors, "
+                    f"{r.non2xx} non-2xx ({statuses or 'none'})"
+                )
+        lines += [f"- {o.scenario.name} failed: {f}" for f in o.failures]
+        lines += [
+            f"- {o.scenario.name} server output:\n```\n{_tail(log)}\n```" for log in o.server_logs
+        ]
+    return lines
+
+
+def memory_lines(report: MemoryReport, args: argparse.Namespace) -> list[str]:
+    mib = [kib / 1024 for _, kib in report.samples]
+    r = report.result
+    lines = [
+        f"Token issuance on MemoryStorage, access_token_lifetime=2 s, purge_interval=1 s, "
+        f"{args.memory_duration} s under wrk -c{args.connections}: {r.requests:,} tokens "
+        f"({r.rps:,.0f} req/s), {r.errors} errors.",
+        "",
+    ]
+    if not mib:
+        return [*lines, "No RSS samples (the load ended within a second)."]
+    half = len(mib) // 2
+    lines += [
+        "| RSS MiB | idle | first (1 s) | peak | last | peak of 1st half | peak of 2nd half |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| server | {report.idle_kib / 1024:.1f} | {mib[0]:.1f} | {max(mib):.1f} | {mib[-1]:.1f} "
+        f"| {max(mib[: half or 1]):.1f} | {max(mib[half:]):.1f} |",
+        "",
+        "Samples (MiB, one a second): " + " ".join(f"{m:.1f}" for m in mib),
+    ]
+    if r.errors:
+        statuses = ", ".join(f"{k}: {v}" for k, v in sorted(r.statuses.items()))
+        lines.append(f"Errors: {r.socket_errors} socket, {r.non2xx} non-2xx ({statuses}).")
+    if report.server_log:
+        lines.append(f"Server output:\n```\n{_tail(report.server_log)}\n```")
+    return lines
+
+
+def _tail(text: str, lines: int = 40) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+# -- main -----------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
+    parser.add_argument("--connections", type=int, default=64, help="wrk connections")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per scenario")
+    parser.add_argument(
+        "--only", nargs="+", choices=NAMES, metavar="NAME", help=f"one or more of {NAMES}"
+    )
+    parser.add_argument(
+        "--memory-duration", type=int, default=MEMORY_SECONDS, help="seconds of the memory run"
+    )
+    parser.add_argument("--server-cpu", type=int, default=0, help="core the server runs on")
+    parser.add_argument("--wrk-cpu", type=int, default=1, help="core wrk runs on")
+    args = parser.parse_args(argv)
+    if min(args.duration, args.connections, args.rounds, args.memory_duration) < 1:
+        parser.error("--duration, --connections, --rounds and --memory-duration must be >= 1")
+    if args.server_cpu == args.wrk_cpu:
+        parser.error("the server and wrk must run on different cores")
+    missing = [tool for tool in ("wrk", "taskset") if shutil.which(tool) is None]
+    if missing:
+        parser.error(f"not installed: {', '.join(missing)}")
+    cores = os.sched_getaffinity(0)
+    if not {args.server_cpu, args.wrk_cpu} <= cores:
+        parser.error(f"cores {args.server_cpu} and {args.wrk_cpu} must be among {sorted(cores)}")
+    return args
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds through every cleanup, like Ctrl-C
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    names = set(args.only or NAMES)
+    selected = [s for s in SCENARIOS if s.name in names]
+    if selected and BARE not in selected:
+        selected.insert(0, BARE)  # ratios need the ceiling, measured alongside
+        print("(bare added: the ratios need it)")
+    header = environment(args)
+    try:
+        with tempfile.TemporaryDirectory(prefix="asgi-oauth-bench-") as tmp_name:
+            tmp = Path(tmp_name)
+            outcomes = [Outcome(s) for s in selected]
+            for round_no in range(1, args.rounds + 1 if selected else 1):
+                print(f"round {round_no}/{args.rounds}", flush=True)
+                for outcome in outcomes:
+                    run_round(outcome.scenario, outcome, args, tmp)
+            memory: MemoryReport | str | None = None
+            if MEMORY in names:
+                print(f"memory: {args.memory_duration} s of token issuance", flush=True)
+                try:
+                    memory = run_memory(args, tmp)
+                except (BenchError, httpx.HTTPError) as exc:
+                    memory = f"FAILED: {exc}"
+    except KeyboardInterrupt:
+        print("\ninterrupted: servers stopped, temporary files removed", file=sys.stderr)
+        return 130
+
+    load_after = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    report = ["", "## asgi_oauth load benchmark", "", *header]
+    report += [f"- load average after the run: {load_after}", ""]
+    if outcomes:
+        report += [
+            *table(outcomes),
+            "",
+            "Per round, req/s:",
+            "",
+            *rounds_table(outcomes, args.rounds),
+        ]
+        details = error_details(outcomes)
+        report += ["", "Errors and server output:", "", *(details or ["- none"])]
+    if memory is not None:
+        report += ["", "## memory: is the store bounded when tokens expire?", ""]
+        report += [memory] if isinstance(memory, str) else memory_lines(memory, args)
+    print("\n".join(report))
+    failed = any(o.failures for o in outcomes) or isinstance(memory, str)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
