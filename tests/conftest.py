@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-
 import os
-from collections.abc import Generator
+from collections.abc import AsyncIterator, Generator
+from dataclasses import dataclass
 
 import httpx
 import pytest
