@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from starlette.types import Receive, Scope, Send
 
 from ..errors import InvalidRequestError
+from ..requests import OAuthRequest
 from ..server import (
     INTROSPECTION_PATH,
     METADATA_PATH,
@@ -27,7 +28,10 @@ from .responses import NO_STORE, Headers, send_empty, send_error, send_json
 
 logger = logging.getLogger("asgi_oauth")
 
-Handler = Callable[[Scope, Receive, RequestHeaders], Awaitable[tuple[int, object, Headers]]]
+_CACHEABLE: Headers = [(b"cache-control", b"public, max-age=3600")]
+
+#: An endpoint's core call: the request in, the JSON body out.
+Handler = Callable[[OAuthRequest], Awaitable[object]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +39,8 @@ class Endpoint:
     methods: tuple[str, ...]
     handler: Handler
     cors: bool = False
+    #: A POST endpoint that reads a form and answers with token data (RFC 6749 §5.1).
+    form: bool = True
 
 
 class OAuth2App:
@@ -47,7 +53,7 @@ class OAuth2App:
             TOKEN_PATH: Endpoint(("POST",), self._token, cors=True),
             INTROSPECTION_PATH: Endpoint(("POST",), self._introspect),
             REVOCATION_PATH: Endpoint(("POST",), self._revoke, cors=True),
-            METADATA_PATH: Endpoint(("GET",), self._metadata, cors=True),
+            METADATA_PATH: Endpoint(("GET",), self._metadata, cors=True, form=False),
         }
         self._mount_checked = False
         #: Serve this at :attr:`metadata_path` of the host application (RFC 8414 §3.1).
@@ -85,37 +91,28 @@ class OAuth2App:
                     status_code=405,
                     headers={"Allow": ", ".join(endpoint.methods)},
                 )
-            status, body, extra = await endpoint.handler(scope, receive, headers)
+            if endpoint.form:
+                request, extra = await read_form(receive, headers, self._max_body), NO_STORE
+            else:
+                request, extra = OAuthRequest(), _CACHEABLE
+            body = await endpoint.handler(request)
         except Exception as exc:
             await send_error(send, exc, cors)
             return
-        await send_json(send, status, body, [*extra, *cors])
+        await send_json(send, 200, body, [*extra, *cors])
 
-    async def _token(
-        self, scope: Scope, receive: Receive, headers: RequestHeaders
-    ) -> tuple[int, object, Headers]:
-        request = await read_form(scope, receive, headers, self._max_body)
-        response = await self.server.token(request)
-        return 200, response.to_dict(), NO_STORE
+    async def _token(self, request: OAuthRequest) -> object:
+        return (await self.server.token(request)).to_dict()
 
-    async def _introspect(
-        self, scope: Scope, receive: Receive, headers: RequestHeaders
-    ) -> tuple[int, object, Headers]:
-        request = await read_form(scope, receive, headers, self._max_body)
-        result = await self.server.introspect(request)
-        return 200, result.to_dict(), NO_STORE
+    async def _introspect(self, request: OAuthRequest) -> object:
+        return (await self.server.introspect(request)).to_dict()
 
-    async def _revoke(
-        self, scope: Scope, receive: Receive, headers: RequestHeaders
-    ) -> tuple[int, object, Headers]:
-        request = await read_form(scope, receive, headers, self._max_body)
+    async def _revoke(self, request: OAuthRequest) -> object:
         await self.server.revoke(request)
-        return 200, {}, NO_STORE
+        return {}
 
-    async def _metadata(
-        self, scope: Scope, receive: Receive, headers: RequestHeaders
-    ) -> tuple[int, object, Headers]:
-        return 200, self.server.metadata(), [(b"cache-control", b"public, max-age=3600")]
+    async def _metadata(self, request: OAuthRequest) -> object:
+        return self.server.metadata()
 
     async def _preflight(self, send: Send, endpoint: Endpoint, cors: Headers) -> None:
         if not cors:

@@ -43,9 +43,7 @@ class RequestHeaders:
         return cls(**found)
 
 
-async def read_form(
-    scope: Scope, receive: Receive, headers: RequestHeaders, max_size: int
-) -> OAuthRequest:
+async def read_form(receive: Receive, headers: RequestHeaders, max_size: int) -> OAuthRequest:
     """The request's form parameters and Authorization header."""
     media_type = (headers.content_type or "").partition(";")[0].strip().lower()
     if media_type != "application/x-www-form-urlencoded":

@@ -15,6 +15,9 @@ Headers = list[tuple[bytes, bytes]]
 
 #: RFC 6749 §5.1: responses carrying tokens must not be cached.
 NO_STORE: Headers = [(b"cache-control", b"no-store"), (b"pragma", b"no-cache")]
+#: One encoder for every response: ``json.dumps`` with options builds a new one per call.
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
 _JSON: Headers = [
     (b"content-type", b"application/json"),
     (b"x-content-type-options", b"nosniff"),
@@ -22,7 +25,7 @@ _JSON: Headers = [
 
 
 async def send_json(send: Send, status: int, body: object, headers: Headers | None = None) -> None:
-    payload = json.dumps(body, separators=(",", ":")).encode()
+    payload = _encode(body).encode()
     await send(
         {
             "type": "http.response.start",
