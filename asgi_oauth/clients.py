@@ -29,6 +29,8 @@ def validate_redirect_uri(uri: str, *, insecure_transport: bool = False) -> str:
     with ``insecure_transport``), or a private-use scheme of a native app
     named after a domain (``com.example.app:/callback``).
     """
+    if not uri or len(uri.split()) != 1:
+        raise ValueError(f"redirect URI must not contain white space: {uri!r}")
     parts = urlsplit(uri)
     if not parts.scheme:
         raise ValueError(f"redirect URI must be absolute: {uri!r}")
@@ -50,7 +52,7 @@ def validate_redirect_uri(uri: str, *, insecure_transport: bool = False) -> str:
 def validate_origin(origin: str) -> str:
     """A CORS origin: scheme://host[:port], nothing more."""
     parts = urlsplit(origin)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
+    if len(origin.split()) != 1 or parts.scheme not in ("https", "http") or not parts.hostname:
         raise ValueError(f"origin must be scheme://host[:port]: {origin!r}")
     if parts.path or parts.query or parts.fragment or parts.username:
         raise ValueError(f"origin must be scheme://host[:port]: {origin!r}")

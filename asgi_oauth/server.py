@@ -18,7 +18,7 @@ from . import pkce
 from .client_auth import authenticate_client
 from .clients import RegisteredClient, new_client
 from .config import Settings
-from .crypto import generate_token, hash_password, hash_token
+from .crypto import generate_token, hash_password, hash_token, time_ordered_token
 from .errors import (
     InvalidRequestError,
     StorageError,
@@ -40,7 +40,7 @@ from .requests import OAuthRequest
 from .scopes import narrow_scope, parse_scope
 from .storage.base import Storage
 from .throttle import Throttle
-from .types import CodeChallengeMethod, GrantType
+from .types import GRANT_TYPES, CodeChallengeMethod, GrantType
 
 logger = logging.getLogger("asgi_oauth")
 
@@ -143,11 +143,7 @@ class AuthorizationServer:
     def metadata(self) -> dict[str, object]:
         """Authorization server metadata (RFC 8414 §2), all URLs from the issuer."""
         issuer = self.settings.issuer
-        enabled = [
-            g
-            for g in ("authorization_code", "client_credentials", "refresh_token", "password")
-            if g in self.settings.enabled_grants
-        ]
+        enabled = [g for g in GRANT_TYPES if g in self.settings.enabled_grants]
         methods = ["S256", "plain"] if self.settings.allow_plain_pkce else ["S256"]
         metadata: dict[str, object] = {
             "issuer": issuer,
@@ -190,7 +186,8 @@ class AuthorizationServer:
         nonce: str | None = None,
     ) -> str:
         """Issue a code for an approved authorization request (RFC 6749 §4.1.2)."""
-        client = await self.storage.get_client(client_id)
+        with _storage_guard:
+            client = await self.storage.get_client(client_id)
         if client is None:
             raise InvalidRequestError("unknown client")
         if "authorization_code" not in client.grant_types:
@@ -211,7 +208,7 @@ class AuthorizationServer:
             if not pkce.is_valid_challenge(code_challenge, code_challenge_method):
                 raise InvalidRequestError("malformed code_challenge")
         granted = narrow_scope(parse_scope(scope), client.scope)
-        code = generate_token()
+        code = time_ordered_token()
         now = self._now()
         with _storage_guard:
             await self.storage.save_authorization_code(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import sqlite3
 import threading
@@ -419,3 +420,18 @@ def test_bad_arguments_are_refused() -> None:
         SQLiteStorage("x.db", synchronous="OFF")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="file"):
         SQLiteStorage(":memory:")
+
+
+async def test_a_uri_list_with_white_space_is_refused(store: SQLiteStorage) -> None:
+    # Lists of URIs are stored space-separated, which a URI can never break (RFC 3986 §2).
+    bad = dataclasses.replace(make_client(), redirect_uris=("https://a.example/c b",))
+    with pytest.raises(ValueError, match="not a URI list"):
+        await store.save_client(bad)
+    assert await store.get_client(bad.client_id) is None
+
+
+async def test_uri_lists_keep_their_order(store: SQLiteStorage) -> None:
+    uris = ("https://b.example/cb", "https://a.example/cb", "com.example.app:/cb")
+    client = dataclasses.replace(make_client(), redirect_uris=uris, allowed_origins=())
+    await store.save_client(client)
+    assert await store.get_client(client.client_id) == client

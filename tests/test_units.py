@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import time
+
 import pytest
 
 from asgi_oauth import InvalidScopeError, Settings, crypto, pkce
 from asgi_oauth.clients import new_client, validate_origin, validate_redirect_uri
+from asgi_oauth.grants.base import new_family_id
 from asgi_oauth.scopes import narrow_scope, parse_scope
 from asgi_oauth.throttle import Throttle
 
@@ -152,6 +156,8 @@ def test_valid_redirect_uris(uri: str) -> None:
         ("https:///cb", "no host"),
         ("http:///cb", "no host"),
         ("myapp:/cb", "reverse domain"),
+        ("https://app.example/c b", "white space"),
+        ("", "white space"),
     ],
 )
 def test_invalid_redirect_uris(uri: str, message: str) -> None:
@@ -163,10 +169,31 @@ def test_http_redirect_uri_allowed_with_insecure_transport() -> None:
     assert validate_redirect_uri("http://app.test/cb", insecure_transport=True)
 
 
-@pytest.mark.parametrize("origin", ["https://a.example/", "https://a.example/x", "file://x", "a"])
+@pytest.mark.parametrize(
+    "origin", ["https://a.example/", "https://a.example/x", "file://x", "a", "https://a b.example"]
+)
 def test_invalid_origins(origin: str) -> None:
     with pytest.raises(ValueError, match="origin"):
         validate_origin(origin)
+
+
+def test_family_ids_are_unique_and_time_ordered() -> None:
+    ids = [new_family_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    assert [i[:11] for i in ids] == sorted(i[:11] for i in ids)
+
+
+def test_codes_and_tokens_are_time_ordered_and_keyed_by_prefix_and_digest() -> None:
+    first = crypto.time_ordered_token()
+    time.sleep(0.002)
+    second = crypto.time_ordered_token()
+    assert first[:11] < second[:11]
+    assert len(first) == 11 + 43  # 256 random bits after the time
+    key = crypto.hash_token(first)
+    assert key.startswith(first[:11])
+    assert first[11:] not in key
+    assert key[11:] == hashlib.sha256(first.encode()).hexdigest()
+    assert crypto.hash_token("x") != crypto.hash_token("y")
 
 
 def test_new_client_validation() -> None:

@@ -12,8 +12,9 @@ sorted, space-joined words; tuples of strings as JSON arrays; booleans as 0/1.
 
 from __future__ import annotations
 
-import json
+import functools
 import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
 from ..models import AuthorizationCode, Client, Token, User
@@ -151,15 +152,34 @@ SELECT_TOKEN = (
     " audience, parent_hash, replaced_by, rotated_at, revoked_at"
     " FROM tokens WHERE token_hash = ?"
 )
-INSERT_TOKEN = (
-    "INSERT INTO tokens (token_hash, kind, client_id, scope, family_id, issued_at, expires_at,"
-    " subject, audience, parent_hash, replaced_by, rotated_at, revoked_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_TOKEN_COLUMNS = (
+    "token_hash, kind, client_id, scope, family_id, issued_at, expires_at,"
+    " subject, audience, parent_hash, replaced_by, rotated_at, revoked_at"
 )
+_TOKEN_VALUES = "(" + ", ".join("?" * 13) + ")"
+
+
+@functools.cache
+def insert_tokens(count: int) -> str:
+    """One INSERT of ``count`` tokens: a single statement is atomic without a savepoint."""
+    values = ", ".join([_TOKEN_VALUES] * count)
+    return f"INSERT INTO tokens ({_TOKEN_COLUMNS}) VALUES {values}"  # noqa: S608 (constants only)
+
+
+def token_rows(tokens: Sequence[Token]) -> tuple[object, ...]:
+    """The parameters of ``insert_tokens(len(tokens))``."""
+    return tuple(value for token in tokens for value in token_row(token))
 
 
 def _words(words: frozenset[str]) -> str:
     return " ".join(sorted(words))
+
+
+def _uris(uris: tuple[str, ...]) -> str:
+    """URIs in order, space-separated: a URI never holds white space (RFC 3986 §2)."""
+    if any(not uri or len(uri.split()) != 1 for uri in uris):
+        raise ValueError(f"not a URI list: {uris!r}")
+    return " ".join(uris)
 
 
 def client_row(c: Client) -> Row:
@@ -167,10 +187,10 @@ def client_row(c: Client) -> Row:
         c.client_id,
         c.secret_hash,
         c.name,
-        json.dumps(c.redirect_uris),
+        _uris(c.redirect_uris),
         _words(c.grant_types),
         _words(c.scope),
-        json.dumps(c.allowed_origins),
+        _uris(c.allowed_origins),
         int(c.is_resource_server),
         int(c.require_pkce),
         c.created_at,
@@ -182,10 +202,10 @@ def client_from_row(row: Any) -> Client:
         client_id=row[0],
         secret_hash=row[1],
         name=row[2],
-        redirect_uris=tuple(json.loads(row[3])),
+        redirect_uris=tuple(row[3].split()),
         grant_types=frozenset(row[4].split()),
         scope=frozenset(row[5].split()),
-        allowed_origins=tuple(json.loads(row[6])),
+        allowed_origins=tuple(row[6].split()),
         is_resource_server=bool(row[7]),
         require_pkce=bool(row[8]),
         created_at=row[9],
@@ -244,7 +264,7 @@ def token_row(t: Token) -> Row:
         t.issued_at,
         t.expires_at,
         t.subject,
-        json.dumps(t.audience),
+        _uris(t.audience),
         t.parent_hash,
         t.replaced_by,
         t.rotated_at,
@@ -262,7 +282,7 @@ def token_from_row(row: Any) -> Token:
         issued_at=row[5],
         expires_at=row[6],
         subject=row[7],
-        audience=tuple(json.loads(row[8])),
+        audience=tuple(row[8].split()),
         parent_hash=row[9],
         replaced_by=row[10],
         rotated_at=row[11],

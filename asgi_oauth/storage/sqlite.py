@@ -28,6 +28,7 @@ from typing import Any, Generic, Literal, TypeVar
 from ..errors import StorageError
 from ..models import AuthorizationCode, Client, Token, User
 from . import _sqlite_schema as schema
+from ._client_cache import ClientCache
 from .base import successor_of
 
 _T = TypeVar("_T")
@@ -42,6 +43,9 @@ class SQLiteStorage:
     ``synchronous="FULL"`` fsyncs every commit; ``"NORMAL"`` may lose the last
     commits on power loss, never on a crash of the process. ``busy_timeout`` is
     how many seconds to wait for another process holding the file's lock.
+    ``client_cache_ttl`` is how long a client read from the file is reused: a
+    client changed by another process (the command line, another server) is
+    seen within that many seconds; 0 reads it every time.
     """
 
     def __init__(
@@ -50,6 +54,7 @@ class SQLiteStorage:
         *,
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
         busy_timeout: float = 5.0,
+        client_cache_ttl: float = 1.0,
     ) -> None:
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError(f"synchronous must be 'FULL' or 'NORMAL', not {synchronous!r}")
@@ -58,6 +63,7 @@ class SQLiteStorage:
         self._path = os.fspath(path)
         self._synchronous = synchronous
         self._busy_timeout = busy_timeout
+        self._clients = ClientCache(client_cache_ttl)
         self._reader: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()
         self._writer: sqlite3.Connection | None = None  # owned by the writer thread
@@ -73,8 +79,14 @@ class SQLiteStorage:
         await self._write(_nothing)
 
     async def get_client(self, client_id: str) -> Client | None:
-        rows = await self._read(schema.SELECT_CLIENTS + " WHERE client_id = ?", (client_id,))
-        return schema.client_from_row(rows[0]) if rows else None
+        client = self._clients.get(client_id)
+        if client is None:
+            rows = await self._read(schema.SELECT_CLIENTS + " WHERE client_id = ?", (client_id,))
+            if not rows:
+                return None
+            client = schema.client_from_row(rows[0])
+            self._clients.put(client)
+        return client
 
     async def save_client(self, client: Client) -> None:
         row = schema.client_row(client)
@@ -88,6 +100,7 @@ class SQLiteStorage:
             )
 
         await self._write(save)
+        self._clients.forget(client.client_id)
 
     async def delete_client(self, client_id: str) -> bool:
         def delete(conn: sqlite3.Connection) -> bool:
@@ -98,7 +111,9 @@ class SQLiteStorage:
             conn.execute("DELETE FROM tokens WHERE client_id = ?", (client_id,))
             return True
 
-        return await self._write(delete)
+        deleted = await self._write(delete)
+        self._clients.forget(client_id)
+        return deleted
 
     async def list_clients(self) -> list[Client]:
         return [
@@ -124,7 +139,7 @@ class SQLiteStorage:
 
     async def save_authorization_code(self, code: AuthorizationCode) -> None:
         row = schema.code_row(code)
-        await self._write(lambda conn: conn.execute(schema.INSERT_CODE, row).close())
+        await self._write(lambda conn: conn.execute(schema.INSERT_CODE, row).close(), atomic=True)
 
     async def get_authorization_code(self, code_hash: str) -> AuthorizationCode | None:
         rows = await self._read(schema.SELECT_CODE, (code_hash,))
@@ -133,7 +148,7 @@ class SQLiteStorage:
     async def redeem_authorization_code(
         self, code_hash: str, *, tokens: Sequence[Token], now: int
     ) -> bool:
-        rows = [schema.token_row(token) for token in tokens]
+        insert, rows = schema.insert_tokens(len(tokens)), schema.token_rows(tokens)
 
         def redeem(conn: sqlite3.Connection) -> bool:
             consumed = conn.execute(
@@ -143,14 +158,16 @@ class SQLiteStorage:
             )
             if consumed.rowcount != 1:
                 return False
-            conn.executemany(schema.INSERT_TOKEN, rows)
+            conn.execute(insert, rows)
             return True
 
         return await self._write(redeem)
 
     async def save_tokens(self, tokens: Sequence[Token]) -> None:
-        rows = [schema.token_row(token) for token in tokens]
-        await self._write(lambda conn: conn.executemany(schema.INSERT_TOKEN, rows).close())
+        if not tokens:
+            return
+        insert, rows = schema.insert_tokens(len(tokens)), schema.token_rows(tokens)
+        await self._write(lambda conn: conn.execute(insert, rows).close(), atomic=True)
 
     async def get_token(self, token_hash: str) -> Token | None:
         rows = await self._read(schema.SELECT_TOKEN, (token_hash,))
@@ -165,7 +182,7 @@ class SQLiteStorage:
         now: int,
     ) -> bool:
         successor = successor_of(tokens)
-        rows = [schema.token_row(token) for token in tokens]
+        insert, rows = schema.insert_tokens(len(tokens)), schema.token_rows(tokens)
 
         def rotate(conn: sqlite3.Connection) -> bool:
             rotated = conn.execute(
@@ -180,18 +197,22 @@ class SQLiteStorage:
                     "UPDATE tokens SET revoked_at = ? WHERE parent_hash = ? AND revoked_at IS NULL",
                     (now, token_hash),
                 )
-            conn.executemany(schema.INSERT_TOKEN, rows)
+            conn.execute(insert, rows)
             return True
 
         return await self._write(rotate)
 
     async def revoke_token(self, token_hash: str, *, now: int) -> bool:
         sql = "UPDATE tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL"
-        return await self._write(lambda conn: conn.execute(sql, (now, token_hash)).rowcount == 1)
+        return await self._write(
+            lambda conn: conn.execute(sql, (now, token_hash)).rowcount == 1, atomic=True
+        )
 
     async def revoke_family(self, family_id: str, *, now: int) -> int:
         sql = "UPDATE tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL"
-        return await self._write(lambda conn: conn.execute(sql, (now, family_id)).rowcount)
+        return await self._write(
+            lambda conn: conn.execute(sql, (now, family_id)).rowcount, atomic=True
+        )
 
     async def purge_expired(self, *, now: int) -> int:
         def purge(conn: sqlite3.Connection) -> int:
@@ -252,8 +273,14 @@ class SQLiteStorage:
 
     # -- writing, on the writer thread ------------------------------------------------------
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
-        """Run ``fn`` on the writer thread; its result once it is committed."""
+    async def _write(self, fn: Callable[[sqlite3.Connection], _T], *, atomic: bool = False) -> _T:
+        """Run ``fn`` on the writer thread; its result once it is committed.
+
+        ``atomic`` marks a job of one SQL statement: SQLite undoes a failed
+        statement by itself, so it runs without a savepoint. Each SQLite call
+        hands the GIL to the event loop and back, which is the writer's main
+        cost under load.
+        """
         if self._closed:
             raise StorageError("the store is closed")
         loop = asyncio.get_running_loop()
@@ -262,7 +289,7 @@ class SQLiteStorage:
         if pending is None:
             pending = self._pending[loop] = []
             loop.call_soon(self._flush, loop)
-        pending.append(_Job(fn, loop, future))
+        pending.append(_Job(fn, loop, future, atomic))
         return await future
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -335,15 +362,18 @@ class SQLiteStorage:
             conn.execute("BEGIN IMMEDIATE")
             for job in jobs:
                 done.append(job)
-                conn.execute("SAVEPOINT job")
+                if not job.atomic:
+                    conn.execute("SAVEPOINT job")
                 try:
                     job.result = job.fn(conn)
                 except Exception as exc:
                     job.error = _as_storage_error(exc)
                     if not conn.in_transaction:
                         raise _RolledBack from exc
-                    conn.execute("ROLLBACK TO job")
-                conn.execute("RELEASE job")
+                    if not job.atomic:
+                        conn.execute("ROLLBACK TO job")
+                if not job.atomic:
+                    conn.execute("RELEASE job")
             conn.execute("COMMIT")
         except (sqlite3.Error, _RolledBack) as exc:
             cause = exc.__cause__ if isinstance(exc, _RolledBack) else exc
@@ -397,15 +427,17 @@ class _RolledBack(Exception):
 
 
 class _Job(Generic[_T]):
-    __slots__ = ("error", "fn", "future", "loop", "result")
+    __slots__ = ("atomic", "error", "fn", "future", "loop", "result")
 
     def __init__(
         self,
         fn: Callable[[sqlite3.Connection], _T],
         loop: asyncio.AbstractEventLoop,
         future: asyncio.Future[_T],
+        atomic: bool = False,
     ) -> None:
         self.fn = fn
+        self.atomic = atomic
         self.loop = loop
         self.future = future
         self.result: _T | None = None
