@@ -65,7 +65,8 @@ class AuthorizationServer:
         self.settings = settings
         self.throttle = Throttle(settings.max_failed_attempts, settings.failed_attempts_window)
         self._clock = clock
-        ctx = GrantContext(storage, settings, self.throttle, clock)
+        self._revocation_listeners: list[Callable[[], None]] = []
+        ctx = GrantContext(storage, settings, self.throttle, clock, self._notify_revoked)
         grants: tuple[Grant, ...] = (
             AuthorizationCodeGrant(ctx),
             ClientCredentialsGrant(ctx),
@@ -139,6 +140,7 @@ class AuthorizationServer:
                 await self.storage.revoke_family(token.family_id, now=now)
             else:
                 await self.storage.revoke_token(token.token_hash, now=now)
+        self._notify_revoked()
 
     def metadata(self) -> dict[str, object]:
         """Authorization server metadata (RFC 8414 §2), all URLs from the issuer."""
@@ -272,6 +274,14 @@ class AuthorizationServer:
         return user
 
     # -- housekeeping --------------------------------------------------------
+
+    def add_revocation_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` whenever this server revokes tokens (caches forget at once)."""
+        self._revocation_listeners.append(listener)
+
+    def _notify_revoked(self) -> None:
+        for listener in self._revocation_listeners:
+            listener()
 
     async def purge_expired(self) -> int:
         """Delete expired codes and tokens; returns how many went."""

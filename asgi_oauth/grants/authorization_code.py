@@ -54,6 +54,7 @@ class AuthorizationCodeGrant:
     async def _revoke_replayed(self, code: AuthorizationCode, now: int) -> None:
         # §4.1.2: a code used twice MUST be refused; what it issued SHOULD be revoked.
         revoked = await self.ctx.storage.revoke_family(code.family_id, now=now)
+        self.ctx.revoked()
         logger.warning(
             "authorization code replayed client_id=%r revoked_tokens=%d", code.client_id, revoked
         )

@@ -22,6 +22,8 @@ class GrantContext:
     settings: Settings
     throttle: Throttle
     clock: Callable[[], float] = field(default=time.time)
+    #: Called after tokens were revoked, so in-process caches can forget them.
+    revoked: Callable[[], None] = field(default=lambda: None)
 
     def now(self) -> int:
         return int(self.clock())

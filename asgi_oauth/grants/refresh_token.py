@@ -59,6 +59,8 @@ class RefreshTokenGrant:
                 tokens=tokens.rows,
                 now=now,
             ):
+                if expected_successor is not None:
+                    self.ctx.revoked()  # the pair rotated out before the retry
                 return tokens.response
             current = await storage.get_token(token.token_hash)
             if current is None or current.revoked_at is not None:
@@ -76,6 +78,7 @@ class RefreshTokenGrant:
             if successor is not None and successor.replaced_by is None:
                 return token.replaced_by
         revoked = await self.ctx.storage.revoke_family(token.family_id, now=now)
+        self.ctx.revoked()
         logger.warning(
             "refresh token reuse detected client_id=%r revoked_tokens=%d",
             token.client_id,

@@ -1,0 +1,27 @@
+"""The resource-server side: protect any ASGI application's routes with bearer tokens."""
+
+from .bearer import BearerTokenMiddleware
+from .cache import IntrospectionCache
+from .decorators import require_scopes
+from .errors import BearerError
+from .introspectors import (
+    IntrospectionUnavailable,
+    Introspector,
+    LocalIntrospector,
+    RemoteIntrospector,
+)
+from .users import AnonymousUser, BearerCredentials, BearerUser
+
+__all__ = [
+    "AnonymousUser",
+    "BearerCredentials",
+    "BearerError",
+    "BearerTokenMiddleware",
+    "BearerUser",
+    "IntrospectionCache",
+    "IntrospectionUnavailable",
+    "Introspector",
+    "LocalIntrospector",
+    "RemoteIntrospector",
+    "require_scopes",
+]

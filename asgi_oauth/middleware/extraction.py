@@ -1,0 +1,106 @@
+"""Finding the access token in a request (RFC 6750 §2).
+
+The ``Authorization: Bearer`` header always (§2.1); the form body (§2.2) and
+the ``access_token`` query parameter (§2.3) only when enabled, since they leak
+into logs and caches. A token sent by more than one method is refused (§2).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from urllib.parse import parse_qsl
+
+from starlette.types import Message, Receive, Scope
+
+from .errors import BearerError
+
+# RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+_FORM = "application/x-www-form-urlencoded"
+
+
+async def extract_token(
+    scope: Scope,
+    receive: Receive,
+    *,
+    allow_query: bool,
+    allow_form: bool,
+    max_body_size: int,
+) -> tuple[str | None, Receive]:
+    """The token, or None; and the ``receive`` the app must use (a read body is replayed)."""
+    found: list[str] = []
+    header = _authorization(scope)
+    if header is not None:
+        found.append(header)
+    if allow_query and scope.get("query_string"):
+        found += _params(scope["query_string"].decode("latin-1"))
+    if allow_form and scope["type"] == "http" and _has_form(scope):
+        body, receive = await _read_body(receive, max_body_size)
+        # A body that is not UTF-8 is no form this middleware can read: it holds no token.
+        with contextlib.suppress(UnicodeDecodeError):
+            found += _params(body.decode("utf-8"))
+    if len(found) > 1:
+        raise BearerError.invalid_request("the access token was sent more than once")
+    return (found[0] if found else None), receive
+
+
+def _authorization(scope: Scope) -> str | None:
+    value: str | None = None
+    for name, raw in scope["headers"]:
+        if name == b"authorization" or name.lower() == b"authorization":
+            if value is not None:
+                raise BearerError.invalid_request("repeated Authorization header")
+            value = raw.decode("latin-1")
+    if value is None:
+        return None
+    scheme, _, credentials = value.partition(" ")
+    if scheme.lower() != "bearer":
+        return None  # another scheme (Basic for a token endpoint) is not ours to judge
+    if _B64TOKEN.fullmatch(credentials) is None:
+        raise BearerError.invalid_request("malformed Bearer credentials")
+    return credentials
+
+
+def _params(query: str) -> list[str]:
+    return [
+        value for name, value in parse_qsl(query, keep_blank_values=True) if name == "access_token"
+    ]
+
+
+def _has_form(scope: Scope) -> bool:
+    # §2.2: only with a body-carrying method, never GET, and the form media type.
+    if scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
+        return False
+    for name, value in scope["headers"]:
+        if name.lower() == b"content-type":
+            media_type: str = value.decode("latin-1").partition(";")[0].strip().lower()
+            return media_type == _FORM
+    return False
+
+
+async def _read_body(receive: Receive, max_size: int) -> tuple[bytes, Receive]:
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise BearerError.invalid_request("client disconnected")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > max_size:
+            raise BearerError(413, "invalid_request", "request body too large")
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    body = b"".join(chunks)
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return body, replay

@@ -1,0 +1,182 @@
+"""Where the middleware learns what a token means: the ``Introspector`` protocol.
+
+``LocalIntrospector`` runs the very code the ``/introspect`` endpoint runs,
+in-process; ``RemoteIntrospector`` asks another server's RFC 7662 endpoint over
+HTTP. Both cache their answers. An introspector that cannot decide raises
+``IntrospectionUnavailable``, and the middleware refuses the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol, runtime_checkable
+
+import httpx
+
+from ..errors import TemporarilyUnavailableError
+from ..models import INACTIVE, IntrospectionResult
+from ..server import AuthorizationServer
+from .cache import IntrospectionCache
+
+logger = logging.getLogger("asgi_oauth")
+
+_KNOWN_CLAIMS = frozenset(
+    {"active", "scope", "client_id", "token_type", "exp", "iat", "iss", "sub", "aud"}
+)
+
+
+class IntrospectionUnavailable(Exception):
+    """The introspector could not decide; the request must be refused (fail closed)."""
+
+
+@runtime_checkable
+class Introspector(Protocol):
+    async def introspect_token(self, token: str) -> IntrospectionResult:
+        """What RFC 7662 says of ``token``; ``IntrospectionUnavailable`` when unsure."""
+
+
+class LocalIntrospector:
+    """Introspection by an ``AuthorizationServer`` in this process, cached.
+
+    A revocation made through that server clears the cache at once; one made
+    by another process sharing the store is seen within ``cache_ttl`` seconds.
+    """
+
+    def __init__(
+        self,
+        server: AuthorizationServer,
+        *,
+        cache_ttl: float = 10.0,
+        negative_cache_ttl: float = 2.0,
+        max_cache_size: int = 10_000,
+    ) -> None:
+        self.server = server
+        self._cache = IntrospectionCache(
+            ttl=cache_ttl, negative_ttl=negative_cache_ttl, max_size=max_cache_size
+        )
+        server.add_revocation_listener(self._cache.clear)
+
+    @property
+    def issuer(self) -> str:
+        return self.server.settings.issuer
+
+    async def introspect_token(self, token: str) -> IntrospectionResult:
+        return await self._cache.get(token, self._introspect)
+
+    async def _introspect(self, token: str) -> IntrospectionResult:
+        try:
+            return await self.server.introspect_token(token)
+        except TemporarilyUnavailableError as exc:
+            raise IntrospectionUnavailable("the authorization server's store failed") from exc
+
+
+class RemoteIntrospector:
+    """Introspection at another server's RFC 7662 endpoint, authenticated as a client.
+
+    The client should be registered as a resource server there, so it may
+    introspect tokens issued to any client. Connections are pooled; each try
+    has ``timeout`` seconds, and connection failures and 5xx answers are tried
+    ``retries`` more times before the request is refused.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        client_id: str,
+        client_secret: str,
+        timeout: float = 2.0,
+        retries: int = 2,
+        cache_ttl: float = 10.0,
+        negative_cache_ttl: float = 2.0,
+        max_cache_size: int = 10_000,
+        max_connections: int = 50,
+    ) -> None:
+        self.url = url
+        self._auth = httpx.BasicAuth(client_id, client_secret)
+        self._timeout = httpx.Timeout(timeout)
+        self._limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        self._retries = retries
+        self._client: httpx.AsyncClient | None = None
+        self._cache = IntrospectionCache(
+            ttl=cache_ttl, negative_ttl=negative_cache_ttl, max_size=max_cache_size
+        )
+
+    async def introspect_token(self, token: str) -> IntrospectionResult:
+        return await self._cache.get(token, self._introspect)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def _introspect(self, token: str) -> IntrospectionResult:
+        client = self._client
+        if client is None:
+            client = self._client = httpx.AsyncClient(
+                auth=self._auth, timeout=self._timeout, limits=self._limits
+            )
+        form = {"token": token, "token_type_hint": "access_token"}
+        problem = ""
+        for attempt in range(self._retries + 1):
+            if attempt:
+                await asyncio.sleep(0.05 * 2 ** (attempt - 1))
+            try:
+                response = await client.post(self.url, data=form)
+            except httpx.TransportError as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+                continue
+            if response.status_code >= 500:
+                problem = f"HTTP {response.status_code}"
+                continue
+            if response.status_code != 200:
+                # 401/403: our own credentials are wrong; retrying will not help.
+                problem = f"HTTP {response.status_code}"
+                break
+            return _parse(response)
+        logger.error("introspection at %s failed: %s", self.url, problem)
+        raise IntrospectionUnavailable(f"introspection failed: {problem}")
+
+
+def _parse(response: httpx.Response) -> IntrospectionResult:
+    """An RFC 7662 §2.2 response, checked field by field; anything odd is a failure."""
+    try:
+        body = response.json()
+    except ValueError:
+        raise IntrospectionUnavailable("introspection response is not JSON") from None
+    if not isinstance(body, dict) or not isinstance(body.get("active"), bool):
+        raise IntrospectionUnavailable("introspection response has no boolean 'active'")
+    if not body["active"]:
+        return INACTIVE
+    scope = body.get("scope", "")
+    aud = body.get("aud", ())
+    audience = (aud,) if isinstance(aud, str) else aud
+    strings = ("client_id", "token_type", "iss", "sub")
+    numbers = ("exp", "iat")
+    if (
+        not isinstance(scope, str)
+        or not isinstance(audience, (list, tuple))
+        or not all(isinstance(a, str) for a in audience)
+        or any(not isinstance(body.get(n, ""), str) for n in strings)
+        or any(not _is_int(body.get(n, 0)) for n in numbers)
+    ):
+        raise IntrospectionUnavailable("introspection response has malformed claims")
+    return IntrospectionResult(
+        active=True,
+        scope=frozenset(scope.split()),
+        client_id=body.get("client_id"),
+        token_type=body.get("token_type"),
+        exp=body.get("exp"),
+        iat=body.get("iat"),
+        iss=body.get("iss"),
+        sub=body.get("sub"),
+        aud=tuple(audience),
+        extra={k: v for k, v in body.items() if k not in _KNOWN_CLAIMS},
+    )
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -1,0 +1,50 @@
+"""OAuth 2.0 Protected Resource Metadata (RFC 9728).
+
+The document names the resource, the authorization servers that issue tokens
+for it, the scopes it knows and how it takes tokens. Its well-known URL is
+formed by inserting ``/.well-known/oauth-protected-resource`` between the
+resource's host and path (§3.1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+WELL_KNOWN = "/.well-known/oauth-protected-resource"
+
+
+def metadata_path(resource: str) -> str:
+    """The path of the metadata document on the resource's host (§3.1)."""
+    parts = urlsplit(resource)
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError(
+            f"resource must be an absolute URL without query or fragment: {resource!r}"
+        )
+    return WELL_KNOWN + parts.path.rstrip("/")
+
+
+def metadata_url(resource: str) -> str:
+    parts = urlsplit(resource)
+    return f"{parts.scheme}://{parts.netloc}{metadata_path(resource)}"
+
+
+def metadata_document(
+    resource: str,
+    *,
+    authorization_servers: Iterable[str],
+    scopes_supported: Iterable[str],
+    bearer_methods_supported: Iterable[str],
+    resource_name: str | None = None,
+) -> dict[str, object]:
+    document: dict[str, object] = {
+        "resource": resource,
+        "authorization_servers": list(authorization_servers),
+        "bearer_methods_supported": list(bearer_methods_supported),
+    }
+    scopes = sorted(set(scopes_supported))
+    if scopes:
+        document["scopes_supported"] = scopes
+    if resource_name:
+        document["resource_name"] = resource_name
+    return document

@@ -1,0 +1,58 @@
+"""What routes see: ``request.auth`` and ``request.user``, as Starlette users expect.
+
+``request.auth.scopes`` makes Starlette's ``requires("read")`` work unchanged;
+``request.user`` says who is calling. Both carry the full introspection result
+for routes that want more claims.
+"""
+
+from __future__ import annotations
+
+from starlette.authentication import AuthCredentials, BaseUser
+
+from ..models import IntrospectionResult
+from .errors import BearerError
+
+
+class BearerUser(BaseUser):
+    """The resource owner (``sub``) or, for client credentials, the client itself."""
+
+    def __init__(self, introspection: IntrospectionResult) -> None:
+        self.introspection = introspection
+        self.subject = introspection.sub
+        self.client_id = introspection.client_id
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def display_name(self) -> str:
+        return self.subject or self.client_id or ""
+
+    @property
+    def identity(self) -> str:
+        return self.subject or self.client_id or ""
+
+
+class AnonymousUser(BaseUser):
+    @property
+    def is_authenticated(self) -> bool:
+        return False
+
+    @property
+    def display_name(self) -> str:
+        return ""
+
+
+class BearerCredentials(AuthCredentials):
+    """The token's scopes; ``introspection`` is None for a request without a valid token,
+    and ``error`` then says why (for route-level checks to answer precisely)."""
+
+    def __init__(
+        self,
+        introspection: IntrospectionResult | None = None,
+        error: BearerError | None = None,
+    ) -> None:
+        super().__init__(sorted(introspection.scope) if introspection is not None else [])
+        self.introspection = introspection
+        self.error = error
