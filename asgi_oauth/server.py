@@ -243,7 +243,13 @@ class AuthorizationServer:
         require_pkce: bool = False,
         client_id: str | None = None,
     ) -> RegisteredClient:
-        """Register a client; the returned secret is never shown again."""
+        """Register a client; the returned secret is never shown again.
+
+        An explicit ``client_id`` that is already registered is refused, so a
+        restarted application cannot silently replace a client and its secret.
+        """
+        if client_id is not None and await self.storage.get_client(client_id) is not None:
+            raise ValueError(f"client_id already registered: {client_id!r}")
         registered = new_client(
             name=name,
             redirect_uris=redirect_uris,

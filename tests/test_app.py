@@ -414,3 +414,14 @@ async def test_lifespan_closes_the_store_and_websockets_are_refused() -> None:
     sent.clear()
     await app({"type": "websocket", "path": "/token"}, receive, send)
     assert sent == [{"type": "websocket.close", "code": 1008}]
+
+
+async def test_metadata_route_serves_the_root_well_known(oauth_app: OAuth2App) -> None:
+    route = oauth_app.metadata_route
+    assert route.path == "/.well-known/oauth-authorization-server/oauth2"
+    api = FastAPI()
+    api.router.routes.append(route)
+    transport = httpx.ASGITransport(app=api)
+    async with httpx.AsyncClient(transport=transport, base_url="https://as.example") as client:
+        response = await client.get(route.path)
+    assert response.json()["issuer"] == ISSUER

@@ -233,3 +233,13 @@ async def test_explicit_purge_keeps_live_tokens(
     assert (await server.introspect_token(new)).active
     assert await server.storage.get_token(hash_token(old)) is None
     assert await server.storage.get_token(hash_token(new)) is not None
+
+
+async def test_registering_a_taken_client_id_is_refused(server: AuthorizationServer) -> None:
+    first = await server.register_client(
+        name="a", grant_types=["client_credentials"], client_id="x"
+    )
+    with pytest.raises(ValueError, match="already registered"):
+        await server.register_client(name="b", grant_types=["client_credentials"], client_id="x")
+    stored = await server.storage.get_client("x")
+    assert stored == first.client

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from ..errors import InvalidRequestError
@@ -58,6 +59,11 @@ class OAuth2App:
         self._mount_checked = False
         #: Serve this at :attr:`metadata_path` of the host application (RFC 8414 §3.1).
         self.metadata_app = _MetadataApp(self)
+
+    @property
+    def metadata_route(self) -> Route:
+        """``Route(metadata_path, metadata_app)``: add it to the host application's routes."""
+        return Route(self.metadata_path, self.metadata_app)
 
     @property
     def metadata_path(self) -> str:
