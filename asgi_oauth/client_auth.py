@@ -48,7 +48,8 @@ async def authenticate_client(
         client_id, secret = client_id_param, form.get("client_secret")
 
     challenge = _BASIC_CHALLENGE if used_basic else None
-    retry_after = throttle.retry_after(client_id)
+    throttle_key = request.throttle_key(client_id)
+    retry_after = throttle.retry_after(throttle_key)
     if retry_after:
         raise InvalidClientError(
             "too many failed authentications; retry later",
@@ -62,10 +63,10 @@ async def authenticate_client(
         # Do not reveal whether the client exists.
         raise InvalidClientError("client authentication failed", headers=challenge)
     if client is None or client.is_public or not verify_secret(secret, client.secret_hash):
-        throttle.failed(client_id)
+        throttle.failed(throttle_key)
         logger.warning("client authentication failed client_id=%r", client_id[:64])
         raise InvalidClientError("client authentication failed", headers=challenge)
-    throttle.succeeded(client_id)
+    throttle.succeeded(throttle_key)
     return client
 
 

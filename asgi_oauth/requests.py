@@ -10,14 +10,21 @@ from .errors import InvalidRequestError
 
 @dataclass(frozen=True, slots=True)
 class OAuthRequest:
-    """The parameters of a request and its ``Authorization`` header.
+    """The parameters of a request, its ``Authorization`` header and where it came from.
 
     ``form`` holds each parameter once; the ASGI layer has already refused
     repeated parameters and dropped empty ones (RFC 6749 §3.1).
+    ``client_address`` keys throttling, so guesses from one address cannot lock
+    a client or user out everywhere.
     """
 
     form: Mapping[str, str] = field(default_factory=dict)
     authorization: str | None = None
+    client_address: str | None = None
+
+    def throttle_key(self, subject: str) -> str:
+        """What failed attempts at ``subject`` (a client id, a username) count against."""
+        return f"{subject}\x00{self.client_address or ''}"
 
     def require(self, name: str) -> str:
         value = self.form.get(name)

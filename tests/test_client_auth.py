@@ -130,3 +130,18 @@ async def test_guessing_secrets_is_throttled(
         await server.token(OAuthRequest(CC, right))
     assert blocked.value.status == 429
     assert int(blocked.value.headers["Retry-After"]) > 0
+
+
+async def test_guessing_from_one_address_does_not_lock_out_another(
+    server: AuthorizationServer, confidential: Credentials
+) -> None:
+    assert confidential.client_secret is not None
+    wrong = basic_header(confidential.client_id, "guess")
+    for _ in range(server.settings.max_failed_attempts + 1):
+        with pytest.raises(InvalidClientError):
+            await server.token(OAuthRequest(CC, wrong, client_address="198.51.100.7"))
+    right = basic_header(confidential.client_id, confidential.client_secret)
+    with pytest.raises(InvalidClientError) as blocked:
+        await server.token(OAuthRequest(CC, right, client_address="198.51.100.7"))
+    assert blocked.value.status == 429
+    assert (await server.token(OAuthRequest(CC, right, client_address="192.0.2.1"))).access_token

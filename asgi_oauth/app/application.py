@@ -98,7 +98,7 @@ class OAuth2App:
                     headers={"Allow": ", ".join(endpoint.methods)},
                 )
             if endpoint.form:
-                request, extra = await read_form(receive, headers, self._max_body), NO_STORE
+                request, extra = await read_form(scope, receive, headers, self._max_body), NO_STORE
             else:
                 request, extra = OAuthRequest(), _CACHEABLE
             body = await endpoint.handler(request)

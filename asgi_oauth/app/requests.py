@@ -43,7 +43,9 @@ class RequestHeaders:
         return cls(**found)
 
 
-async def read_form(receive: Receive, headers: RequestHeaders, max_size: int) -> OAuthRequest:
+async def read_form(
+    scope: Scope, receive: Receive, headers: RequestHeaders, max_size: int
+) -> OAuthRequest:
     """The request's form parameters and Authorization header."""
     media_type = (headers.content_type or "").partition(";")[0].strip().lower()
     if media_type != "application/x-www-form-urlencoded":
@@ -51,7 +53,12 @@ async def read_form(receive: Receive, headers: RequestHeaders, max_size: int) ->
             "Content-Type must be application/x-www-form-urlencoded", status_code=415
         )
     body = await read_body(receive, headers, max_size)
-    return OAuthRequest(form=parse_form(body), authorization=headers.authorization)
+    client = scope.get("client")
+    return OAuthRequest(
+        form=parse_form(body),
+        authorization=headers.authorization,
+        client_address=client[0] if client else None,
+    )
 
 
 async def read_body(receive: Receive, headers: RequestHeaders, max_size: int) -> bytes:

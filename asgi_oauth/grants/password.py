@@ -30,7 +30,7 @@ class PasswordGrant:
         username = request.require("username")
         password = request.require("password")
         scope = narrow_scope(parse_scope(request.form.get("scope")), client.scope)
-        throttle_key = f"user:{username}"
+        throttle_key = request.throttle_key(f"user:{username}")
         retry_after = self.ctx.throttle.retry_after(throttle_key)
         if retry_after:
             raise InvalidGrantError(

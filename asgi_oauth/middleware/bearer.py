@@ -103,8 +103,13 @@ class BearerTokenMiddleware:
             )
             scope["auth"], scope["user"] = await self._authenticate(token, rule)
         except BearerError as error:
-            await send_bearer_error(scope, send, error, self.challenge(error))
-            return
+            if rule is not None and rule.required:
+                await send_bearer_error(scope, send, error, self.challenge(error))
+                return
+            # A path that needs no token is not refused for a bad one; its routes can
+            # tell from request.auth.error (require_scopes and OAuth2Scopes do).
+            credentials = BearerCredentials(error=error, challenge=self.challenge)
+            scope["auth"], scope["user"] = credentials, _ANONYMOUS
         await self.app(scope, receive, send)
 
     def challenge(self, error: BearerError) -> str:
@@ -114,27 +119,18 @@ class BearerTokenMiddleware:
     async def _authenticate(
         self, token: str | None, rule: Rule | None
     ) -> tuple[BearerCredentials, BearerUser | AnonymousUser]:
-        required = rule is not None and rule.required
         if token is None:
-            if required:
-                raise BearerError.missing()
-            return BearerCredentials(error=BearerError.missing()), _ANONYMOUS
+            raise BearerError.missing()
         try:
             info = await self.introspector.introspect_token(token)
         except IntrospectionUnavailable as exc:
             logger.error("refusing a request: token introspection failed: %s", exc)
-            error = BearerError.unavailable()
-            if required:
-                raise error from exc
-            return BearerCredentials(error=error), _ANONYMOUS
+            raise BearerError.unavailable() from exc
         if not _usable(info):
-            error = BearerError.invalid_token()
-            if required:
-                raise error
-            return BearerCredentials(error=error), _ANONYMOUS
+            raise BearerError.invalid_token()
         if rule is not None and not rule.scopes <= info.scope:
             raise BearerError.insufficient_scope(rule.scopes)
-        return BearerCredentials(info), BearerUser(info)
+        return BearerCredentials(info, challenge=self.challenge), BearerUser(info)
 
     async def _send_metadata(self, send: Send) -> None:
         await send(

@@ -3,8 +3,9 @@
 A positive answer is kept for ``ttl`` seconds but never past the token's
 ``exp``; a negative one for ``negative_ttl`` seconds, so a flood of junk tokens
 costs one lookup each per that time. Concurrent lookups of one token share a
-single introspection. ``clear`` forgets everything: it is how a revocation made
-in this process takes effect at once.
+single introspection, which goes on if one of them is cancelled. ``clear``
+forgets everything, lookups under way included: it is how a revocation made in
+this process takes effect at once.
 """
 
 from __future__ import annotations
@@ -44,30 +45,35 @@ class IntrospectionCache:
             if entry[0] > self._clock():
                 return entry[1]
             del self._entries[token]
-        pending = self._in_flight.get(token)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[IntrospectionResult] = asyncio.get_running_loop().create_future()
-        self._in_flight[token] = future
-        generation = self._generation
-        try:
-            result = await introspect(token)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: waiters re-raise it, nobody else must
-            raise
-        else:
-            future.set_result(result)
-            if generation == self._generation:  # no revocation while we asked
-                self._remember(token, result)
-            return result
-        finally:
-            del self._in_flight[token]
+        lookup = self._in_flight.get(token)
+        if lookup is None:
+            lookup = asyncio.ensure_future(self._lookup(token, introspect, self._generation))
+            lookup.add_done_callback(_retrieve)  # its error reached whoever still waited
+            self._in_flight[token] = lookup
+        # Shielded: a caller that is cancelled (its client went away) leaves the
+        # lookup running for the others waiting on it.
+        return await asyncio.shield(lookup)
 
     def clear(self) -> None:
-        """Forget every answer, including those still being fetched."""
+        """Forget every answer; lookups already under way are neither joined nor kept."""
         self._entries.clear()
+        self._in_flight.clear()
         self._generation += 1
+
+    async def _lookup(
+        self,
+        token: str,
+        introspect: Callable[[str], Awaitable[IntrospectionResult]],
+        generation: int,
+    ) -> IntrospectionResult:
+        try:
+            result = await introspect(token)
+        finally:
+            if generation == self._generation:
+                del self._in_flight[token]
+        if generation == self._generation:  # no revocation while we asked
+            self._remember(token, result)
+        return result
 
     def _remember(self, token: str, result: IntrospectionResult) -> None:
         now = self._clock()
@@ -91,3 +97,8 @@ class IntrospectionCache:
         excess = len(self._entries) - self._max_size + max(1, self._max_size // 10)
         for token in list(self._entries)[: max(0, excess)]:
             del self._entries[token]
+
+
+def _retrieve(lookup: asyncio.Future[IntrospectionResult]) -> None:
+    if not lookup.cancelled():
+        lookup.exception()

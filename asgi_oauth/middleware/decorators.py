@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .errors import BearerError
+from .errors import BearerError, response_headers
 from .users import BearerCredentials
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -26,18 +26,23 @@ def require_scopes(*scopes: str, realm: str = "api") -> Callable[[Endpoint], End
     def decorate(endpoint: Endpoint) -> Endpoint:
         @functools.wraps(endpoint)
         async def checked(request: Request) -> Response:
-            error = scope_error(request.scope.get("auth"), needed)
+            auth = request.scope.get("auth")
+            error = scope_error(auth, needed)
             if error is not None:
-                return JSONResponse(
-                    error.body(),
-                    status_code=error.status,
-                    headers={"WWW-Authenticate": error.challenge(realm)},
-                )
+                headers = response_headers(error, challenge(auth, error, realm))
+                return JSONResponse(error.body(), status_code=error.status, headers=headers)
             return await endpoint(request)
 
         return checked
 
     return decorate
+
+
+def challenge(auth: object, error: BearerError, realm: str) -> str:
+    """The middleware's challenge for ``error`` when it ran, else one for ``realm``."""
+    if isinstance(auth, BearerCredentials) and auth.challenge is not None:
+        return auth.challenge(error)
+    return error.challenge(realm)
 
 
 def scope_error(auth: object, needed: frozenset[str]) -> BearerError | None:

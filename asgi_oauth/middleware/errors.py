@@ -77,15 +77,20 @@ def _quoted(value: str) -> str:
     return "".join(c for c in value if c in _ALLOWED)
 
 
+def response_headers(error: BearerError, challenge: str) -> dict[str, str]:
+    """The headers of every refusal, from the middleware or a route-level check."""
+    headers = {"Cache-Control": "no-store", "WWW-Authenticate": challenge}
+    if error.status == 503:
+        headers["Retry-After"] = "1"
+    return headers
+
+
 async def send_bearer_error(scope: Scope, send: Send, error: BearerError, challenge: str) -> None:
     """Refuse an HTTP request, or a websocket before it is accepted."""
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"cache-control", b"no-store"),
-        (b"www-authenticate", challenge.encode()),
+    headers = [(b"content-type", b"application/json")] + [
+        (name.lower().encode(), value.encode())
+        for name, value in response_headers(error, challenge).items()
     ]
-    if error.status == 503:
-        headers.append((b"retry-after", b"1"))
     payload = json.dumps(error.body(), separators=(",", ":")).encode()
     if scope["type"] == "websocket":
         if "websocket.http.response" not in scope.get("extensions", {}):

@@ -39,7 +39,7 @@ async def extract_token(
         body, receive = await _read_body(receive, max_body_size)
         # A body that is not UTF-8 is no form this middleware can read: it holds no token.
         with contextlib.suppress(UnicodeDecodeError):
-            found += _params(body.decode("utf-8"))
+            found += _params(body.decode("utf-8")) if body is not None else []
     if len(found) > 1:
         raise BearerError.invalid_request("the access token was sent more than once")
     return (found[0] if found else None), receive
@@ -79,28 +79,31 @@ def _has_form(scope: Scope) -> bool:
     return False
 
 
-async def _read_body(receive: Receive, max_size: int) -> tuple[bytes, Receive]:
-    chunks: list[bytes] = []
+async def _read_body(receive: Receive, max_size: int) -> tuple[bytes | None, Receive]:
+    """Read the body to look for a token, and a ``receive`` that replays what was read.
+
+    A body over ``max_size`` (or cut short) is not read further and holds no token
+    for us: the app still gets every byte, first those read here, then the rest.
+    """
+    messages: list[Message] = []
     size = 0
-    more = True
-    while more:
+    complete = False
+    while True:
         message = await receive()
+        messages.append(message)
         if message["type"] != "http.request":
-            raise BearerError.invalid_request("client disconnected")
-        chunk = message.get("body", b"")
-        size += len(chunk)
+            break
+        size += len(message.get("body", b""))
         if size > max_size:
-            raise BearerError(413, "invalid_request", "request body too large")
-        chunks.append(chunk)
-        more = message.get("more_body", False)
-    body = b"".join(chunks)
-    replayed = False
+            break
+        if not message.get("more_body", False):
+            complete = True
+            break
+    body = b"".join(m.get("body", b"") for m in messages) if complete else None
 
     async def replay() -> Message:
-        nonlocal replayed
-        if not replayed:
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
+        if messages:
+            return messages.pop(0)
         return await receive()
 
     return body, replay

@@ -11,7 +11,8 @@ from __future__ import annotations
 from fastapi import HTTPException, Request
 from fastapi.security import OAuth2AuthorizationCodeBearer, SecurityScopes
 
-from .decorators import scope_error
+from .decorators import challenge, scope_error
+from .errors import response_headers
 from .users import BearerUser
 
 
@@ -39,12 +40,13 @@ class OAuth2Scopes(OAuth2AuthorizationCodeBearer):
     async def __call__(  # type: ignore[override]
         self, request: Request, security_scopes: SecurityScopes
     ) -> BearerUser:
-        error = scope_error(request.scope.get("auth"), frozenset(security_scopes.scopes))
+        auth = request.scope.get("auth")
+        error = scope_error(auth, frozenset(security_scopes.scopes))
         if error is not None:
             raise HTTPException(
                 status_code=error.status,
                 detail=error.body(),
-                headers={"WWW-Authenticate": error.challenge(self.realm)},
+                headers=response_headers(error, challenge(auth, error, self.realm)),
             )
         user: BearerUser = request.scope["user"]
         return user

@@ -76,8 +76,8 @@ class RemoteIntrospector:
 
     The client should be registered as a resource server there, so it may
     introspect tokens issued to any client. Connections are pooled; each try
-    has ``timeout`` seconds, and connection failures and 5xx answers are tried
-    ``retries`` more times before the request is refused.
+    has ``timeout`` seconds in all, and connection failures, time-outs and 5xx
+    answers are tried ``retries`` more times before the request is refused.
     """
 
     def __init__(
@@ -96,6 +96,7 @@ class RemoteIntrospector:
         self.url = url
         self._auth = httpx.BasicAuth(client_id, client_secret)
         self._timeout = httpx.Timeout(timeout)
+        self._deadline = timeout
         self._limits = httpx.Limits(
             max_connections=max_connections, max_keepalive_connections=max_connections
         )
@@ -125,8 +126,10 @@ class RemoteIntrospector:
             if attempt:
                 await asyncio.sleep(0.05 * 2 ** (attempt - 1))
             try:
-                response = await client.post(self.url, data=form)
-            except httpx.TransportError as exc:
+                # A deadline for the whole try: httpx's timeout bounds each read only,
+                # and a server trickling its answer would hold the request forever.
+                response = await asyncio.wait_for(client.post(self.url, data=form), self._deadline)
+            except (httpx.TransportError, asyncio.TimeoutError) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
                 continue
             if response.status_code >= 500:

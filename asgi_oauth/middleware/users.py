@@ -7,6 +7,8 @@ for routes that want more claims.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from starlette.authentication import AuthCredentials, BaseUser
 
 from ..models import IntrospectionResult
@@ -46,13 +48,16 @@ class AnonymousUser(BaseUser):
 
 class BearerCredentials(AuthCredentials):
     """The token's scopes; ``introspection`` is None for a request without a valid token,
-    and ``error`` then says why (for route-level checks to answer precisely)."""
+    and ``error`` then says why. ``challenge`` builds the middleware's own
+    ``WWW-Authenticate`` value, so route-level checks answer exactly as it does."""
 
     def __init__(
         self,
         introspection: IntrospectionResult | None = None,
         error: BearerError | None = None,
+        challenge: Callable[[BearerError], str] | None = None,
     ) -> None:
         super().__init__(sorted(introspection.scope) if introspection is not None else [])
         self.introspection = introspection
         self.error = error
+        self.challenge = challenge

@@ -1,0 +1,1 @@
+"""Runnable examples; see examples/README.md. Not part of the installed package."""
