@@ -107,6 +107,9 @@ class Outcome:
     server_logs: list[str] = dataclasses.field(default_factory=list)
     #: CPU seconds the authorization server used during each measured run (remote only).
     as_cpu: list[float] = dataclasses.field(default_factory=list)
+    #: CPU microseconds the measured server spent per request, each measured run: on a
+    #: shared machine this moves far less than throughput, which neighbours' load sways.
+    cpu_us: list[float] = dataclasses.field(default_factory=list)
     profile: list[str] = dataclasses.field(default_factory=list)
 
     def median(self, values: Sequence[float]) -> float:
@@ -258,6 +261,7 @@ def run_round(
             busy_before, total_before = machine_busy()
             wrk_before = children_cpu()
             result = run_wrk(server.url, lua, duration=args.duration, **load)
+            server_cpu = cpu_seconds(server.proc.pid) - server_before
             busy_after, total_after = machine_busy()
             ours = children_cpu() - wrk_before + cpu_seconds(server.proc.pid) - server_before
             if auth_server is not None:
@@ -278,6 +282,7 @@ def run_round(
             print(f"  {scenario.name:<9} profiled ({result.rps:.0f} req/s under py-spy)")
             return
         outcome.results.append(result)
+        outcome.cpu_us.append(server_cpu / max(result.requests, 1) * 1e6)
         outcome.rounds.append(round_no)
         outcome.foreign.append(foreign)
         print(
@@ -407,8 +412,9 @@ def ratios(outcomes: Sequence[Outcome]) -> list[str]:
     by_name = {o.scenario.name: o for o in outcomes if o.results}
     lines = [
         "| scenario | ratio to bare | ratio to bare-auth (the middleware alone) "
-        "| per-round ratios to bare (same round) | their median |",
-        "| --- | ---: | ---: | --- | ---: |",
+        "| per-round ratios to bare (same round) | their median "
+        "| CPU µs per request | CPU ratio (bare's CPU per request / this) |",
+        "| --- | ---: | ---: | --- | ---: | ---: | ---: |",
     ]
     for o in outcomes:
         if not o.scenario.protected or not o.results:
@@ -428,7 +434,12 @@ def ratios(outcomes: Sequence[Outcome]) -> list[str]:
             ]
         listed = ", ".join(f"{p:.2f}" for p in paired) or "—"
         median = f"{statistics.median(paired):.3f}" if paired else "—"
-        lines.append(f"| {o.scenario.name} | {cells[0]} | {cells[1]} | {listed} | {median} |")
+        cpu = o.median(o.cpu_us)
+        cpu_ratio = f"{bare.median(bare.cpu_us) / cpu:.3f}" if bare is not None else "—"
+        lines.append(
+            f"| {o.scenario.name} | {cells[0]} | {cells[1]} | {listed} | {median} "
+            f"| {cpu:.1f} | {cpu_ratio} |"
+        )
     return lines
 
 

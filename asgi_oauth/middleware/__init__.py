@@ -5,6 +5,7 @@ from .cache import IntrospectionCache
 from .decorators import require_scopes
 from .errors import BearerError
 from .introspectors import (
+    CachingIntrospector,
     IntrospectionUnavailable,
     Introspector,
     LocalIntrospector,
@@ -18,6 +19,7 @@ __all__ = [
     "BearerError",
     "BearerTokenMiddleware",
     "BearerUser",
+    "CachingIntrospector",
     "IntrospectionCache",
     "IntrospectionUnavailable",
     "Introspector",

@@ -18,8 +18,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..models import IntrospectionResult
 from ..server import AuthorizationServer
 from .errors import BearerError, send_bearer_error
-from .extraction import extract_token
-from .introspectors import IntrospectionUnavailable, Introspector, LocalIntrospector
+from .extraction import check_syntax, extract_token, header_token
+from .introspectors import (
+    CachingIntrospector,
+    IntrospectionUnavailable,
+    Introspector,
+    LocalIntrospector,
+)
 from .metadata import metadata_document, metadata_path, metadata_url
 from .rules import Rule, build_rules, match
 from .users import AnonymousUser, BearerCredentials, BearerUser
@@ -27,6 +32,7 @@ from .users import AnonymousUser, BearerCredentials, BearerUser
 logger = logging.getLogger("asgi_oauth")
 
 _ANONYMOUS = AnonymousUser()
+_MAX_PRINCIPALS = 10_000
 
 
 class BearerTokenMiddleware:
@@ -59,11 +65,15 @@ class BearerTokenMiddleware:
         if isinstance(introspector, AuthorizationServer):
             introspector = LocalIntrospector(introspector)
         self.introspector = introspector
+        self._cached = (
+            introspector.cached if isinstance(introspector, CachingIntrospector) else None
+        )
         self._rules = build_rules({"/": ()} if protect is None else protect, public)
         self._realm = realm
         self._allow_query = allow_query_token
         self._allow_form = allow_form_token
         self._max_body = max_body_size
+        self._principals: dict[str, tuple[IntrospectionResult, BearerCredentials, BearerUser]] = {}
         self._metadata_path: str | None = None
         self._metadata_body = b""
         self._resource_metadata: str | None = None
@@ -94,14 +104,27 @@ class BearerTokenMiddleware:
             return
         rule = match(self._rules, _route_path(scope))
         try:
-            token, receive = await extract_token(
-                scope,
-                receive,
-                allow_query=self._allow_query,
-                allow_form=self._allow_form,
-                max_body_size=self._max_body,
-            )
-            scope["auth"], scope["user"] = await self._authenticate(token, rule)
+            if self._allow_query or self._allow_form:
+                token, receive = await extract_token(
+                    scope,
+                    receive,
+                    allow_query=self._allow_query,
+                    allow_form=self._allow_form,
+                    max_body_size=self._max_body,
+                )
+            else:
+                token = header_token(scope)
+            if token is None:
+                raise BearerError.missing()
+            info = self._cached(token) if self._cached is not None else None
+            if info is None:
+                check_syntax(token)
+                try:
+                    info = await self.introspector.introspect_token(token)
+                except IntrospectionUnavailable as exc:
+                    logger.error("refusing a request: token introspection failed: %s", exc)
+                    raise BearerError.unavailable() from exc
+            scope["auth"], scope["user"] = self._authorize(token, info, rule)
         except BearerError as error:
             if rule is not None and rule.required:
                 await send_bearer_error(scope, send, error, self.challenge(error))
@@ -116,21 +139,24 @@ class BearerTokenMiddleware:
         """The ``WWW-Authenticate`` value this middleware sends with ``error``."""
         return error.challenge(self._realm, self._resource_metadata)
 
-    async def _authenticate(
-        self, token: str | None, rule: Rule | None
-    ) -> tuple[BearerCredentials, BearerUser | AnonymousUser]:
-        if token is None:
-            raise BearerError.missing()
-        try:
-            info = await self.introspector.introspect_token(token)
-        except IntrospectionUnavailable as exc:
-            logger.error("refusing a request: token introspection failed: %s", exc)
-            raise BearerError.unavailable() from exc
-        if not _usable(info):
-            raise BearerError.invalid_token()
+    def _authorize(
+        self, token: str, info: IntrospectionResult, rule: Rule | None
+    ) -> tuple[BearerCredentials, BearerUser]:
+        """What routes see, if the token is good for this path (built once per answer)."""
+        known = self._principals.get(token)
+        if known is None or known[0] is not info:
+            known = None
+            if not _usable(info):
+                raise BearerError.invalid_token()
         if rule is not None and not rule.scopes <= info.scope:
             raise BearerError.insufficient_scope(rule.scopes)
-        return BearerCredentials(info, challenge=self.challenge), BearerUser(info)
+        if known is not None:
+            return known[1], known[2]
+        principal = BearerCredentials(info, challenge=self.challenge), BearerUser(info)
+        if len(self._principals) >= _MAX_PRINCIPALS:
+            self._principals.clear()
+        self._principals[token] = (info, *principal)
+        return principal
 
     async def _send_metadata(self, send: Send) -> None:
         await send(

@@ -36,6 +36,13 @@ class IntrospectionCache:
         self._in_flight: dict[str, asyncio.Future[IntrospectionResult]] = {}
         self._generation = 0
 
+    def peek(self, token: str) -> IntrospectionResult | None:
+        """The cached answer, if there is a live one (the hot path: no coroutine)."""
+        entry = self._entries.get(token)
+        if entry is not None and entry[0] > self._clock():
+            return entry[1]
+        return None
+
     async def get(
         self, token: str, introspect: Callable[[str], Awaitable[IntrospectionResult]]
     ) -> IntrospectionResult:

@@ -30,8 +30,9 @@ async def extract_token(
 ) -> tuple[str | None, Receive]:
     """The token, or None; and the ``receive`` the app must use (a read body is replayed)."""
     found: list[str] = []
-    header = _authorization(scope)
+    header = header_token(scope)
     if header is not None:
+        check_syntax(header)
         found.append(header)
     if allow_query and scope.get("query_string"):
         found += _params(scope["query_string"].decode("latin-1"))
@@ -45,21 +46,31 @@ async def extract_token(
     return (found[0] if found else None), receive
 
 
-def _authorization(scope: Scope) -> str | None:
-    value: str | None = None
+def header_token(scope: Scope) -> str | None:
+    """The credentials of an ``Authorization: Bearer`` header (§2.1), or None.
+
+    Their syntax is left to ``check_syntax``, which the middleware runs only for
+    a token its cache does not know: a cached one was checked when first seen.
+    """
+    value: bytes | None = None
     for name, raw in scope["headers"]:
-        if name == b"authorization" or name.lower() == b"authorization":
+        # ASGI servers lowercase header names; the length test spares lowering the rest.
+        if len(name) == 13 and (name == b"authorization" or name.lower() == b"authorization"):
             if value is not None:
                 raise BearerError.invalid_request("repeated Authorization header")
-            value = raw.decode("latin-1")
+            value = raw
     if value is None:
         return None
-    scheme, _, credentials = value.partition(" ")
-    if scheme.lower() != "bearer":
+    scheme, _, credentials = value.partition(b" ")
+    if scheme.lower() != b"bearer":
         return None  # another scheme (Basic for a token endpoint) is not ours to judge
-    if _B64TOKEN.fullmatch(credentials) is None:
+    return credentials.decode("latin-1")
+
+
+def check_syntax(token: str) -> None:
+    """Refuse credentials that are no b64token (RFC 6750 §2.1)."""
+    if _B64TOKEN.fullmatch(token) is None:
         raise BearerError.invalid_request("malformed Bearer credentials")
-    return credentials
 
 
 def _params(query: str) -> list[str]:

@@ -36,6 +36,14 @@ class Introspector(Protocol):
         """What RFC 7662 says of ``token``; ``IntrospectionUnavailable`` when unsure."""
 
 
+@runtime_checkable
+class CachingIntrospector(Introspector, Protocol):
+    """An introspector whose live cached answers can be read without awaiting."""
+
+    def cached(self, token: str) -> IntrospectionResult | None:
+        """The cached answer for ``token``, or None: the middleware's hot path."""
+
+
 class LocalIntrospector:
     """Introspection by an ``AuthorizationServer`` in this process, cached.
 
@@ -62,7 +70,10 @@ class LocalIntrospector:
         return self.server.settings.issuer
 
     async def introspect_token(self, token: str) -> IntrospectionResult:
-        return await self._cache.get(token, self._introspect)
+        return self._cache.peek(token) or await self._cache.get(token, self._introspect)
+
+    def cached(self, token: str) -> IntrospectionResult | None:
+        return self._cache.peek(token)
 
     async def _introspect(self, token: str) -> IntrospectionResult:
         try:
@@ -107,7 +118,10 @@ class RemoteIntrospector:
         )
 
     async def introspect_token(self, token: str) -> IntrospectionResult:
-        return await self._cache.get(token, self._introspect)
+        return self._cache.peek(token) or await self._cache.get(token, self._introspect)
+
+    def cached(self, token: str) -> IntrospectionResult | None:
+        return self._cache.peek(token)
 
     async def aclose(self) -> None:
         if self._client is not None:
