@@ -42,9 +42,10 @@ from asgi_oauth.middleware import (
 )
 from asgi_oauth.storage import MemoryStorage
 
-from .conftest import ISSUER, REDIRECT_URI, Credentials, FakeClock
-from .helpers import request
-from .test_grant_authorization_code import exchange, issue_code
+from ..conftest import ISSUER, Credentials, FakeClock
+from ..helpers import request
+from ..test_grant_authorization_code import exchange, issue_code
+from .conftest import register_caller
 
 pytestmark = pytest.mark.anyio
 
@@ -143,17 +144,6 @@ def fastapi_app(**options: Any) -> ASGIApp:
     return api
 
 
-async def register_caller(server: AuthorizationServer) -> Credentials:
-    """A confidential client that may ask for read, write and admin."""
-    registered = await server.register_client(
-        name="Caller",
-        redirect_uris=[REDIRECT_URI],
-        grant_types=["authorization_code", "client_credentials", "refresh_token"],
-        scope=["read", "write", "admin"],
-    )
-    return Credentials(registered.client.client_id, registered.client_secret)
-
-
 async def access_token(server: AuthorizationServer, creds: Credentials, scope: str) -> str:
     """A client-credentials access token (no ``sub``)."""
     form = {"grant_type": "client_credentials", "scope": scope}
@@ -193,17 +183,6 @@ class Broken:
 
 
 # -- fixtures ------------------------------------------------------------------
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    """The server's clock agrees with the cache's wall clock, so answers are cached."""
-    return FakeClock(time.time())
-
-
-@pytest.fixture
-async def caller(server: AuthorizationServer) -> Credentials:
-    return await register_caller(server)
 
 
 @pytest.fixture(

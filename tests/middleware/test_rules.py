@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping
 
 import pytest
@@ -13,22 +12,12 @@ from asgi_oauth import AuthorizationServer
 from asgi_oauth.middleware import BearerTokenMiddleware
 from asgi_oauth.middleware.rules import Rule, build_rules, match
 
-from .conftest import Credentials, FakeClock
-from .test_middleware import access_token, bearer, challenge, connect, echo, register_caller
+from ..conftest import Credentials
+from .test_bearer import access_token, bearer, challenge, connect, echo
 
 pytestmark = pytest.mark.anyio
 
 Protect = Mapping[str, str | Iterable[str]] | None
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(time.time())
-
-
-@pytest.fixture
-async def caller(server: AuthorizationServer) -> Credentials:
-    return await register_caller(server)
 
 
 async def status_without_token(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,23 +13,13 @@ from starlette.types import Message, Receive, Scope, Send
 from asgi_oauth import AuthorizationServer
 from asgi_oauth.middleware import BearerTokenMiddleware
 
-from .conftest import Credentials, FakeClock
-from .helpers import basic_header
-from .test_middleware import access_token, bearer, challenge, connect, echo, register_caller
+from ..conftest import Credentials
+from ..helpers import basic_header
+from .test_bearer import access_token, bearer, challenge, connect, echo
 
 pytestmark = pytest.mark.anyio
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(time.time())
-
-
-@pytest.fixture
-async def caller(server: AuthorizationServer) -> Credentials:
-    return await register_caller(server)
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from asgi_oauth.middleware import (
     RemoteIntrospector,
 )
 
-from .test_middleware import bearer, connect, echo
+from .test_bearer import bearer, connect, echo
 
 pytestmark = pytest.mark.anyio
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import httpx
@@ -16,20 +15,10 @@ from starlette.routing import Route
 from asgi_oauth import AuthorizationServer
 from asgi_oauth.middleware import BearerTokenMiddleware, require_scopes
 
-from .conftest import Credentials, FakeClock
-from .test_middleware import Unavailable, access_token, bearer, challenge, connect, register_caller
+from ..conftest import Credentials
+from .test_bearer import Unavailable, access_token, bearer, challenge, connect
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(time.time())
-
-
-@pytest.fixture
-async def caller(server: AuthorizationServer) -> Credentials:
-    return await register_caller(server)
 
 
 @require_scopes("admin", "write")

@@ -6,7 +6,6 @@ from a worker thread and keeps this loop free.
 
 from __future__ import annotations
 
-import time
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -23,8 +22,9 @@ from starlette.websockets import WebSocket
 from asgi_oauth import AuthorizationServer
 from asgi_oauth.middleware import BearerTokenMiddleware
 
-from .conftest import Credentials, FakeClock
-from .test_middleware import Called, access_token, bearer, describe, register_caller
+from ..conftest import Credentials
+from .conftest import register_caller
+from .test_bearer import Called, access_token, bearer, describe
 
 with warnings.catch_warnings():
     # Starlette 1.x asks for the httpx2 package and warns when TestClient runs on httpx.
@@ -32,11 +32,6 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient, WebSocketDenialResponse
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(time.time())
 
 
 @pytest.fixture

@@ -11,8 +11,9 @@ from asgi_oauth import AuthorizationServer
 from asgi_oauth.middleware import BearerError, BearerTokenMiddleware
 from asgi_oauth.middleware.metadata import metadata_document, metadata_path, metadata_url
 
-from .conftest import ISSUER, Credentials
-from .test_middleware import (
+from ..conftest import ISSUER, Credentials
+from .conftest import register_caller
+from .test_bearer import (
     Called,
     Unavailable,
     access_token,
@@ -20,7 +21,6 @@ from .test_middleware import (
     challenge,
     connect,
     echo,
-    register_caller,
 )
 
 pytestmark = pytest.mark.anyio

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -15,8 +14,8 @@ from asgi_oauth import AuthorizationServer
 from asgi_oauth.middleware import BearerTokenMiddleware, BearerUser
 from asgi_oauth.middleware.fastapi import OAuth2Scopes
 
-from .conftest import ISSUER, Credentials, FakeClock
-from .test_middleware import access_token, bearer, challenge, connect, register_caller
+from ..conftest import ISSUER, Credentials
+from .test_bearer import access_token, bearer, challenge, connect
 
 pytestmark = pytest.mark.anyio
 
@@ -48,16 +47,6 @@ def api(server: AuthorizationServer) -> FastAPI:
         return user.identity
 
     return api
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(time.time())
-
-
-@pytest.fixture
-async def caller(server: AuthorizationServer) -> Credentials:
-    return await register_caller(server)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import anyio
@@ -19,9 +18,10 @@ from asgi_oauth import (
 from asgi_oauth.middleware import IntrospectionCache, IntrospectionUnavailable, LocalIntrospector
 from asgi_oauth.storage import MemoryStorage
 
-from .conftest import ISSUER, Credentials, FakeClock
-from .helpers import request
-from .test_middleware import access_token, register_caller, user_tokens
+from ..conftest import ISSUER, Credentials, FakeClock
+from ..helpers import request
+from .conftest import register_caller
+from .test_bearer import access_token, user_tokens
 
 pytestmark = pytest.mark.anyio
 
@@ -250,17 +250,6 @@ async def test_get_after_clear_does_not_join_a_lookup_started_before_it(
 
 
 # -- LocalIntrospector -------------------------------------------------------------
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    """The server on the wall clock, so the introspector's cache holds active tokens."""
-    return FakeClock(time.time())
-
-
-@pytest.fixture
-async def caller(server: AuthorizationServer) -> Credentials:
-    return await register_caller(server)
 
 
 @pytest.fixture

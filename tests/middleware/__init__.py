@@ -1,0 +1,1 @@
+"""Tests of asgi_oauth.middleware, one module per source module."""
