@@ -11,10 +11,9 @@ from .introspectors import (
     LocalIntrospector,
     RemoteIntrospector,
 )
-from .users import AnonymousUser, BearerCredentials, BearerUser
+from .users import BearerCredentials, BearerUser
 
 __all__ = [
-    "AnonymousUser",
     "BearerCredentials",
     "BearerError",
     "BearerTokenMiddleware",

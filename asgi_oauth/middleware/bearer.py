@@ -13,6 +13,7 @@ import json
 import logging
 from collections.abc import Iterable, Mapping
 
+from starlette.authentication import UnauthenticatedUser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..models import IntrospectionResult
@@ -27,11 +28,11 @@ from .introspectors import (
 )
 from .metadata import metadata_document, metadata_path, metadata_url
 from .rules import Rule, build_rules, match
-from .users import AnonymousUser, BearerCredentials, BearerUser
+from .users import BearerCredentials, BearerUser
 
 logger = logging.getLogger("asgi_oauth")
 
-_ANONYMOUS = AnonymousUser()
+_ANONYMOUS = UnauthenticatedUser()
 _MAX_PRINCIPALS = 10_000
 
 

@@ -39,19 +39,20 @@ class IntrospectionCache:
     def peek(self, token: str) -> IntrospectionResult | None:
         """The cached answer, if there is a live one (the hot path: no coroutine)."""
         entry = self._entries.get(token)
-        if entry is not None and entry[0] > self._clock():
+        if entry is None:
+            return None
+        if entry[0] > self._clock():
             return entry[1]
+        del self._entries[token]
         return None
 
     async def get(
         self, token: str, introspect: Callable[[str], Awaitable[IntrospectionResult]]
     ) -> IntrospectionResult:
         """The cached answer for ``token``, or ``introspect(token)`` remembered."""
-        entry = self._entries.get(token)
-        if entry is not None:
-            if entry[0] > self._clock():
-                return entry[1]
-            del self._entries[token]
+        cached = self.peek(token)
+        if cached is not None:
+            return cached
         lookup = self._in_flight.get(token)
         if lookup is None:
             lookup = asyncio.ensure_future(self._lookup(token, introspect, self._generation))

@@ -32,7 +32,6 @@ async def extract_token(
     found: list[str] = []
     header = header_token(scope)
     if header is not None:
-        check_syntax(header)
         found.append(header)
     if allow_query and scope.get("query_string"):
         found += _params(scope["query_string"].decode("latin-1"))

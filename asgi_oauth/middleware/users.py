@@ -36,16 +36,6 @@ class BearerUser(BaseUser):
         return self.subject or self.client_id or ""
 
 
-class AnonymousUser(BaseUser):
-    @property
-    def is_authenticated(self) -> bool:
-        return False
-
-    @property
-    def display_name(self) -> str:
-        return ""
-
-
 class BearerCredentials(AuthCredentials):
     """The token's scopes; ``introspection`` is None for a request without a valid token,
     and ``error`` then says why. ``challenge`` builds the middleware's own

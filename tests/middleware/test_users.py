@@ -1,11 +1,18 @@
-"""What routes see: BearerUser, AnonymousUser and BearerCredentials."""
+"""What routes see: BearerUser, Starlette's UnauthenticatedUser and BearerCredentials."""
 
 from __future__ import annotations
 
 import pytest
+from starlette.authentication import UnauthenticatedUser
+from starlette.types import Message, Receive, Scope, Send
 
-from asgi_oauth import IntrospectionResult
-from asgi_oauth.middleware import AnonymousUser, BearerCredentials, BearerError, BearerUser
+from asgi_oauth import AuthorizationServer, IntrospectionResult
+from asgi_oauth.middleware import (
+    BearerCredentials,
+    BearerError,
+    BearerTokenMiddleware,
+    BearerUser,
+)
 
 
 @pytest.mark.parametrize(
@@ -23,8 +30,25 @@ def test_bearer_user_is_named_by_subject_then_client(
     assert user.client_id == client_id
 
 
-def test_anonymous_user_is_not_authenticated_and_has_no_name() -> None:
-    user = AnonymousUser()
+@pytest.mark.anyio
+async def test_a_public_path_without_a_token_sees_starlettes_anonymous_user(
+    server: AuthorizationServer,
+) -> None:
+    seen: list[object] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(scope["user"])
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Message) -> None:
+        pass
+
+    middleware = BearerTokenMiddleware(app, introspector=server, public=["/"])
+    await middleware({"type": "http", "path": "/", "headers": []}, receive, send)
+    (user,) = seen
+    assert isinstance(user, UnauthenticatedUser)
     assert not user.is_authenticated
     assert user.display_name == ""
 
