@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from urllib.parse import urlsplit
 
-from .types import GRANT_TYPES, GrantType
+from .types import DEVICE_CODE, GRANT_TYPES, GrantType, ResponseType
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,10 +25,14 @@ class Settings:
     authorization_code_lifetime: int = 60
     #: RFC 9700 §2.1.2 wants https everywhere; this allows http for local development.
     insecure_transport: bool = False
-    #: Legacy grants stay off until enabled (RFC 9700 §2.4 forbids the password grant).
+    #: Legacy grants stay off until enabled: RFC 9700 §2.4 forbids the password
+    #: grant and §2.1.2 the implicit grant (``response_type=token``).
     enabled_grants: frozenset[GrantType] = frozenset(
-        {"authorization_code", "client_credentials", "refresh_token"}
+        {"authorization_code", "client_credentials", "refresh_token", DEVICE_CODE}
     )
+    #: ``response_type=none`` (OAuth 2.0 Multiple Response Types §4): a redirect
+    #: telling the client the user approved, with nothing issued.
+    allow_response_type_none: bool = False
     #: RFC 7636: S256 is always accepted; ``plain`` only when this is set.
     allow_plain_pkce: bool = False
     #: PKCE is always required of public clients; this requires it of every client.
@@ -43,6 +49,16 @@ class Settings:
     #: Seconds between automatic purges of expired codes and tokens (0: never).
     purge_interval: int = 600
     scopes_supported: tuple[str, ...] = field(default_factory=tuple)
+    #: What the consent page tells a person each scope means.
+    scope_descriptions: Mapping[str, str] = field(default_factory=dict)
+    #: Key that signs session cookies; random per process when unset, which
+    #: signs everyone out at a restart and cannot serve several instances.
+    secret_key: str | None = None
+    #: Seconds a sign-in on the built-in login page lasts.
+    session_lifetime: int = 8 * 3600
+    #: RFC 8628 §3.2: how long a device code lives and how often it may be polled.
+    device_code_lifetime: int = 600
+    device_poll_interval: int = 5
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.issuer)
@@ -63,13 +79,33 @@ class Settings:
             "max_body_size",
             "max_failed_attempts",
             "failed_attempts_window",
+            "session_lifetime",
+            "device_code_lifetime",
+            "device_poll_interval",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         if self.refresh_token_grace_period < 0 or self.purge_interval < 0:
             raise ValueError("refresh_token_grace_period and purge_interval must be >= 0")
+        if self.secret_key is not None and len(self.secret_key) < 32:
+            raise ValueError("secret_key must be at least 32 characters")
+        object.__setattr__(
+            self, "scope_descriptions", MappingProxyType(dict(self.scope_descriptions))
+        )
 
     @property
     def issuer_path(self) -> str:
         """The path part of the issuer: where the app is expected to be mounted."""
         return urlsplit(self.issuer).path.rstrip("/")
+
+    @property
+    def response_types(self) -> tuple[ResponseType, ...]:
+        """The ``response_type`` values the authorization endpoint accepts."""
+        types: list[ResponseType] = []
+        if "authorization_code" in self.enabled_grants:
+            types.append("code")
+        if "implicit" in self.enabled_grants:
+            types.append("token")
+        if self.allow_response_type_none:
+            types.append("none")
+        return tuple(types)

@@ -11,8 +11,14 @@ any web framework. The ASGI app renders them in one place::
      ├── UnauthorizedClientError      unauthorized_client       400
      ├── UnsupportedGrantTypeError    unsupported_grant_type    400
      ├── InvalidScopeError            invalid_scope             400
-     ├── AccessDeniedError            access_denied             403  (RFC 6749 §4.1.2.1)
+     ├── AccessDeniedError            access_denied             400  (RFC 6749 §4.1.2.1)
      ├── UnsupportedTokenTypeError    unsupported_token_type    400  (RFC 7009 §2.2.1)
+     ├── UnsupportedResponseTypeError unsupported_response_type 400  (RFC 6749 §4.1.2.1)
+     ├── AuthorizationPendingError    authorization_pending     400  (RFC 8628 §3.5)
+     ├── SlowDownError                slow_down                 400
+     ├── ExpiredTokenError            expired_token             400
+     ├── LoginRequiredError           login_required            400  (OpenID Connect Core §3.1.2.6)
+     ├── ConsentRequiredError         consent_required          400
      ├── ServerError                  server_error              500
      └── TemporarilyUnavailableError  temporarily_unavailable   503
 
@@ -99,13 +105,48 @@ class AccessDeniedError(OAuth2Error):
     """The resource owner or authorization server denied the request."""
 
     error = "access_denied"
-    status_code = 403
 
 
 class UnsupportedTokenTypeError(OAuth2Error):
     """The server does not support the revocation of the presented token type."""
 
     error = "unsupported_token_type"
+
+
+class UnsupportedResponseTypeError(OAuth2Error):
+    """The server does not support (or has not enabled) this ``response_type``."""
+
+    error = "unsupported_response_type"
+
+
+class AuthorizationPendingError(OAuth2Error):
+    """The user has not yet approved or denied the device authorization request."""
+
+    error = "authorization_pending"
+
+
+class SlowDownError(OAuth2Error):
+    """The device polled faster than its interval; the interval grew by five seconds."""
+
+    error = "slow_down"
+
+
+class ExpiredTokenError(OAuth2Error):
+    """The device code expired; the device must start a new request."""
+
+    error = "expired_token"
+
+
+class LoginRequiredError(OAuth2Error):
+    """``prompt=none`` was asked but the user is not signed in."""
+
+    error = "login_required"
+
+
+class ConsentRequiredError(OAuth2Error):
+    """``prompt=none`` was asked but the user has not consented to this request."""
+
+    error = "consent_required"
 
 
 class ServerError(OAuth2Error):

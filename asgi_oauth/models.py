@@ -8,6 +8,7 @@ thief.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from .types import CodeChallengeMethod, GrantType, TokenKind
 
@@ -62,6 +63,44 @@ class AuthorizationCode:
     code_challenge_method: CodeChallengeMethod | None = None
     nonce: str | None = None
     consumed_at: int | None = None
+
+
+#: Where a device authorization stands (RFC 8628 §3.3 to §3.5).
+DeviceStatus = Literal["pending", "approved", "denied", "consumed"]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceAuthorization:
+    """A device authorization request (RFC 8628 §3.2), stored by the hashes of its codes.
+
+    ``interval`` grows by five seconds each time the device polls too fast (§3.5).
+    """
+
+    device_code_hash: str
+    user_code_hash: str
+    client_id: str
+    scope: frozenset[str]
+    family_id: str
+    issued_at: int
+    expires_at: int
+    interval: int
+    status: DeviceStatus = "pending"
+    subject: str | None = None
+    last_polled_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceOwner:
+    """The person behind an authorization: who they are and when they signed in.
+
+    The built-in login page makes one from a store ``User``; a host application
+    with its own sessions returns one from its ``current_user`` hook.
+    """
+
+    subject: str
+    name: str = ""
+    #: Seconds since the epoch at sign-in, when known.
+    auth_time: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

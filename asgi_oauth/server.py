@@ -10,17 +10,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Final
+from urllib.parse import urlencode
 
-from . import pkce
+from .authorization import (
+    AuthorizationRedirectError,
+    AuthorizationRequest,
+    AuthorizationResponse,
+    authorization_error,
+    validate_authorization_request,
+)
 from .client_auth import authenticate_client
 from .clients import RegisteredClient, new_client
 from .config import Settings
 from .crypto import generate_token, hash_password, hash_token, time_ordered_token
+from .device import generate_user_code, hash_user_code, normalize_user_code
 from .errors import (
+    AccessDeniedError,
+    InvalidGrantError,
     InvalidRequestError,
+    OAuth2Error,
     StorageError,
     TemporarilyUnavailableError,
     UnauthorizedClientError,
@@ -29,26 +40,43 @@ from .errors import (
 from .grants import (
     AuthorizationCodeGrant,
     ClientCredentialsGrant,
+    DeviceCodeGrant,
     Grant,
     GrantContext,
     PasswordGrant,
     RefreshTokenGrant,
 )
-from .grants.base import new_family_id
-from .models import INACTIVE, AuthorizationCode, IntrospectionResult, Token, TokenResponse, User
+from .grants.base import TokenSet, mint_tokens, new_family_id
+from .models import (
+    INACTIVE,
+    AuthorizationCode,
+    Client,
+    DeviceAuthorization,
+    IntrospectionResult,
+    ResourceOwner,
+    Token,
+    TokenResponse,
+    User,
+)
 from .requests import OAuthRequest
 from .scopes import narrow_scope, parse_scope
 from .storage.base import Storage
 from .throttle import Throttle
-from .types import GRANT_TYPES, CodeChallengeMethod, GrantType
+from .types import DEVICE_CODE, GRANT_TYPES, RESPONSE_MODES, CodeChallengeMethod, GrantType
+from .users import authenticate_user
 
 logger = logging.getLogger("asgi_oauth")
 
 #: Endpoint paths below the issuer; the ASGI app routes these same paths.
+AUTHORIZATION_PATH: Final = "/authorize"
 TOKEN_PATH: Final = "/token"
 INTROSPECTION_PATH: Final = "/introspect"
 REVOCATION_PATH: Final = "/revoke"
 METADATA_PATH: Final = "/.well-known/oauth-authorization-server"
+DEVICE_AUTHORIZATION_PATH: Final = "/device_authorization"
+#: The pages people see: signing in, and typing a device's user code (RFC 8628 §3.3).
+LOGIN_PATH: Final = "/login"
+DEVICE_VERIFICATION_PATH: Final = "/device"
 
 
 class AuthorizationServer:
@@ -67,11 +95,13 @@ class AuthorizationServer:
         self._clock = clock
         self._revocation_listeners: list[Callable[[], None]] = []
         ctx = GrantContext(storage, settings, self.throttle, clock, self._notify_revoked)
+        self._ctx = ctx
         grants: tuple[Grant, ...] = (
             AuthorizationCodeGrant(ctx),
             ClientCredentialsGrant(ctx),
             RefreshTokenGrant(ctx),
             PasswordGrant(ctx),
+            DeviceCodeGrant(ctx),
         )
         self._grants: dict[str, Grant] = {
             g.grant_type: g for g in grants if g.grant_type in settings.enabled_grants
@@ -134,7 +164,7 @@ class AuthorizationServer:
             token = await self.storage.get_token(hash_token(token_value))
             if token is None or token.client_id != client.client_id:
                 return
-            now = self._now()
+            now = self.now()
             if token.kind == "refresh_token":
                 # §2.1: revoking a refresh token SHOULD revoke the access tokens of its grant.
                 await self.storage.revoke_family(token.family_id, now=now)
@@ -143,36 +173,229 @@ class AuthorizationServer:
         self._notify_revoked()
 
     def metadata(self) -> dict[str, object]:
-        """Authorization server metadata (RFC 8414 §2), all URLs from the issuer."""
-        issuer = self.settings.issuer
-        enabled = [g for g in GRANT_TYPES if g in self.settings.enabled_grants]
-        methods = ["S256", "plain"] if self.settings.allow_plain_pkce else ["S256"]
-        metadata: dict[str, object] = {
-            "issuer": issuer,
-            "token_endpoint": issuer + TOKEN_PATH,
-            "introspection_endpoint": issuer + INTROSPECTION_PATH,
-            "revocation_endpoint": issuer + REVOCATION_PATH,
-            "grant_types_supported": enabled,
-            "response_types_supported": ["code"],
-            "token_endpoint_auth_methods_supported": [
-                "client_secret_basic",
-                "client_secret_post",
-                "none",
-            ],
-            "introspection_endpoint_auth_methods_supported": [
-                "client_secret_basic",
-                "client_secret_post",
-            ],
-            "revocation_endpoint_auth_methods_supported": [
-                "client_secret_basic",
-                "client_secret_post",
-                "none",
-            ],
-            "code_challenge_methods_supported": methods,
-        }
-        if self.settings.scopes_supported:
-            metadata["scopes_supported"] = list(self.settings.scopes_supported)
+        """Authorization server metadata (RFC 8414 §2): what is enabled, URLs from the issuer."""
+        settings = self.settings
+        issuer = settings.issuer
+        enabled = [g for g in GRANT_TYPES if g in settings.enabled_grants]
+        client_auth = ["client_secret_basic", "client_secret_post"]
+        metadata: dict[str, object] = {"issuer": issuer}
+        if settings.response_types:
+            metadata["authorization_endpoint"] = issuer + AUTHORIZATION_PATH
+        metadata["token_endpoint"] = issuer + TOKEN_PATH
+        if DEVICE_CODE in settings.enabled_grants:
+            metadata["device_authorization_endpoint"] = issuer + DEVICE_AUTHORIZATION_PATH
+        metadata.update(
+            {
+                "introspection_endpoint": issuer + INTROSPECTION_PATH,
+                "revocation_endpoint": issuer + REVOCATION_PATH,
+                "grant_types_supported": enabled,
+                "response_types_supported": list(settings.response_types),
+                "response_modes_supported": list(RESPONSE_MODES),
+                "token_endpoint_auth_methods_supported": [*client_auth, "none"],
+                "introspection_endpoint_auth_methods_supported": client_auth,
+                "revocation_endpoint_auth_methods_supported": [*client_auth, "none"],
+                "code_challenge_methods_supported": (
+                    ["S256", "plain"] if settings.allow_plain_pkce else ["S256"]
+                ),
+                # RFC 9207 §3: every authorization response carries ``iss``.
+                "authorization_response_iss_parameter_supported": True,
+            }
+        )
+        if settings.scopes_supported:
+            metadata["scopes_supported"] = list(settings.scopes_supported)
         return metadata
+
+    # -- the authorization endpoint (RFC 6749 §3.1) --------------------------
+
+    async def authorization_request(
+        self, params: Mapping[str, str], repeated: frozenset[str] = frozenset()
+    ) -> AuthorizationRequest:
+        """Validate an authorization request (see ``authorization`` for what it raises)."""
+        client = None
+        client_id = params.get("client_id")
+        if client_id is not None and "client_id" not in repeated:
+            with _storage_guard:
+                client = await self.storage.get_client(client_id)
+        return validate_authorization_request(params, repeated, client, self.settings)
+
+    async def needs_consent(self, request: AuthorizationRequest, owner: ResourceOwner) -> bool:
+        """Whether to ask the user: ``prompt=consent``, or scopes not granted before."""
+        if "consent" in request.prompt:
+            return True
+        with _storage_guard:
+            granted = await self.storage.get_consent(owner.subject, request.client.client_id)
+        return granted is None or not request.scope <= granted
+
+    async def authorize(
+        self, request: AuthorizationRequest, owner: ResourceOwner, *, remember: bool = False
+    ) -> AuthorizationResponse:
+        """The user approved: issue what the response type asks for (§4.1.2, §4.2.2)."""
+        client = request.client
+        params: dict[str, str] = {}
+        with _storage_guard:
+            if remember:
+                granted = await self.storage.get_consent(owner.subject, client.client_id)
+                await self.storage.save_consent(
+                    owner.subject, client.client_id, request.scope | (granted or frozenset())
+                )
+            if request.response_type == "code":
+                params["code"] = await self._issue_code(request, owner.subject)
+            elif request.response_type == "token":
+                params.update(await self._issue_implicit(request, owner.subject))
+        logger.info(
+            "authorization granted client_id=%r response_type=%s",
+            client.client_id,
+            request.response_type,
+        )
+        if request.state is not None:
+            params["state"] = request.state
+        params["iss"] = self.settings.issuer
+        return AuthorizationResponse(request.redirect_uri, request.response_mode, params)
+
+    def authorization_failed(
+        self, request: AuthorizationRequest, error: OAuth2Error
+    ) -> AuthorizationResponse:
+        """An error response for a valid request: the user denied, or could not be asked."""
+        if isinstance(error, AccessDeniedError):
+            logger.info("authorization denied client_id=%r", request.client.client_id)
+        return authorization_error(
+            error,
+            redirect_uri=request.redirect_uri,
+            response_mode=request.response_mode,
+            state=request.state,
+            issuer=self.settings.issuer,
+        ).response
+
+    async def _issue_code(self, request: AuthorizationRequest, subject: str) -> str:
+        code = time_ordered_token()
+        now = self.now()
+        await self.storage.save_authorization_code(
+            AuthorizationCode(
+                code_hash=hash_token(code),
+                client_id=request.client.client_id,
+                subject=subject,
+                scope=request.scope,
+                # §4.1.3: the token request repeats it only if the authorization request had it.
+                redirect_uri=request.redirect_uri if request.redirect_uri_given else None,
+                family_id=new_family_id(),
+                issued_at=now,
+                expires_at=now + self.settings.authorization_code_lifetime,
+                code_challenge=request.code_challenge,
+                code_challenge_method=request.code_challenge_method,
+                nonce=request.nonce,
+            )
+        )
+        return code
+
+    async def _issue_implicit(self, request: AuthorizationRequest, subject: str) -> dict[str, str]:
+        # §4.2.2: an access token only, never a refresh token.
+        tokens: TokenSet = mint_tokens(
+            self._ctx,
+            request.client,
+            scope=request.scope,
+            subject=subject,
+            family_id=new_family_id(),
+            with_refresh=False,
+        )
+        await self.storage.save_tokens(tokens.rows)
+        return {k: str(v) for k, v in tokens.response.to_dict().items()}
+
+    # -- the device authorization grant (RFC 8628) ---------------------------
+
+    async def device_authorization(self, request: OAuthRequest) -> dict[str, object]:
+        """The device authorization endpoint (RFC 8628 §3.1, §3.2)."""
+        if DEVICE_CODE not in self.settings.enabled_grants:
+            raise InvalidRequestError("no such endpoint", status_code=404)
+        with _storage_guard:
+            client = await authenticate_client(
+                request, self.storage, self.throttle, allow_public=True
+            )
+            if DEVICE_CODE not in client.grant_types:
+                raise UnauthorizedClientError("client may not use the device grant")
+            scope = narrow_scope(parse_scope(request.form.get("scope")), client.scope)
+            now, settings = self.now(), self.settings
+            device_code = time_ordered_token()
+            for attempt in range(3):
+                # A short user code can collide with a live or unpurged one: draw again.
+                user_code = generate_user_code()
+                device = DeviceAuthorization(
+                    device_code_hash=hash_token(device_code),
+                    user_code_hash=hash_user_code(user_code.replace("-", "")),
+                    client_id=client.client_id,
+                    scope=scope,
+                    family_id=new_family_id(),
+                    issued_at=now,
+                    expires_at=now + settings.device_code_lifetime,
+                    interval=settings.device_poll_interval,
+                )
+                try:
+                    await self.storage.save_device_authorization(device)
+                    break
+                except StorageError:
+                    if attempt == 2:
+                        raise
+        verification_uri = settings.issuer + DEVICE_VERIFICATION_PATH
+        complete = f"{verification_uri}?{urlencode({'user_code': user_code})}"
+        return {
+            "device_code": device_code,
+            "user_code": user_code,
+            "verification_uri": verification_uri,
+            "verification_uri_complete": complete,
+            "expires_in": settings.device_code_lifetime,
+            "interval": settings.device_poll_interval,
+        }
+
+    async def find_device_authorization(
+        self, user_code: str, request: OAuthRequest
+    ) -> tuple[DeviceAuthorization, Client]:
+        """The pending request a person's typed user code names (RFC 8628 §3.3).
+
+        Guesses are throttled per address (§5.1): a wrong, expired or used code
+        counts as a failure, and a throttled address learns nothing more.
+        """
+        key = request.throttle_key("user_code")
+        retry_after = self.throttle.retry_after(key)
+        if retry_after:
+            raise InvalidGrantError(
+                "too many wrong codes; retry later",
+                status_code=429,
+                headers={"Retry-After": str(retry_after)},
+            )
+        normalized = normalize_user_code(user_code)
+        device = client = None
+        if normalized is not None:
+            with _storage_guard:
+                device = await self.storage.get_device_authorization(hash_user_code(normalized))
+                if device is not None:
+                    client = await self.storage.get_client(device.client_id)
+        if device is None or client is None or device.status != "pending":
+            self.throttle.failed(key)
+            raise InvalidGrantError("that code is not valid; check it and try again")
+        if device.expires_at <= self.now():
+            raise InvalidGrantError("that code has expired; start again on your device")
+        self.throttle.succeeded(key)
+        return device, client
+
+    async def decide_device_authorization(
+        self, device: DeviceAuthorization, owner: ResourceOwner, *, approved: bool
+    ) -> None:
+        """Record the user's decision; the device learns it at its next poll (§3.5)."""
+        with _storage_guard:
+            decided = await self.storage.decide_device_authorization(
+                device.user_code_hash, subject=owner.subject, approved=approved, now=self.now()
+            )
+        if not decided:
+            raise InvalidGrantError("that code was already used or has expired")
+        logger.info(
+            "device authorization %s client_id=%r",
+            "granted" if approved else "denied",
+            device.client_id,
+        )
+
+    async def authenticate_user(self, request: OAuthRequest, username: str, password: str) -> User:
+        """The user these credentials name, for a sign-in page (throttled like the grant)."""
+        with _storage_guard:
+            return await authenticate_user(request, self.storage, self.throttle, username, password)
 
     # -- issuing codes, registering clients and users ------------------------
 
@@ -187,48 +410,26 @@ class AuthorizationServer:
         code_challenge_method: CodeChallengeMethod | None = None,
         nonce: str | None = None,
     ) -> str:
-        """Issue a code for an approved authorization request (RFC 6749 §4.1.2)."""
+        """Issue a code for an approved request, checked like ``/authorize`` checks it.
+
+        For host applications with their own consent screen, and for tests.
+        """
+        given = {
+            "client_id": client_id,
+            "response_type": "code",
+            "redirect_uri": redirect_uri,
+            "scope": scope,
+            "code_challenge": code_challenge,
+            "code_challenge_method": code_challenge_method,
+            "nonce": nonce,
+        }
+        params = {k: v for k, v in given.items() if v is not None}
+        try:
+            request = await self.authorization_request(params)
+        except AuthorizationRedirectError as exc:
+            raise exc.error from None
         with _storage_guard:
-            client = await self.storage.get_client(client_id)
-        if client is None:
-            raise InvalidRequestError("unknown client")
-        if "authorization_code" not in client.grant_types:
-            raise UnauthorizedClientError("client may not use authorization_code")
-        if redirect_uri is not None and redirect_uri not in client.redirect_uris:
-            raise InvalidRequestError("redirect_uri is not registered for this client")
-        if redirect_uri is None and len(client.redirect_uris) != 1:
-            raise InvalidRequestError("redirect_uri required")
-        if code_challenge is None:
-            if client.is_public or client.require_pkce or self.settings.require_pkce:
-                raise InvalidRequestError("code_challenge required (RFC 7636)")
-            code_challenge_method = None
-        else:
-            # RFC 7636 §4.3: the method defaults to plain.
-            code_challenge_method = code_challenge_method or "plain"
-            if code_challenge_method == "plain" and not self.settings.allow_plain_pkce:
-                raise InvalidRequestError("transform algorithm not supported")
-            if not pkce.is_valid_challenge(code_challenge, code_challenge_method):
-                raise InvalidRequestError("malformed code_challenge")
-        granted = narrow_scope(parse_scope(scope), client.scope)
-        code = time_ordered_token()
-        now = self._now()
-        with _storage_guard:
-            await self.storage.save_authorization_code(
-                AuthorizationCode(
-                    code_hash=hash_token(code),
-                    client_id=client.client_id,
-                    subject=subject,
-                    scope=granted,
-                    redirect_uri=redirect_uri,
-                    family_id=new_family_id(),
-                    issued_at=now,
-                    expires_at=now + self.settings.authorization_code_lifetime,
-                    code_challenge=code_challenge,
-                    code_challenge_method=code_challenge_method,
-                    nonce=nonce,
-                )
-            )
-        return code
+            return await self._issue_code(request, subject)
 
     async def register_client(
         self,
@@ -274,7 +475,7 @@ class AuthorizationServer:
             user_id=generate_token(16),
             username=username,
             password_hash=password_hash,
-            created_at=self._now(),
+            created_at=self.now(),
         )
         await self.storage.save_user(user)
         return user
@@ -291,18 +492,19 @@ class AuthorizationServer:
 
     async def purge_expired(self) -> int:
         """Delete expired codes and tokens; returns how many went."""
-        return await self.storage.purge_expired(now=self._now())
+        return await self.storage.purge_expired(now=self.now())
 
     async def close(self) -> None:
         if self._purge_task is not None:
             await asyncio.gather(self._purge_task, return_exceptions=True)
         await self.storage.close()
 
-    def _now(self) -> int:
+    def now(self) -> int:
+        """The server clock, in whole seconds."""
         return int(self._clock())
 
     def _describe(self, token: Token) -> IntrospectionResult:
-        if not token.is_active(self._now()):
+        if not token.is_active(self.now()):
             return INACTIVE
         return IntrospectionResult(
             active=True,
@@ -319,11 +521,11 @@ class AuthorizationServer:
     def _maybe_purge(self) -> None:
         """Purge expired rows now and then, in the background, so stores stay bounded."""
         interval = self.settings.purge_interval
-        if not interval or self._now() < self._next_purge:
+        if not interval or self.now() < self._next_purge:
             return
         if self._purge_task is not None and not self._purge_task.done():
             return
-        self._next_purge = self._now() + interval
+        self._next_purge = self.now() + interval
         self._purge_task = asyncio.create_task(self._purge())
 
     async def _purge(self) -> None:

@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Final, Literal
 
-#: RFC 6749 §4 and §6, and the grant types later RFCs register.
-GrantType = Literal["authorization_code", "client_credentials", "refresh_token", "password"]
+#: RFC 6749 §4 and §6, and the grant types later RFCs register. ``implicit`` is
+#: not used at the token endpoint: it stands for ``response_type=token`` (RFC 7591 §2).
+GrantType = Literal[
+    "authorization_code",
+    "client_credentials",
+    "refresh_token",
+    "password",
+    "implicit",
+    "urn:ietf:params:oauth:grant-type:device_code",
+]
+
+DEVICE_CODE: Final = "urn:ietf:params:oauth:grant-type:device_code"
+
+#: RFC 6749 §3.1.1 and OAuth 2.0 Multiple Response Type Encoding Practices §5.
+ResponseType = Literal["code", "token", "none"]
+
+#: OAuth 2.0 Multiple Response Type Encoding Practices §2.1, OAuth 2.0 Form Post Response Mode.
+ResponseMode = Literal["query", "fragment", "form_post"]
 
 #: RFC 7009 §2.1 and RFC 7662 §2.1: the kinds of token a server keeps.
 TokenKind = Literal["access_token", "refresh_token"]
@@ -21,4 +37,9 @@ GRANT_TYPES: tuple[GrantType, ...] = (
     "client_credentials",
     "refresh_token",
     "password",
+    "implicit",
+    "urn:ietf:params:oauth:grant-type:device_code",
 )
+
+RESPONSE_TYPES: tuple[ResponseType, ...] = ("code", "token", "none")
+RESPONSE_MODES: tuple[ResponseMode, ...] = ("query", "fragment", "form_post")

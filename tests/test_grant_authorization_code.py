@@ -260,7 +260,9 @@ async def test_scope_narrowed_to_client_scope(
 async def test_client_without_the_grant_cannot_get_codes(
     server: AuthorizationServer,
 ) -> None:
-    registered = await server.register_client(name="m2m", grant_types=["client_credentials"])
+    registered = await server.register_client(
+        name="m2m", grant_types=["client_credentials"], redirect_uris=[REDIRECT_URI]
+    )
     with pytest.raises(UnauthorizedClientError):
         await server.create_authorization_code(client_id=registered.client.client_id, subject="u")
     with pytest.raises(InvalidRequestError, match="unknown client"):

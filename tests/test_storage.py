@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from asgi_oauth.errors import StorageError
-from asgi_oauth.models import AuthorizationCode, Client, Token, User
+from asgi_oauth.models import AuthorizationCode, Client, DeviceAuthorization, Token, User
 from asgi_oauth.storage import MemoryStorage, SQLiteStorage, Storage
 
 pytestmark = pytest.mark.anyio
@@ -61,6 +61,22 @@ def make_code(code_hash: str = "code-1", **kw: Any) -> AuthorizationCode:
         "expires_at": NOW + 60,
     }
     return AuthorizationCode(code_hash=code_hash, **{**fields, **kw})
+
+
+def make_device(
+    device_code_hash: str = "device-1", user_code_hash: str = "user-code-1", **kw: Any
+) -> DeviceAuthorization:
+    fields: dict[str, Any] = {
+        "client_id": "client-1",
+        "scope": frozenset({"openid", "profile"}),
+        "family_id": f"family-{device_code_hash}",
+        "issued_at": NOW,
+        "expires_at": NOW + 600,
+        "interval": 5,
+    }
+    return DeviceAuthorization(
+        device_code_hash=device_code_hash, user_code_hash=user_code_hash, **{**fields, **kw}
+    )
 
 
 def make_token(token_hash: str = "token-1", **kw: Any) -> Token:
@@ -183,6 +199,43 @@ async def test_save_user_replaces_the_one_with_the_same_id(storage: Storage) -> 
     await storage.save_user(renamed)
     assert await storage.get_user("alice") is None
     assert await storage.get_user("alicia") == renamed
+
+
+async def test_user_is_found_by_id(storage: Storage) -> None:
+    await storage.save_user(make_user())
+    await storage.save_user(make_user("user-2", "bob"))
+    assert await storage.get_user_by_id("user-1") == make_user()
+    assert await storage.get_user_by_id("user-2") == make_user("user-2", "bob")
+    assert await storage.get_user_by_id("alice") is None
+    assert await storage.get_user_by_id("user-3") is None
+
+    renamed = make_user("user-1", "alicia")
+    await storage.save_user(renamed)
+    assert await storage.get_user_by_id("user-1") == renamed
+
+
+# -- consents ------------------------------------------------------------------------------
+
+
+async def test_consent_round_trips_and_is_replaced(storage: Storage) -> None:
+    assert await storage.get_consent("user-1", "client-1") is None
+    await storage.save_consent("user-1", "client-1", frozenset({"openid", "profile"}))
+    assert await storage.get_consent("user-1", "client-1") == frozenset({"openid", "profile"})
+
+    await storage.save_consent("user-1", "client-1", frozenset({"email"}))
+    assert await storage.get_consent("user-1", "client-1") == frozenset({"email"})
+
+    await storage.save_consent("user-1", "client-1", frozenset())
+    assert await storage.get_consent("user-1", "client-1") == frozenset()
+
+
+async def test_consent_is_kept_per_user_and_client(storage: Storage) -> None:
+    await storage.save_consent("user-1", "client-1", frozenset({"openid"}))
+    await storage.save_consent("user-2", "client-2", frozenset({"email"}))
+    assert await storage.get_consent("user-1", "client-1") == frozenset({"openid"})
+    assert await storage.get_consent("user-2", "client-2") == frozenset({"email"})
+    assert await storage.get_consent("user-1", "client-2") is None
+    assert await storage.get_consent("user-2", "client-1") is None
 
 
 # -- authorization codes -------------------------------------------------------------------
@@ -496,6 +549,242 @@ async def test_purged_successors_do_not_hinder_a_grace_rotation(storage: Storage
     )
     assert [await storage.get_token(t.token_hash) for t in retry] == retry
     assert await storage.revoke_family("family-1", now=NOW + 2) == 4
+
+
+# -- device authorizations (RFC 8628) ------------------------------------------------------
+
+
+async def test_device_authorization_is_found_by_user_code(storage: Storage) -> None:
+    pending = make_device()
+    decided = make_device(
+        "device-2",
+        "user-code-2",
+        scope=frozenset(),
+        status="approved",
+        subject="user-1",
+        last_polled_at=NOW + 3,
+        interval=10,
+    )
+    await storage.save_device_authorization(pending)
+    await storage.save_device_authorization(decided)
+    assert await storage.get_device_authorization("user-code-1") == pending
+    assert await storage.get_device_authorization("user-code-2") == decided
+    assert await storage.get_device_authorization("device-1") is None
+    assert await storage.get_device_authorization("nothing") is None
+
+
+async def test_a_duplicate_device_or_user_code_is_refused(storage: Storage) -> None:
+    await storage.save_device_authorization(make_device())
+    with pytest.raises(StorageError):
+        await storage.save_device_authorization(make_device("device-1", "user-code-2"))
+    with pytest.raises(StorageError):
+        await storage.save_device_authorization(make_device("device-2", "user-code-1"))
+    assert await storage.get_device_authorization("user-code-1") == make_device()
+    assert await storage.get_device_authorization("user-code-2") is None
+    assert await storage.redeem_device_code("device-2", tokens=make_pair("x"), now=NOW) is False
+
+
+@pytest.mark.parametrize("approved", [True, False])
+async def test_a_device_request_is_decided_once(storage: Storage, approved: bool) -> None:
+    await storage.save_device_authorization(make_device())
+    decided = make_device(status="approved" if approved else "denied", subject="user-1")
+
+    assert await storage.decide_device_authorization(
+        "user-code-1", subject="user-1", approved=approved, now=NOW + 1
+    )
+    assert await storage.get_device_authorization("user-code-1") == decided
+
+    for again in (True, False):
+        assert not await storage.decide_device_authorization(
+            "user-code-1", subject="user-2", approved=again, now=NOW + 2
+        )
+    assert await storage.get_device_authorization("user-code-1") == decided
+
+
+async def test_an_expired_or_unknown_device_request_is_not_decided(storage: Storage) -> None:
+    await storage.save_device_authorization(make_device(expires_at=NOW))
+    assert not await storage.decide_device_authorization(
+        "user-code-1", subject="user-1", approved=True, now=NOW
+    )
+    assert await storage.get_device_authorization("user-code-1") == make_device(expires_at=NOW)
+    assert not await storage.decide_device_authorization(
+        "nothing", subject="user-1", approved=True, now=NOW
+    )
+
+
+async def test_concurrent_decisions_have_one_winner(storage: Storage) -> None:
+    await storage.save_device_authorization(make_device())
+    results = await asyncio.gather(
+        *(
+            storage.decide_device_authorization(
+                "user-code-1", subject=f"user-{i}", approved=i % 2 == 0, now=NOW
+            )
+            for i in range(20)
+        )
+    )
+    assert results.count(True) == 1
+    winner = results.index(True)
+    assert await storage.get_device_authorization("user-code-1") == make_device(
+        status="approved" if winner % 2 == 0 else "denied", subject=f"user-{winner}"
+    )
+
+
+async def test_poll_returns_the_request_as_it_was_and_slows_a_hasty_device(
+    storage: Storage,
+) -> None:
+    await storage.save_device_authorization(make_device())
+    # (poll time, interval it finds, interval it leaves): a poll sooner than the
+    # interval after the previous one adds five seconds (RFC 8628 §3.5).
+    polls = [(NOW, 5, 5), (NOW + 5, 5, 5), (NOW + 9, 5, 10), (NOW + 18, 10, 15), (NOW + 33, 15, 15)]
+    last_polled_at = None
+    for now, found, left in polls:
+        before = await storage.poll_device_authorization("device-1", now=now)
+        assert before == make_device(interval=found, last_polled_at=last_polled_at)
+        after = await storage.get_device_authorization("user-code-1")
+        assert after == make_device(interval=left, last_polled_at=now)
+        last_polled_at = now
+    assert await storage.poll_device_authorization("nothing", now=NOW) is None
+
+
+async def test_poll_leaves_the_decision_alone(storage: Storage) -> None:
+    await storage.save_device_authorization(make_device())
+    await storage.decide_device_authorization(
+        "user-code-1", subject="user-1", approved=True, now=NOW
+    )
+    before = await storage.poll_device_authorization("device-1", now=NOW + 1)
+    assert before == make_device(status="approved", subject="user-1")
+    assert await storage.get_device_authorization("user-code-1") == make_device(
+        status="approved", subject="user-1", last_polled_at=NOW + 1
+    )
+
+
+async def test_concurrent_polls_each_see_the_one_before(storage: Storage) -> None:
+    await storage.save_device_authorization(make_device())
+    seen = await asyncio.gather(
+        *(storage.poll_device_authorization("device-1", now=NOW) for _ in range(10))
+    )
+    assert sorted((d.interval, d.last_polled_at is None) for d in seen if d is not None) == [
+        (5, False),
+        (5, True),
+        *[(5 * i, False) for i in range(2, 10)],
+    ]
+    after = await storage.get_device_authorization("user-code-1")
+    assert after == make_device(interval=50, last_polled_at=NOW)
+
+
+async def test_an_approved_device_code_redeems_once_and_writes_the_tokens(
+    storage: Storage,
+) -> None:
+    await storage.save_device_authorization(make_device())
+    await storage.decide_device_authorization(
+        "user-code-1", subject="user-1", approved=True, now=NOW
+    )
+    tokens = make_pair("first", family_id="family-device-1")
+
+    assert await storage.redeem_device_code("device-1", tokens=tokens, now=NOW + 1) is True
+    consumed = make_device(status="consumed", subject="user-1")
+    assert await storage.get_device_authorization("user-code-1") == consumed
+    assert [await storage.get_token(t.token_hash) for t in tokens] == tokens
+
+    again = make_pair("second", family_id="family-device-1")
+    assert await storage.redeem_device_code("device-1", tokens=again, now=NOW + 2) is False
+    assert await exist(storage, ["second-at", "second-rt"]) == [False, False]
+    assert await storage.get_device_authorization("user-code-1") == consumed
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        make_device(),
+        make_device(status="denied", subject="user-1"),
+        make_device(status="consumed", subject="user-1"),
+        make_device(status="approved", subject="user-1", expires_at=NOW),
+    ],
+    ids=["pending", "denied", "consumed", "expired"],
+)
+async def test_a_device_code_redeems_only_when_approved_and_unexpired(
+    storage: Storage, device: DeviceAuthorization
+) -> None:
+    await storage.save_device_authorization(device)
+    tokens = make_pair("late")
+    assert await storage.redeem_device_code("device-1", tokens=tokens, now=NOW) is False
+    assert await storage.redeem_device_code("nothing", tokens=tokens, now=NOW) is False
+    assert await storage.get_device_authorization("user-code-1") == device
+    assert await exist(storage, ["late-at", "late-rt"]) == [False, False]
+
+
+async def test_a_device_redemption_that_fails_writes_nothing(storage: Storage) -> None:
+    await storage.save_device_authorization(make_device(status="approved", subject="user-1"))
+    await storage.save_tokens([make_token("dup")])
+    with pytest.raises(StorageError):
+        await storage.redeem_device_code(
+            "device-1", tokens=[make_token("fresh"), make_token("dup")], now=NOW
+        )
+    assert await exist(storage, ["fresh"]) == [False]
+    approved = await storage.get_device_authorization("user-code-1")
+    assert approved == make_device(status="approved", subject="user-1")
+    assert await storage.redeem_device_code("device-1", tokens=make_pair("ok"), now=NOW)
+
+
+async def test_concurrent_device_redemptions_have_one_winner(storage: Storage) -> None:
+    await storage.save_device_authorization(make_device(status="approved", subject="user-1"))
+    attempts = [make_pair(f"try{i}") for i in range(20)]
+    results = await asyncio.gather(
+        *(storage.redeem_device_code("device-1", tokens=tokens, now=NOW) for tokens in attempts)
+    )
+    assert results.count(True) == 1
+    winner = results.index(True)
+    for i, tokens in enumerate(attempts):
+        assert await exist(storage, [t.token_hash for t in tokens]) == [i == winner] * 2
+
+
+async def test_delete_client_removes_its_device_requests_and_consents_only(
+    storage: Storage,
+) -> None:
+    await storage.save_client(make_client("client-1"))
+    await storage.save_client(make_client("client-2"))
+    await storage.save_device_authorization(make_device("d1", "u1", client_id="client-1"))
+    await storage.save_device_authorization(make_device("d2", "u2", client_id="client-2"))
+    await storage.save_consent("user-1", "client-1", frozenset({"openid"}))
+    await storage.save_consent("user-1", "client-2", frozenset({"email"}))
+
+    assert await storage.delete_client("client-1") is True
+
+    assert await storage.get_device_authorization("u1") is None
+    assert await storage.poll_device_authorization("d1", now=NOW) is None
+    assert await storage.get_consent("user-1", "client-1") is None
+    assert await storage.get_device_authorization("u2") == make_device(
+        "d2", "u2", client_id="client-2"
+    )
+    assert await storage.get_consent("user-1", "client-2") == frozenset({"email"})
+    # the user code is free again: a stale row must not keep holding it
+    await storage.save_device_authorization(make_device("d3", "u1", client_id="client-2"))
+    assert await storage.get_device_authorization("u1") == make_device(
+        "d3", "u1", client_id="client-2"
+    )
+
+
+async def test_purge_expired_removes_expired_device_requests_only(storage: Storage) -> None:
+    devices = [
+        make_device("d-old", "u-old", expires_at=NOW - 1),
+        make_device("d-edge", "u-edge", expires_at=NOW, status="consumed", subject="user-1"),
+        make_device("d-live", "u-live", expires_at=NOW + 1),
+        make_device("d-used", "u-used", expires_at=NOW + 1, status="consumed", subject="user-1"),
+    ]
+    for device in devices:
+        await storage.save_device_authorization(device)
+    await storage.save_consent("user-1", "client-1", frozenset({"openid"}))
+    await storage.save_tokens([make_token("t-old", expires_at=NOW - 1)])
+
+    assert await storage.purge_expired(now=NOW) == 3
+
+    kept = [await storage.get_device_authorization(d.user_code_hash) for d in devices]
+    assert kept == [None, None, devices[2], devices[3]]
+    assert await storage.poll_device_authorization("d-old", now=NOW) is None
+    assert await storage.get_consent("user-1", "client-1") == frozenset({"openid"})
+    assert await storage.purge_expired(now=NOW) == 0
+    await storage.save_device_authorization(make_device("d-new", "u-old"))
+    assert await storage.get_device_authorization("u-old") == make_device("d-new", "u-old")
 
 
 async def test_close_is_idempotent(storage: Storage) -> None:

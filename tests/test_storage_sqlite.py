@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from asgi_oauth.errors import StorageError
-from asgi_oauth.models import AuthorizationCode, Client, Token, User
+from asgi_oauth.models import AuthorizationCode, Client, DeviceAuthorization, Token, User
 from asgi_oauth.storage import SQLiteStorage, _sqlite_schema, sqlite
 
 pytestmark = pytest.mark.anyio
@@ -146,9 +146,15 @@ async def test_migrate_is_idempotent_and_keeps_existing_tables(path: Path) -> No
     version = read_file(path, "SELECT version FROM schema_version")
     tables = read_file(path, "SELECT type, name, rootpage, sql FROM sqlite_schema ORDER BY name")
     assert version == [(_sqlite_schema.SCHEMA_VERSION,)]
-    assert {"clients", "client_origins", "users", "authorization_codes", "tokens"} <= {
-        name for _, name, _, _ in tables
-    }
+    assert {
+        "clients",
+        "client_origins",
+        "users",
+        "authorization_codes",
+        "tokens",
+        "consents",
+        "device_authorizations",
+    } <= {name for _, name, _, _ in tables}
 
     again = SQLiteStorage(path)
     try:
@@ -166,6 +172,88 @@ async def test_migrate_is_idempotent_and_keeps_existing_tables(path: Path) -> No
         assert _sqlite_schema.migrate(conn) == 0
     finally:
         conn.close()
+
+
+def make_version_1_file(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file as the first release left it: only the first migration, with some rows."""
+    monkeypatch.setattr(_sqlite_schema, "MIGRATIONS", _sqlite_schema.MIGRATIONS[:1])
+    monkeypatch.setattr(_sqlite_schema, "SCHEMA_VERSION", 1)
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        assert _sqlite_schema.migrate(conn) == 1
+        conn.execute(_sqlite_schema.INSERT_CLIENT, _sqlite_schema.client_row(make_client()))
+        conn.execute(_sqlite_schema.INSERT_USER, _sqlite_schema.user_row(make_user()))
+        conn.execute(_sqlite_schema.INSERT_CODE, _sqlite_schema.code_row(make_code()))
+        tokens = make_pair("g0")
+        conn.execute(_sqlite_schema.insert_tokens(2), _sqlite_schema.token_rows(tokens))
+    finally:
+        conn.close()
+        monkeypatch.undo()
+
+
+async def test_a_version_1_file_is_upgraded_in_place(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_version_1_file(path, monkeypatch)
+    tables = {name for (name,) in read_file(path, "SELECT name FROM sqlite_schema")}
+    assert "tokens" in tables
+    assert "device_authorizations" not in tables
+
+    store = SQLiteStorage(path)
+    try:
+        assert await store.get_client("client-1") == make_client()
+        assert await store.get_user("alice") == make_user()
+        assert await store.get_user_by_id("user-1") == make_user()
+        assert await store.get_authorization_code("code-1") == make_code()
+        assert [await store.get_token(t.token_hash) for t in make_pair("g0")] == make_pair("g0")
+
+        await store.save_consent("user-1", "client-1", frozenset({"openid"}))
+        assert await store.get_consent("user-1", "client-1") == frozenset({"openid"})
+        device = DeviceAuthorization(
+            "device-1", "user-code-1", "client-1", frozenset({"openid"}), "f-d", NOW, NOW + 600, 5
+        )
+        await store.save_device_authorization(device)
+        assert await store.decide_device_authorization(
+            "user-code-1", subject="user-1", approved=True, now=NOW
+        )
+        assert await store.redeem_device_code("device-1", tokens=make_pair("d"), now=NOW)
+        consumed = await store.get_device_authorization("user-code-1")
+        assert consumed == dataclasses.replace(device, status="consumed", subject="user-1")
+
+        assert await store.delete_client("client-1") is True
+        assert await store.get_device_authorization("user-code-1") is None
+        assert await store.get_consent("user-1", "client-1") is None
+    finally:
+        await store.close()
+
+    assert read_file(path, "SELECT version FROM schema_version") == [
+        (_sqlite_schema.SCHEMA_VERSION,)
+    ]
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        assert _sqlite_schema.migrate(conn) == 0
+    finally:
+        conn.close()
+
+
+async def test_the_device_user_code_is_unique_and_purge_has_an_index(path: Path) -> None:
+    store = SQLiteStorage(path)
+    await store.migrate()
+    await store.close()
+    indexes = read_file(
+        path, "SELECT name, \"unique\" FROM pragma_index_list('device_authorizations')"
+    )
+    columns = {
+        name: [c for (c,) in read_file(path, f"SELECT name FROM pragma_index_info('{name}')")]
+        for name, _ in indexes
+    }
+    assert ("device_authorizations_user_code_hash", 1) in indexes
+    assert columns["device_authorizations_user_code_hash"] == ["user_code_hash"]
+    assert columns["device_authorizations_expires_at"] == ["expires_at"]
+    plan = read_file(
+        path, "EXPLAIN QUERY PLAN DELETE FROM device_authorizations WHERE expires_at <= 0"
+    )
+    assert "device_authorizations_expires_at" in str(plan)
 
 
 async def test_two_stores_on_one_file_see_each_other(path: Path) -> None:

@@ -117,7 +117,7 @@ def test_throttle_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"issuer": "https://as.example?x=1"}, "query or fragment"),
         ({"issuer": "http://as.example"}, "insecure_transport"),
         ({"issuer": "https://a.example", "access_token_lifetime": 0}, "positive"),
-        ({"issuer": "https://a.example", "enabled_grants": frozenset({"implicit"})}, "unknown"),
+        ({"issuer": "https://a.example", "enabled_grants": frozenset({"bogus"})}, "unknown"),
         ({"issuer": "https://a.example", "refresh_token_grace_period": -1}, ">= 0"),
     ],
 )
@@ -198,7 +198,7 @@ def test_codes_and_tokens_are_time_ordered_and_keyed_by_prefix_and_digest() -> N
 
 def test_new_client_validation() -> None:
     with pytest.raises(ValueError, match="unknown grant"):
-        new_client(name="x", grant_types=["implicit"])  # type: ignore[list-item]
+        new_client(name="x", grant_types=["bogus"])  # type: ignore[list-item]
     with pytest.raises(ValueError, match="public client"):
         new_client(name="x", grant_types=["client_credentials"], public=True)
     with pytest.raises(ValueError, match="redirect URI"):

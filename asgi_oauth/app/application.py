@@ -12,18 +12,28 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import InvalidRequestError
 from ..requests import OAuthRequest
 from ..server import (
+    AUTHORIZATION_PATH,
+    DEVICE_AUTHORIZATION_PATH,
+    DEVICE_VERIFICATION_PATH,
     INTROSPECTION_PATH,
+    LOGIN_PATH,
     METADATA_PATH,
     REVOCATION_PATH,
     TOKEN_PATH,
     AuthorizationServer,
 )
+from ..types import DEVICE_CODE
+from .authorize import AuthorizeEndpoint
+from .browser import Browser, CurrentUser
 from .cors import allowed_origin_headers, preflight_headers
+from .device import DeviceVerificationEndpoint
+from .login import LoginEndpoint
+from .pages import Pages
 from .requests import RequestHeaders, read_form
 from .responses import NO_STORE, Headers, send_empty, send_error, send_json
 
@@ -45,17 +55,42 @@ class Endpoint:
 
 
 class OAuth2App:
-    """The token, introspection, revocation and metadata endpoints."""
+    """Every endpoint of the authorization server, and the pages people see.
 
-    def __init__(self, server: AuthorizationServer) -> None:
+    People sign in on the built-in login page against the store's users, unless
+    the host application passes ``current_user`` (reading its own session) and
+    ``login_url`` (where its own sign-in is; it gets a ``next`` URL to return
+    to). ``pages`` changes how the pages look.
+    """
+
+    def __init__(
+        self,
+        server: AuthorizationServer,
+        *,
+        pages: Pages | None = None,
+        current_user: CurrentUser | None = None,
+        login_url: str | None = None,
+    ) -> None:
         self.server = server
-        self._max_body = server.settings.max_body_size
+        settings = server.settings
+        self._max_body = settings.max_body_size
         self._endpoints: dict[str, Endpoint] = {
             TOKEN_PATH: Endpoint(("POST",), self._token, cors=True),
             INTROSPECTION_PATH: Endpoint(("POST",), self._introspect),
             REVOCATION_PATH: Endpoint(("POST",), self._revoke, cors=True),
             METADATA_PATH: Endpoint(("GET",), self._metadata, cors=True, form=False),
         }
+        browser = Browser(server, pages or Pages(), current_user=current_user, login_url=login_url)
+        self._pages: dict[str, ASGIApp] = {}
+        if settings.response_types:
+            self._pages[AUTHORIZATION_PATH] = AuthorizeEndpoint(browser)
+        if DEVICE_CODE in settings.enabled_grants:
+            self._endpoints[DEVICE_AUTHORIZATION_PATH] = Endpoint(
+                ("POST",), self._device_authorization
+            )
+            self._pages[DEVICE_VERIFICATION_PATH] = DeviceVerificationEndpoint(browser)
+        if current_user is None and self._pages:
+            self._pages[LOGIN_PATH] = LoginEndpoint(browser)
         self._mount_checked = False
         #: Serve this at :attr:`metadata_path` of the host application (RFC 8414 §3.1).
         self.metadata_app = _MetadataApp(self)
@@ -72,7 +107,12 @@ class OAuth2App:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            await self.dispatch(scope, receive, send, self._route_path(scope))
+            path = self._route_path(scope)
+            page = self._pages.get(path)
+            if page is not None:
+                await page(scope, receive, send)
+            else:
+                await self.dispatch(scope, receive, send, path)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
         elif scope["type"] == "websocket":
@@ -116,6 +156,9 @@ class OAuth2App:
     async def _revoke(self, request: OAuthRequest) -> object:
         await self.server.revoke(request)
         return {}
+
+    async def _device_authorization(self, request: OAuthRequest) -> object:
+        return await self.server.device_authorization(request)
 
     async def _metadata(self, request: OAuthRequest) -> object:
         return self.server.metadata()

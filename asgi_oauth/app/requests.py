@@ -86,24 +86,38 @@ async def read_body(receive: Receive, headers: RequestHeaders, max_size: int) ->
 
 def parse_form(body: bytes) -> dict[str, str]:
     """Strict urlencoded parsing: UTF-8 only, no repeats, empty values omitted (§3.1)."""
+    form, repeated = parse_params(body)
+    if repeated:
+        raise InvalidRequestError(f"repeated parameter: {sorted(repeated)[0][:64]}")
+    return form
+
+
+def parse_params(data: bytes) -> tuple[dict[str, str], frozenset[str]]:
+    """Urlencoded parameters and the names that came more than once (kept: their first).
+
+    The authorization endpoint needs the repeats rather than an error, because
+    whether it may redirect depends on which parameter was repeated (§4.1.2.1).
+    """
     try:
-        text = body.decode("utf-8")
+        text = data.decode("utf-8")
         form: dict[str, str] = {}
         seen: set[str] = set()
+        repeated: set[str] = set()
         for pair in text.split("&"):
             if not pair:
                 continue
             raw_name, _, raw_value = pair.partition("=")
             name = _unquote(raw_name)
             if name in seen:
-                raise InvalidRequestError(f"repeated parameter: {name[:64]}")
+                repeated.add(name)
+                continue
             seen.add(name)
             value = _unquote(raw_value)
             if value:
                 form[name] = value
     except UnicodeDecodeError:
-        raise InvalidRequestError("request body is not valid UTF-8") from None
-    return form
+        raise InvalidRequestError("parameters are not valid UTF-8") from None
+    return form, frozenset(repeated)
 
 
 def _unquote(text: str) -> str:

@@ -3,12 +3,14 @@
 from .authorization_code import AuthorizationCodeGrant
 from .base import Grant, GrantContext
 from .client_credentials import ClientCredentialsGrant
+from .device_code import DeviceCodeGrant
 from .password import PasswordGrant
 from .refresh_token import RefreshTokenGrant
 
 __all__ = [
     "AuthorizationCodeGrant",
     "ClientCredentialsGrant",
+    "DeviceCodeGrant",
     "Grant",
     "GrantContext",
     "PasswordGrant",

@@ -7,7 +7,8 @@ is a no-op. A migration is never edited once released: change the schema by
 appending one. Codes and tokens are rowid tables: a new row lands at the end
 of the table and of most indexes, so a random hash key dirties half the pages
 it would in a ``WITHOUT ROWID`` table. Scopes and grant types are stored as
-sorted, space-joined words; tuples of strings as JSON arrays; booleans as 0/1.
+sorted, space-joined words; lists of URIs as space-joined text in their order;
+booleans as 0/1.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from ..models import AuthorizationCode, Client, Token, User
+from ..models import AuthorizationCode, Client, DeviceAuthorization, Token, User
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -81,6 +82,32 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX tokens_expires_at ON tokens (expires_at)",
         "CREATE INDEX tokens_client_id ON tokens (client_id)",
     ),
+    (
+        """CREATE TABLE consents (
+            subject TEXT NOT NULL,
+            client_id TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            PRIMARY KEY (subject, client_id)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX consents_client_id ON consents (client_id)",
+        """CREATE TABLE device_authorizations (
+            device_code_hash TEXT PRIMARY KEY,
+            user_code_hash TEXT NOT NULL,
+            client_id TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            family_id TEXT NOT NULL,
+            issued_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL,
+            interval INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            subject TEXT,
+            last_polled_at INTEGER
+        )""",
+        "CREATE UNIQUE INDEX device_authorizations_user_code_hash"
+        " ON device_authorizations (user_code_hash)",
+        "CREATE INDEX device_authorizations_expires_at ON device_authorizations (expires_at)",
+        "CREATE INDEX device_authorizations_client_id ON device_authorizations (client_id)",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -135,7 +162,9 @@ INSERT_CLIENT = (
     " scope, allowed_origins, is_resource_server, require_pkce, created_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-SELECT_USER = "SELECT user_id, username, password_hash, created_at FROM users WHERE username = ?"
+SELECT_USERS = "SELECT user_id, username, password_hash, created_at FROM users"
+SELECT_USER = SELECT_USERS + " WHERE username = ?"
+SELECT_USER_BY_ID = SELECT_USERS + " WHERE user_id = ?"
 INSERT_USER = "INSERT INTO users (user_id, username, password_hash, created_at) VALUES (?, ?, ?, ?)"
 SELECT_CODE = (
     "SELECT code_hash, client_id, subject, scope, redirect_uri, family_id, issued_at,"
@@ -146,6 +175,17 @@ INSERT_CODE = (
     "INSERT INTO authorization_codes (code_hash, client_id, subject, scope, redirect_uri,"
     " family_id, issued_at, expires_at, code_challenge, code_challenge_method, nonce,"
     " consumed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+SELECT_CONSENT = "SELECT scope FROM consents WHERE subject = ? AND client_id = ?"
+INSERT_CONSENT = "INSERT OR REPLACE INTO consents (subject, client_id, scope) VALUES (?, ?, ?)"
+SELECT_DEVICES = (
+    "SELECT device_code_hash, user_code_hash, client_id, scope, family_id, issued_at,"
+    " expires_at, interval, status, subject, last_polled_at FROM device_authorizations"
+)
+INSERT_DEVICE = (
+    "INSERT INTO device_authorizations (device_code_hash, user_code_hash, client_id, scope,"
+    " family_id, issued_at, expires_at, interval, status, subject, last_polled_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 SELECT_TOKEN = (
     "SELECT token_hash, kind, client_id, scope, family_id, issued_at, expires_at, subject,"
@@ -287,4 +327,40 @@ def token_from_row(row: Any) -> Token:
         replaced_by=row[10],
         rotated_at=row[11],
         revoked_at=row[12],
+    )
+
+
+def consent_row(subject: str, client_id: str, scope: frozenset[str]) -> Row:
+    return (subject, client_id, _words(scope))
+
+
+def device_row(d: DeviceAuthorization) -> Row:
+    return (
+        d.device_code_hash,
+        d.user_code_hash,
+        d.client_id,
+        _words(d.scope),
+        d.family_id,
+        d.issued_at,
+        d.expires_at,
+        d.interval,
+        d.status,
+        d.subject,
+        d.last_polled_at,
+    )
+
+
+def device_from_row(row: Any) -> DeviceAuthorization:
+    return DeviceAuthorization(
+        device_code_hash=row[0],
+        user_code_hash=row[1],
+        client_id=row[2],
+        scope=frozenset(row[3].split()),
+        family_id=row[4],
+        issued_at=row[5],
+        expires_at=row[6],
+        interval=row[7],
+        status=row[8],
+        subject=row[9],
+        last_polled_at=row[10],
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from ..models import AuthorizationCode, Client, Token, User
+from ..models import AuthorizationCode, Client, DeviceAuthorization, Token, User
 
 
 @runtime_checkable
@@ -24,7 +24,7 @@ class Storage(Protocol):
         """Insert the client, or replace the one with the same id."""
 
     async def delete_client(self, client_id: str) -> bool:
-        """Remove a client and every code and token issued to it; False if unknown."""
+        """Remove a client with its codes, tokens, device codes and consents; False if unknown."""
 
     async def list_clients(self) -> list[Client]:
         """Every client, ordered by id."""
@@ -35,8 +35,17 @@ class Storage(Protocol):
     async def get_user(self, username: str) -> User | None:
         """The user with this username, for the password grant and the login page."""
 
+    async def get_user_by_id(self, user_id: str) -> User | None:
+        """The user with this id, for a signed-in session."""
+
     async def save_user(self, user: User) -> None:
         """Insert the user, or replace the one with the same id."""
+
+    async def get_consent(self, subject: str, client_id: str) -> frozenset[str] | None:
+        """The scopes this user let this client have without asking again; None if never."""
+
+    async def save_consent(self, subject: str, client_id: str, scope: frozenset[str]) -> None:
+        """Remember the scopes this user granted this client, replacing what was kept."""
 
     async def save_authorization_code(self, code: AuthorizationCode) -> None:
         """Persist a code issued by the authorization endpoint."""
@@ -83,8 +92,40 @@ class Storage(Protocol):
     async def revoke_family(self, family_id: str, *, now: int) -> int:
         """Revoke every token of a grant; returns how many were still unrevoked."""
 
+    async def save_device_authorization(self, device: DeviceAuthorization) -> None:
+        """Persist a device authorization request (RFC 8628 §3.2)."""
+
+    async def get_device_authorization(self, user_code_hash: str) -> DeviceAuthorization | None:
+        """The device authorization with this user code, whatever its state."""
+
+    async def decide_device_authorization(
+        self, user_code_hash: str, *, subject: str, approved: bool, now: int
+    ) -> bool:
+        """Atomically approve or deny a pending, unexpired request on the user's behalf.
+
+        Returns False, writing nothing, when it was already decided or expired.
+        """
+
+    async def poll_device_authorization(
+        self, device_code_hash: str, *, now: int
+    ) -> DeviceAuthorization | None:
+        """Record a poll of the token endpoint and return the request as it was before.
+
+        Atomically sets ``last_polled_at`` to ``now`` and, when the previous poll
+        came less than ``interval`` seconds ago, adds five seconds to ``interval``
+        (RFC 8628 §3.5 ``slow_down``).
+        """
+
+    async def redeem_device_code(
+        self, device_code_hash: str, *, tokens: Sequence[Token], now: int
+    ) -> bool:
+        """Atomically mark an approved, unexpired request consumed and save ``tokens``.
+
+        Returns False, writing nothing, otherwise: a device code is exchanged once.
+        """
+
     async def purge_expired(self, *, now: int) -> int:
-        """Delete expired codes and tokens; returns how many rows went."""
+        """Delete expired codes, device codes and tokens; returns how many rows went."""
 
     async def close(self) -> None:
         """Release connections and threads; the store is unusable afterwards."""

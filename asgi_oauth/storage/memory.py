@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Sequence
 
 from ..errors import StorageError
-from ..models import AuthorizationCode, Client, Token, User
+from ..models import AuthorizationCode, Client, DeviceAuthorization, Token, User
 from .base import successor_of
 
 
@@ -22,6 +22,9 @@ class MemoryStorage:
         self._tokens: dict[str, Token] = {}
         self._families: dict[str, set[str]] = {}
         self._children: dict[str, set[str]] = {}
+        self._consents: dict[tuple[str, str], frozenset[str]] = {}
+        self._devices: dict[str, DeviceAuthorization] = {}
+        self._user_codes: dict[str, str] = {}  # user code hash -> device code hash
 
     async def get_client(self, client_id: str) -> Client | None:
         return self._clients.get(client_id)
@@ -36,6 +39,10 @@ class MemoryStorage:
             del self._codes[code_hash]
         for token in [t for t in self._tokens.values() if t.client_id == client_id]:
             self._forget(token)
+        for device in [d for d in self._devices.values() if d.client_id == client_id]:
+            self._forget_device(device)
+        for key in [k for k in self._consents if k[1] == client_id]:
+            del self._consents[key]
         return True
 
     async def list_clients(self) -> list[Client]:
@@ -47,11 +54,20 @@ class MemoryStorage:
     async def get_user(self, username: str) -> User | None:
         return self._users.get(username)
 
+    async def get_user_by_id(self, user_id: str) -> User | None:
+        return next((u for u in self._users.values() if u.user_id == user_id), None)
+
     async def save_user(self, user: User) -> None:
         for name, known in list(self._users.items()):
             if known.user_id == user.user_id:
                 del self._users[name]
         self._users[user.username] = user
+
+    async def get_consent(self, subject: str, client_id: str) -> frozenset[str] | None:
+        return self._consents.get((subject, client_id))
+
+    async def save_consent(self, subject: str, client_id: str, scope: frozenset[str]) -> None:
+        self._consents[(subject, client_id)] = scope
 
     async def save_authorization_code(self, code: AuthorizationCode) -> None:
         if code.code_hash in self._codes:
@@ -109,6 +125,51 @@ class MemoryStorage:
     async def revoke_family(self, family_id: str, *, now: int) -> int:
         return sum(self._revoke(h, now) for h in self._families.get(family_id, ()))
 
+    async def save_device_authorization(self, device: DeviceAuthorization) -> None:
+        if device.device_code_hash in self._devices or device.user_code_hash in self._user_codes:
+            raise StorageError("duplicate device code or user code hash")
+        self._devices[device.device_code_hash] = device
+        self._user_codes[device.user_code_hash] = device.device_code_hash
+
+    async def get_device_authorization(self, user_code_hash: str) -> DeviceAuthorization | None:
+        return self._device_by_user_code(user_code_hash)
+
+    async def decide_device_authorization(
+        self, user_code_hash: str, *, subject: str, approved: bool, now: int
+    ) -> bool:
+        device = self._device_by_user_code(user_code_hash)
+        if device is None or device.status != "pending" or device.expires_at <= now:
+            return False
+        self._devices[device.device_code_hash] = dataclasses.replace(
+            device, status="approved" if approved else "denied", subject=subject
+        )
+        return True
+
+    async def poll_device_authorization(
+        self, device_code_hash: str, *, now: int
+    ) -> DeviceAuthorization | None:
+        device = self._devices.get(device_code_hash)
+        if device is None:
+            return None
+        last, interval = device.last_polled_at, device.interval
+        if last is not None and now - last < interval:
+            interval += 5
+        self._devices[device_code_hash] = dataclasses.replace(
+            device, last_polled_at=now, interval=interval
+        )
+        return device
+
+    async def redeem_device_code(
+        self, device_code_hash: str, *, tokens: Sequence[Token], now: int
+    ) -> bool:
+        device = self._devices.get(device_code_hash)
+        if device is None or device.status != "approved" or device.expires_at <= now:
+            return False
+        self._check_new(tokens)
+        self._devices[device_code_hash] = dataclasses.replace(device, status="consumed")
+        self._add(tokens)
+        return True
+
     async def purge_expired(self, *, now: int) -> int:
         codes = [h for h, c in self._codes.items() if c.expires_at <= now]
         for code_hash in codes:
@@ -116,7 +177,10 @@ class MemoryStorage:
         tokens = [t for t in self._tokens.values() if t.expires_at <= now]
         for token in tokens:
             self._forget(token)
-        return len(codes) + len(tokens)
+        devices = [d for d in self._devices.values() if d.expires_at <= now]
+        for device in devices:
+            self._forget_device(device)
+        return len(codes) + len(tokens) + len(devices)
 
     async def close(self) -> None:
         return None
@@ -139,6 +203,14 @@ class MemoryStorage:
             return False
         self._tokens[token_hash] = dataclasses.replace(token, revoked_at=now)
         return True
+
+    def _device_by_user_code(self, user_code_hash: str) -> DeviceAuthorization | None:
+        device_code_hash = self._user_codes.get(user_code_hash)
+        return None if device_code_hash is None else self._devices[device_code_hash]
+
+    def _forget_device(self, device: DeviceAuthorization) -> None:
+        del self._devices[device.device_code_hash]
+        del self._user_codes[device.user_code_hash]
 
     def _forget(self, token: Token) -> None:
         del self._tokens[token.token_hash]

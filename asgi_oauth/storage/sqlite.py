@@ -7,8 +7,9 @@ each of its iterations at once, and it takes every write already handed over,
 runs each inside its own ``SAVEPOINT`` within one ``BEGIN IMMEDIATE`` transaction,
 and pays for one fsync per group, so a write is on disk before its caller gets
 an answer and a failing write affects no other. The conditional writes of the
-``Storage`` protocol are single guarded ``UPDATE`` statements, so concurrent
-servers on one file still get one winner. Every SQLite failure reaches the
+``Storage`` protocol decide with a guarded ``UPDATE`` (or a read, when the
+old row is the answer) inside that transaction, so concurrent servers on one
+file still get one winner. Every SQLite failure reaches the
 caller as ``StorageError``.
 """
 
@@ -26,7 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Generic, Literal, TypeVar
 
 from ..errors import StorageError
-from ..models import AuthorizationCode, Client, Token, User
+from ..models import AuthorizationCode, Client, DeviceAuthorization, Token, User
 from . import _sqlite_schema as schema
 from ._client_cache import ClientCache
 from .base import successor_of
@@ -109,6 +110,8 @@ class SQLiteStorage:
             conn.execute("DELETE FROM client_origins WHERE client_id = ?", (client_id,))
             conn.execute("DELETE FROM authorization_codes WHERE client_id = ?", (client_id,))
             conn.execute("DELETE FROM tokens WHERE client_id = ?", (client_id,))
+            conn.execute("DELETE FROM device_authorizations WHERE client_id = ?", (client_id,))
+            conn.execute("DELETE FROM consents WHERE client_id = ?", (client_id,))
             return True
 
         deleted = await self._write(delete)
@@ -129,6 +132,10 @@ class SQLiteStorage:
         rows = await self._read(schema.SELECT_USER, (username,))
         return schema.user_from_row(rows[0]) if rows else None
 
+    async def get_user_by_id(self, user_id: str) -> User | None:
+        rows = await self._read(schema.SELECT_USER_BY_ID, (user_id,))
+        return schema.user_from_row(rows[0]) if rows else None
+
     async def save_user(self, user: User) -> None:
         def save(conn: sqlite3.Connection) -> None:
             sql = "DELETE FROM users WHERE user_id = ? OR username = ?"
@@ -136,6 +143,16 @@ class SQLiteStorage:
             conn.execute(schema.INSERT_USER, schema.user_row(user))
 
         await self._write(save)
+
+    async def get_consent(self, subject: str, client_id: str) -> frozenset[str] | None:
+        rows = await self._read(schema.SELECT_CONSENT, (subject, client_id))
+        return frozenset(rows[0][0].split()) if rows else None
+
+    async def save_consent(self, subject: str, client_id: str, scope: frozenset[str]) -> None:
+        row = schema.consent_row(subject, client_id, scope)
+        await self._write(
+            lambda conn: conn.execute(schema.INSERT_CONSENT, row).close(), atomic=True
+        )
 
     async def save_authorization_code(self, code: AuthorizationCode) -> None:
         row = schema.code_row(code)
@@ -214,11 +231,73 @@ class SQLiteStorage:
             lambda conn: conn.execute(sql, (now, family_id)).rowcount, atomic=True
         )
 
+    async def save_device_authorization(self, device: DeviceAuthorization) -> None:
+        row = schema.device_row(device)
+        await self._write(lambda conn: conn.execute(schema.INSERT_DEVICE, row).close(), atomic=True)
+
+    async def get_device_authorization(self, user_code_hash: str) -> DeviceAuthorization | None:
+        sql = schema.SELECT_DEVICES + " WHERE user_code_hash = ?"
+        rows = await self._read(sql, (user_code_hash,))
+        return schema.device_from_row(rows[0]) if rows else None
+
+    async def decide_device_authorization(
+        self, user_code_hash: str, *, subject: str, approved: bool, now: int
+    ) -> bool:
+        sql = (
+            "UPDATE device_authorizations SET status = ?, subject = ?"
+            " WHERE user_code_hash = ? AND status = 'pending' AND expires_at > ?"
+        )
+        params = ("approved" if approved else "denied", subject, user_code_hash, now)
+        return await self._write(lambda conn: conn.execute(sql, params).rowcount == 1, atomic=True)
+
+    async def poll_device_authorization(
+        self, device_code_hash: str, *, now: int
+    ) -> DeviceAuthorization | None:
+        select = schema.SELECT_DEVICES + " WHERE device_code_hash = ?"
+
+        def poll(conn: sqlite3.Connection) -> DeviceAuthorization | None:
+            rows = conn.execute(select, (device_code_hash,)).fetchall()
+            if not rows:
+                return None
+            device = schema.device_from_row(rows[0])
+            last, interval = device.last_polled_at, device.interval
+            if last is not None and now - last < interval:
+                interval += 5
+            conn.execute(
+                "UPDATE device_authorizations SET last_polled_at = ?, interval = ?"
+                " WHERE device_code_hash = ?",
+                (now, interval, device_code_hash),
+            )
+            return device
+
+        return await self._write(poll)
+
+    async def redeem_device_code(
+        self, device_code_hash: str, *, tokens: Sequence[Token], now: int
+    ) -> bool:
+        insert, rows = schema.insert_tokens(len(tokens)), schema.token_rows(tokens)
+
+        def redeem(conn: sqlite3.Connection) -> bool:
+            consumed = conn.execute(
+                "UPDATE device_authorizations SET status = 'consumed'"
+                " WHERE device_code_hash = ? AND status = 'approved' AND expires_at > ?",
+                (device_code_hash, now),
+            )
+            if consumed.rowcount != 1:
+                return False
+            conn.execute(insert, rows)
+            return True
+
+        return await self._write(redeem)
+
     async def purge_expired(self, *, now: int) -> int:
         def purge(conn: sqlite3.Connection) -> int:
             codes = conn.execute("DELETE FROM authorization_codes WHERE expires_at <= ?", (now,))
             tokens = conn.execute("DELETE FROM tokens WHERE expires_at <= ?", (now,))
-            return codes.rowcount + tokens.rowcount
+            devices = conn.execute(
+                "DELETE FROM device_authorizations WHERE expires_at <= ?", (now,)
+            )
+            return codes.rowcount + tokens.rowcount + devices.rowcount
 
         return await self._write(purge)
 

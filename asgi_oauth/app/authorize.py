@@ -1,0 +1,126 @@
+"""The authorization endpoint (RFC 6749 §3.1): sign-in, consent, then the redirect.
+
+``GET`` (or ``POST``, §3.1) with the request's parameters: a signed-in person
+who already consented to these scopes goes straight back to the client;
+anyone else signs in and sees the consent page, whose form posts the same
+parameters back with the decision and the session's CSRF token.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from ..authorization import AuthorizationRedirectError, AuthorizationRequest, AuthorizationResponse
+from ..errors import (
+    AccessDeniedError,
+    ConsentRequiredError,
+    InvalidRequestError,
+    LoginRequiredError,
+    OAuth2Error,
+)
+from ..models import ResourceOwner
+from ..server import AUTHORIZATION_PATH
+from .browser import Browser, BrowserRequest, origin_of
+from .pages import ConsentPage, FormPostPage
+from .sessions import CSRF_FIELD
+
+#: Fields of the consent form that are not part of the authorization request.
+_DECISION_FIELDS = (CSRF_FIELD, "decision", "remember")
+
+
+class AuthorizeEndpoint:
+    def __init__(self, browser: Browser) -> None:
+        self.browser = browser
+        self.server = browser.server
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            response = await self._handle(await self.browser.read(scope, receive))
+        except AuthorizationRedirectError as exc:
+            response = self._respond(exc.response)
+        except Exception as exc:
+            response = self.browser.error_page(exc)
+        await response(scope, receive, send)
+
+    async def _handle(self, browser_request: BrowserRequest) -> Response:
+        params = dict(browser_request.params)
+        decision = params.get("decision") if browser_request.method == "POST" else None
+        for name in _DECISION_FIELDS:
+            params.pop(name, None)
+        request = await self.server.authorization_request(params, browser_request.repeated)
+        owner = await self.browser.owner(browser_request)
+
+        if decision is not None:
+            return await self._decide(browser_request, request, owner, decision)
+        if "none" in request.prompt:
+            # OpenID Connect Core §3.1.2.1: answer without showing any page.
+            if owner is None:
+                return self._fail(request, LoginRequiredError("the user is not signed in"))
+            if await self.server.needs_consent(request, owner):
+                return self._fail(request, ConsentRequiredError("the user must consent"))
+        if owner is None or "login" in request.prompt:
+            return self.browser.login_redirect(_without_login_prompt(request))
+        if not await self.server.needs_consent(request, owner):
+            return self._respond(await self.server.authorize(request, owner))
+        return self._consent_page(browser_request, request, owner)
+
+    async def _decide(
+        self,
+        browser_request: BrowserRequest,
+        request: AuthorizationRequest,
+        owner: ResourceOwner | None,
+        decision: str,
+    ) -> Response:
+        if not browser_request.csrf_ok():
+            # A forged or stale form: say so to the person, send nothing to the client.
+            raise InvalidRequestError(
+                "this form has expired or did not come from this site; "
+                "go back to the application and start again",
+                status_code=403,
+            )
+        if owner is None:
+            return self.browser.login_redirect(_without_login_prompt(request))
+        if decision == "approve":
+            remember = browser_request.params.get("remember") == "yes"
+            return self._respond(await self.server.authorize(request, owner, remember=remember))
+        if decision == "deny":
+            return self._fail(request, AccessDeniedError("the user denied the request"))
+        raise InvalidRequestError("decision must be approve or deny")
+
+    def _consent_page(
+        self, browser_request: BrowserRequest, request: AuthorizationRequest, owner: ResourceOwner
+    ) -> Response:
+        session, cookies = self.browser.ensure_session(browser_request)
+        descriptions = self.server.settings.scope_descriptions
+        page = ConsentPage(
+            action=self.browser.issuer + AUTHORIZATION_PATH,
+            csrf_token=session.csrf,
+            client_name=request.client.name or request.client.client_id,
+            user_name=owner.name or owner.subject,
+            scopes=tuple((s, descriptions.get(s, s)) for s in sorted(request.scope)),
+            fields=request.params,
+        )
+        return self.browser.page(page, cookies=cookies)
+
+    def _fail(self, request: AuthorizationRequest, error: OAuth2Error) -> Response:
+        return self._respond(self.server.authorization_failed(request, error))
+
+    def _respond(self, response: AuthorizationResponse) -> Response:
+        if response.response_mode == "form_post":
+            page = FormPostPage(action=response.redirect_uri, fields=response.params)
+            return self.browser.page(page, form_action=origin_of(response.redirect_uri))
+        return self.browser.redirect(response.location)
+
+
+def _without_login_prompt(request: AuthorizationRequest) -> str:
+    """The request to come back to after signing in, its ``prompt=login`` satisfied."""
+    params = dict(request.params)
+    prompt = " ".join(sorted(request.prompt - {"login"}))
+    if prompt:
+        params["prompt"] = prompt
+    else:
+        params.pop("prompt", None)
+    return f"{AUTHORIZATION_PATH}?{urlencode(params)}"

@@ -1,0 +1,198 @@
+"""What the pages people see share: reading a browser's request, knowing who is
+signed in, and answering with a page or a redirect under strict security headers.
+
+Every response here is ``no-store`` with ``Referrer-Policy: no-referrer`` and a
+Content-Security-Policy that allows nothing but this response's own nonce and
+no framing (clickjacking, RFC 6749 §10.13). Every URL comes from the issuer.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from urllib.parse import urlencode, urlsplit
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.types import Receive, Scope
+
+from ..errors import InvalidRequestError
+from ..models import ResourceOwner
+from ..requests import OAuthRequest
+from ..server import (
+    AUTHORIZATION_PATH,
+    DEVICE_VERIFICATION_PATH,
+    LOGIN_PATH,
+    AuthorizationServer,
+    _storage_guard,
+)
+from .pages import MessagePage, Page, Pages
+from .requests import RequestHeaders, parse_params, read_body
+from .responses import as_oauth_error
+from .sessions import CSRF_FIELD, Session, SessionCookie
+
+#: The host application's own sign-in: its request in, the signed-in person (or None) out.
+CurrentUser = Callable[[Request], Awaitable[ResourceOwner | None]]
+
+_ERROR_TITLES = {400: "This request cannot be completed", 403: "Please start again"}
+
+
+@dataclass(frozen=True, slots=True)
+class BrowserRequest:
+    """One page request: its parameters (repeats noted), session and origin."""
+
+    scope: Scope
+    method: str
+    params: dict[str, str]
+    repeated: frozenset[str]
+    session: Session | None
+
+    @property
+    def oauth_request(self) -> OAuthRequest:
+        client = self.scope.get("client")
+        return OAuthRequest(form=self.params, client_address=client[0] if client else None)
+
+    def csrf_ok(self) -> bool:
+        return self.session is not None and self.session.check_csrf(self.params.get(CSRF_FIELD))
+
+
+class Browser:
+    """Turns page requests into ``BrowserRequest`` and pages into responses."""
+
+    def __init__(
+        self,
+        server: AuthorizationServer,
+        pages: Pages,
+        *,
+        current_user: CurrentUser | None = None,
+        login_url: str | None = None,
+    ) -> None:
+        if (current_user is None) != (login_url is None):
+            raise ValueError("current_user and login_url go together")
+        self.server = server
+        self.pages = pages
+        self.cookie = SessionCookie(server.settings)
+        self.current_user = current_user
+        self.login_url = login_url
+        self.issuer = server.settings.issuer
+
+    async def read(self, scope: Scope, receive: Receive) -> BrowserRequest:
+        """GET parameters from the query, POST ones from an urlencoded body."""
+        headers = RequestHeaders.from_scope(scope)
+        method = scope["method"]
+        if method == "GET":
+            params, repeated = parse_params(scope.get("query_string", b""))
+        elif method == "POST":
+            media_type = (headers.content_type or "").partition(";")[0].strip().lower()
+            if media_type != "application/x-www-form-urlencoded":
+                raise InvalidRequestError("forms must be urlencoded", status_code=415)
+            body = await read_body(receive, headers, self.server.settings.max_body_size)
+            params, repeated = parse_params(body)
+        else:
+            raise InvalidRequestError(
+                f"method {method[:16]} not allowed", status_code=405, headers={"Allow": "GET, POST"}
+            )
+        session = self.cookie.load(_cookie_header(scope))
+        return BrowserRequest(scope, method, params, repeated, session)
+
+    async def owner(self, request: BrowserRequest) -> ResourceOwner | None:
+        """Who is signed in: the host's hook, else the built-in session's user."""
+        if self.current_user is not None:
+            return await self.current_user(Request(request.scope))
+        session = request.session
+        if session is None or session.user_id is None:
+            return None
+        with _storage_guard:
+            user = await self.server.storage.get_user_by_id(session.user_id)
+        if user is None:
+            return None
+        return ResourceOwner(subject=user.user_id, name=user.username, auth_time=session.auth_time)
+
+    def ensure_session(self, request: BrowserRequest) -> tuple[Session, list[str]]:
+        """The request's session, or a new anonymous one and the cookie that carries it."""
+        if request.session is not None:
+            return request.session, []
+        session = Session.anonymous()
+        return session, [self.cookie.set_cookie(session)]
+
+    def page(
+        self,
+        page: Page,
+        *,
+        status: int = 200,
+        cookies: list[str] | None = None,
+        headers: dict[str, str] | None = None,
+        form_action: str | None = None,
+    ) -> Response:
+        nonce = secrets.token_urlsafe(16)
+        html = self.pages.render(replace(page, nonce=nonce))
+        response = HTMLResponse(html, status_code=status, headers=headers)
+        _secure(response, _csp(nonce, form_action), cookies)
+        return response
+
+    def redirect(self, location: str, cookies: list[str] | None = None) -> Response:
+        # 303: after a POST the browser must follow with a GET (RFC 9700 §4.12).
+        response = Response(status_code=303, headers={"Location": location})
+        _secure(response, "default-src 'none'; frame-ancestors 'none'", cookies)
+        return response
+
+    def error_page(self, exc: Exception) -> Response:
+        error = as_oauth_error(exc)
+        title = _ERROR_TITLES.get(error.status, "Something went wrong")
+        message = error.description or error.error
+        return self.page(
+            MessagePage(title=title, message=message), status=error.status, headers=error.headers
+        )
+
+    def login_redirect(self, next_path: str) -> Response:
+        """Send the person to sign in, then back to ``next_path`` below the issuer."""
+        if self.login_url is not None:
+            separator = "&" if "?" in self.login_url else "?"
+            query = urlencode({"next": self.issuer + next_path})
+            return self.redirect(f"{self.login_url}{separator}{query}")
+        return self.redirect(f"{self.issuer}{LOGIN_PATH}?{urlencode({'next': next_path})}")
+
+    def after_login(self, next_path: str | None) -> str | None:
+        """Where to go after signing in: only back to our own pages (no open redirector)."""
+        if not next_path or any(c in next_path for c in "\\\r\n\t") or not next_path.isprintable():
+            return None
+        path = next_path.partition("?")[0]
+        if path not in (AUTHORIZATION_PATH, DEVICE_VERIFICATION_PATH):
+            return None
+        return self.issuer + next_path
+
+
+def _cookie_header(scope: Scope) -> str | None:
+    values = [v.decode("latin-1") for k, v in scope["headers"] if k == b"cookie"]
+    return "; ".join(values) if values else None
+
+
+def _csp(nonce: str, form_action: str | None) -> str:
+    policy = (
+        f"default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; "
+        "base-uri 'none'; frame-ancestors 'none'"
+    )
+    if form_action is not None:
+        policy += f"; form-action {form_action}"
+    return policy
+
+
+def _secure(response: Response, csp: str, cookies: list[str] | None) -> None:
+    headers = response.headers
+    headers["Content-Security-Policy"] = csp
+    headers["X-Frame-Options"] = "DENY"
+    headers["Referrer-Policy"] = "no-referrer"
+    headers["Cache-Control"] = "no-store"
+    headers["Pragma"] = "no-cache"
+    headers["X-Content-Type-Options"] = "nosniff"
+    for cookie in cookies or ():
+        headers.append("Set-Cookie", cookie)
+
+
+def origin_of(uri: str) -> str:
+    """A CSP source for a redirect URI: its origin, or its scheme for a native app."""
+    parts = urlsplit(uri)
+    if parts.scheme in ("http", "https"):
+        return f"{parts.scheme}://{parts.netloc}"
+    return f"{parts.scheme}:"

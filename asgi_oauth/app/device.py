@@ -1,0 +1,90 @@
+"""The device verification page (RFC 8628 §3.3): a person types the code their
+device shows, signs in, and approves or denies the device's request.
+
+Codes are compared in their canonical form (any case, dash optional) and wrong
+guesses are throttled per address (§5.1).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from ..errors import InvalidRequestError, OAuth2Error
+from ..server import DEVICE_VERIFICATION_PATH
+from .browser import Browser, BrowserRequest
+from .pages import DeviceConsentPage, DevicePage, MessagePage
+
+
+class DeviceVerificationEndpoint:
+    def __init__(self, browser: Browser) -> None:
+        self.browser = browser
+        self.server = browser.server
+        self.action = browser.issuer + DEVICE_VERIFICATION_PATH
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            response = await self._handle(await self.browser.read(scope, receive))
+        except Exception as exc:
+            response = self.browser.error_page(exc)
+        await response(scope, receive, send)
+
+    async def _handle(self, request: BrowserRequest) -> Response:
+        user_code = request.params.get("user_code", "")
+        owner = await self.browser.owner(request)
+        if owner is None:
+            query = f"?{urlencode({'user_code': user_code})}" if user_code else ""
+            return self.browser.login_redirect(DEVICE_VERIFICATION_PATH + query)
+        if request.method == "GET":
+            return self._entry(request, user_code)
+        if not request.csrf_ok():
+            raise InvalidRequestError(
+                "this form has expired or did not come from this site; please start again",
+                status_code=403,
+            )
+        try:
+            device, client = await self.server.find_device_authorization(
+                user_code, request.oauth_request
+            )
+        except OAuth2Error as exc:
+            if exc.status == 503:
+                raise
+            return self._entry(request, user_code, exc)
+        decision = request.params.get("decision")
+        if decision is None:
+            descriptions = self.server.settings.scope_descriptions
+            session, cookies = self.browser.ensure_session(request)
+            page = DeviceConsentPage(
+                action=self.action,
+                csrf_token=session.csrf,
+                client_name=client.name or client.client_id,
+                user_name=owner.name or owner.subject,
+                user_code=user_code.strip().upper(),
+                scopes=tuple((s, descriptions.get(s, s)) for s in sorted(device.scope)),
+            )
+            return self.browser.page(page, cookies=cookies)
+        if decision not in ("approve", "deny"):
+            raise InvalidRequestError("decision must be approve or deny")
+        approved = decision == "approve"
+        await self.server.decide_device_authorization(device, owner, approved=approved)
+        if approved:
+            done = MessagePage("Device connected", "You can return to your device now.")
+        else:
+            done = MessagePage("Request denied", "The device was not given access.")
+        return self.browser.page(done)
+
+    def _entry(
+        self, request: BrowserRequest, user_code: str, error: OAuth2Error | None = None
+    ) -> Response:
+        session, cookies = self.browser.ensure_session(request)
+        page = DevicePage(
+            action=self.action,
+            csrf_token=session.csrf,
+            user_code=user_code,
+            error="" if error is None else error.description or error.error,
+        )
+        status = 200 if error is None else error.status
+        headers = None if error is None else error.headers
+        return self.browser.page(page, status=status, cookies=cookies, headers=headers)

@@ -1,0 +1,73 @@
+"""The built-in sign-in page, backed by the store's users (when the host gives no hook).
+
+Signing in replaces the session, CSRF secret included (no session fixation),
+and returns the person only to this server's own pages.
+"""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from ..errors import OAuth2Error
+from ..server import LOGIN_PATH
+from .browser import Browser, BrowserRequest
+from .pages import LoginPage, MessagePage
+from .sessions import Session
+
+
+class LoginEndpoint:
+    def __init__(self, browser: Browser) -> None:
+        self.browser = browser
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            request = await self.browser.read(scope, receive)
+            if request.method == "GET":
+                response = self._form(request)
+            else:
+                response = await self._sign_in(request)
+        except Exception as exc:
+            response = self.browser.error_page(exc)
+        await response(scope, receive, send)
+
+    def _form(
+        self, request: BrowserRequest, *, error: OAuth2Error | None = None, fresh: bool = False
+    ) -> Response:
+        session, cookies = self.browser.ensure_session(request)
+        if fresh:
+            session = Session.anonymous()
+            cookies = [self.browser.cookie.set_cookie(session)]
+        page = LoginPage(
+            action=self.browser.issuer + LOGIN_PATH,
+            csrf_token=session.csrf,
+            next=request.params.get("next", ""),
+            username=request.params.get("username", "") if error else "",
+            error="" if error is None else error.description or error.error,
+        )
+        status = 200 if error is None else error.status
+        headers = None if error is None else error.headers
+        return self.browser.page(page, status=status, cookies=cookies, headers=headers)
+
+    async def _sign_in(self, request: BrowserRequest) -> Response:
+        if not request.csrf_ok():
+            # No session, an expired one, or a form from elsewhere (login CSRF).
+            expired = OAuth2Error("your session expired; please sign in again", status_code=403)
+            return self._form(request, error=expired, fresh=True)
+        username = request.params.get("username", "")
+        password = request.params.get("password", "")
+        try:
+            user = await self.browser.server.authenticate_user(
+                request.oauth_request, username, password
+            )
+        except OAuth2Error as exc:
+            if exc.status == 503:
+                raise
+            return self._form(request, error=exc)
+        session = Session.signed_in(user.user_id, self.browser.server.now())
+        cookies = [self.browser.cookie.set_cookie(session)]
+        target = self.browser.after_login(request.params.get("next"))
+        if target is not None:
+            return self.browser.redirect(target, cookies)
+        page = MessagePage(title="Signed in", message=f"You are signed in as {user.username}.")
+        return self.browser.page(page, cookies=cookies)

@@ -1,0 +1,222 @@
+"""The pages people see: sign-in, consent, device code entry, messages, form_post.
+
+Plain semantic HTML with one small inline stylesheet and no external assets.
+Every value is escaped here. To change their look, subclass ``Pages`` and
+override a page's method, or ``render`` to hand each page to your own
+templates (``page.template`` names it, ``dataclasses.asdict(page)`` is its
+context)::
+
+    class MyPages(Pages):
+        def render(self, page: Page) -> str:
+            template = env.get_template(f"{page.template}.html")
+            return template.render(**dataclasses.asdict(page))
+
+A page must keep its form fields (``csrf_token`` above all) and put ``nonce``
+on any ``<style>`` or ``<script>``: the Content-Security-Policy allows nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from html import escape
+from typing import ClassVar, cast
+
+
+@dataclass(frozen=True, slots=True)
+class LoginPage:
+    action: str
+    csrf_token: str
+    next: str = ""
+    username: str = ""
+    error: str = ""
+    nonce: str = ""
+    template: ClassVar[str] = "login"
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentPage:
+    action: str
+    csrf_token: str
+    client_name: str
+    user_name: str
+    #: (scope, what it means to a person) pairs.
+    scopes: tuple[tuple[str, str], ...]
+    #: The authorization request's parameters, sent again with the decision.
+    fields: Mapping[str, str] = field(default_factory=dict)
+    nonce: str = ""
+    template: ClassVar[str] = "consent"
+
+
+@dataclass(frozen=True, slots=True)
+class DevicePage:
+    action: str
+    csrf_token: str
+    user_code: str = ""
+    error: str = ""
+    nonce: str = ""
+    template: ClassVar[str] = "device"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceConsentPage:
+    action: str
+    csrf_token: str
+    client_name: str
+    user_name: str
+    user_code: str
+    scopes: tuple[tuple[str, str], ...]
+    nonce: str = ""
+    template: ClassVar[str] = "device_consent"
+
+
+@dataclass(frozen=True, slots=True)
+class MessagePage:
+    title: str
+    message: str
+    nonce: str = ""
+    template: ClassVar[str] = "message"
+
+
+@dataclass(frozen=True, slots=True)
+class FormPostPage:
+    """OAuth 2.0 Form Post Response Mode §2: a form that posts itself to the client."""
+
+    action: str
+    fields: Mapping[str, str]
+    nonce: str = ""
+    template: ClassVar[str] = "form_post"
+
+
+Page = LoginPage | ConsentPage | DevicePage | DeviceConsentPage | MessagePage | FormPostPage
+
+_STYLE = """
+*{box-sizing:border-box}
+body{margin:0;font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;
+color:#1b1b1f;background:#f4f5f7}
+main{max-width:26rem;margin:2rem auto;padding:1.5rem;background:#fff;border-radius:.75rem;
+box-shadow:0 1px 3px rgba(0,0,0,.12)}
+h1{font-size:1.35rem;margin:0 0 1rem}
+label{display:block;margin:.75rem 0 .25rem;font-weight:600}
+input[type=text],input[type=password]{width:100%;padding:.6rem;font-size:1rem;
+border:1px solid #8a8f98;border-radius:.4rem}
+input:focus,button:focus{outline:3px solid #3b82f6;outline-offset:1px}
+.actions{display:flex;gap:.75rem;margin-top:1.25rem}
+button{flex:1;padding:.7rem;font-size:1rem;border-radius:.4rem;border:1px solid #1d4ed8;
+background:#1d4ed8;color:#fff;cursor:pointer}
+button.secondary{background:#fff;color:#1d4ed8}
+.error{color:#a4161a;background:#fde8e8;padding:.6rem;border-radius:.4rem}
+ul{padding-left:1.2rem} code{font-size:1.1rem;letter-spacing:.1em}
+.remember{display:flex;gap:.5rem;align-items:center;font-weight:400}
+"""
+
+
+def _e(value: str) -> str:
+    return escape(value, quote=True)
+
+
+def _hidden(fields: Mapping[str, str]) -> str:
+    return "".join(
+        f'<input type="hidden" name="{_e(k)}" value="{_e(v)}">' for k, v in fields.items()
+    )
+
+
+def _error(message: str) -> str:
+    return f'<p class="error" role="alert">{_e(message)}</p>' if message else ""
+
+
+def _scopes(scopes: tuple[tuple[str, str], ...]) -> str:
+    if not scopes:
+        return "<p>It asks for no particular permissions.</p>"
+    items = "".join(
+        f"<li>{_e(desc)}</li>" if desc != name else f"<li><code>{_e(name)}</code></li>"
+        for name, desc in scopes
+    )
+    return f"<p>It asks to:</p><ul>{items}</ul>"
+
+
+class Pages:
+    """Renders each page as a complete HTML document."""
+
+    stylesheet: ClassVar[str] = _STYLE
+
+    def render(self, page: Page) -> str:
+        method = cast(Callable[[Page], str], getattr(self, page.template))
+        return method(page)
+
+    def layout(self, title: str, body: str, nonce: str, head: str = "") -> str:
+        return (
+            '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width,initial-scale=1">'
+            f"<title>{_e(title)}</title>"
+            f'<style nonce="{_e(nonce)}">{self.stylesheet}</style>{head}'
+            f"</head><body><main><h1>{_e(title)}</h1>{body}</main></body></html>"
+        )
+
+    def login(self, page: LoginPage) -> str:
+        body = (
+            f"{_error(page.error)}"
+            f'<form method="post" action="{_e(page.action)}">'
+            f"{_hidden({'csrf_token': page.csrf_token, 'next': page.next})}"
+            '<label for="username">Username</label>'
+            f'<input id="username" name="username" type="text" value="{_e(page.username)}" '
+            'autocomplete="username" autocapitalize="none" required autofocus>'
+            '<label for="password">Password</label>'
+            '<input id="password" name="password" type="password" '
+            'autocomplete="current-password" required>'
+            '<div class="actions"><button type="submit">Sign in</button></div></form>'
+        )
+        return self.layout("Sign in", body, page.nonce)
+
+    def consent(self, page: ConsentPage) -> str:
+        body = (
+            f"<p><strong>{_e(page.client_name)}</strong> wants to access your account"
+            f" (signed in as {_e(page.user_name)}).</p>{_scopes(page.scopes)}"
+            f'<form method="post" action="{_e(page.action)}">'
+            f"{_hidden({**page.fields, 'csrf_token': page.csrf_token})}"
+            '<label class="remember"><input type="checkbox" name="remember" value="yes" checked>'
+            " Remember this decision</label>"
+            '<div class="actions">'
+            '<button type="submit" name="decision" value="deny" class="secondary">Deny</button>'
+            '<button type="submit" name="decision" value="approve">Approve</button>'
+            "</div></form>"
+        )
+        return self.layout("Authorize access", body, page.nonce)
+
+    def device(self, page: DevicePage) -> str:
+        body = (
+            f"{_error(page.error)}<p>Enter the code shown on your device.</p>"
+            f'<form method="post" action="{_e(page.action)}">'
+            f"{_hidden({'csrf_token': page.csrf_token})}"
+            '<label for="user_code">Code</label>'
+            f'<input id="user_code" name="user_code" type="text" value="{_e(page.user_code)}" '
+            'autocomplete="off" autocapitalize="characters" spellcheck="false" required autofocus>'
+            '<div class="actions"><button type="submit">Continue</button></div></form>'
+        )
+        return self.layout("Connect a device", body, page.nonce)
+
+    def device_consent(self, page: DeviceConsentPage) -> str:
+        body = (
+            f"<p><strong>{_e(page.client_name)}</strong> on the device showing"
+            f" <code>{_e(page.user_code)}</code> wants to access your account"
+            f" (signed in as {_e(page.user_name)}).</p>{_scopes(page.scopes)}"
+            f'<form method="post" action="{_e(page.action)}">'
+            f"{_hidden({'csrf_token': page.csrf_token, 'user_code': page.user_code})}"
+            '<div class="actions">'
+            '<button type="submit" name="decision" value="deny" class="secondary">Deny</button>'
+            '<button type="submit" name="decision" value="approve">Approve</button>'
+            "</div></form>"
+        )
+        return self.layout("Authorize a device", body, page.nonce)
+
+    def message(self, page: MessagePage) -> str:
+        return self.layout(page.title, f"<p>{_e(page.message)}</p>", page.nonce)
+
+    def form_post(self, page: FormPostPage) -> str:
+        body = (
+            f'<form method="post" action="{_e(page.action)}">{_hidden(page.fields)}'
+            "<noscript><p>JavaScript is off: press the button to continue.</p>"
+            '<div class="actions"><button type="submit">Continue</button></div></noscript>'
+            f'</form><script nonce="{_e(page.nonce)}">document.forms[0].submit()</script>'
+        )
+        return self.layout("Redirecting", body, page.nonce)

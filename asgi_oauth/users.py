@@ -1,0 +1,41 @@
+"""Checking a resource owner's password: one path for the login page and the password grant."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from .crypto import verify_password
+from .errors import InvalidGrantError
+from .models import User
+from .requests import OAuthRequest
+from .storage.base import Storage
+from .throttle import Throttle
+
+logger = logging.getLogger("asgi_oauth")
+
+
+async def authenticate_user(
+    request: OAuthRequest, storage: Storage, throttle: Throttle, username: str, password: str
+) -> User:
+    """The user these credentials name, or ``invalid_grant`` (429 once throttled).
+
+    Guesses count per username and client address; scrypt runs off the event loop,
+    and an unknown username costs the same scrypt as a known one.
+    """
+    throttle_key = request.throttle_key(f"user:{username}")
+    retry_after = throttle.retry_after(throttle_key)
+    if retry_after:
+        raise InvalidGrantError(
+            "too many failed sign-ins; retry later",
+            status_code=429,
+            headers={"Retry-After": str(retry_after)},
+        )
+    user = await storage.get_user(username)
+    stored = user.password_hash if user is not None else None
+    if not await asyncio.to_thread(verify_password, password, stored) or user is None:
+        throttle.failed(throttle_key)
+        logger.warning("sign-in failed")
+        raise InvalidGrantError("invalid username or password")
+    throttle.succeeded(throttle_key)
+    return user
