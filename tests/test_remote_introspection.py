@@ -33,7 +33,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from asgi_oauth.middleware import BearerTokenMiddleware, BearerUser, RemoteIntrospector
-from tests.test_real_servers import (
+from tests.servers.process import (
     INTROSPECT,
     REPO_ROOT,
     REVOKE,

@@ -23,7 +23,13 @@ from asgi_oauth.storage import SQLiteStorage
 
 server = AuthorizationServer(
     SQLiteStorage(os.environ["ASGI_OAUTH_TEST_DB"]),
-    Settings(issuer=os.environ["ASGI_OAUTH_TEST_ISSUER"], insecure_transport=True),
+    Settings(
+        issuer=os.environ["ASGI_OAUTH_TEST_ISSUER"],
+        insecure_transport=True,
+        scope_descriptions={"read": "Read your data", "write": "Change your data"},
+        # Polling every second keeps the device-flow tests short.
+        device_poll_interval=1,
+    ),
 )
 oauth_app = OAuth2App(server)
 

@@ -1,0 +1,237 @@
+"""Real ASGI server processes for tests: a prepared SQLite file and uvicorn or hypercorn.
+
+``deploy`` prepares a SQLite file with the library itself (clients, a user);
+``serve`` runs ``tests.servers.app:app`` on it in a subprocess on 127.0.0.1
+and stops it afterwards, so tests talk to the whole stack over TCP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, NamedTuple, TypeVar
+
+import pytest
+
+from asgi_oauth import AuthorizationServer, RegisteredClient, Settings
+from asgi_oauth.pkce import s256_challenge
+from asgi_oauth.storage import SQLiteStorage
+
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+APP = "tests.servers.app:app"
+REDIRECT_URI = "http://127.0.0.1/cb"
+STARTUP_TIMEOUT = 20.0
+SHUTDOWN_TIMEOUT = 10.0
+TOKEN = "/oauth2/token"
+INTROSPECT = "/oauth2/introspect"
+REVOKE = "/oauth2/revoke"
+
+ServerKind = Literal["uvicorn", "hypercorn"]
+T = TypeVar("T")
+
+_log_numbers = itertools.count()
+
+USERNAME = "alice"
+PASSWORD = "correct horse battery staple"
+
+
+class Credentials(NamedTuple):
+    """A client's id and secret; usable as httpx ``auth`` (HTTP Basic)."""
+
+    client_id: str
+    secret: str
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A prepared SQLite file, the port its server listens on, and its clients."""
+
+    db: Path
+    port: int
+    client: Credentials
+    resource_server: Credentials
+    #: A public (native) client: PKCE, any loopback port, and the device grant.
+    public_client_id: str
+    username: str = USERNAME
+    password: str = PASSWORD
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def issuer(self) -> str:
+        return f"{self.base_url}/oauth2"
+
+    def create_code(self, verifier: str) -> str:
+        """An authorization code for the client, bound to ``verifier`` by PKCE S256."""
+        return run_on_store(
+            self.db,
+            self.issuer,
+            lambda server: server.create_authorization_code(
+                client_id=self.client.client_id,
+                subject="alice",
+                redirect_uri=REDIRECT_URI,
+                scope="read write",
+                code_challenge=s256_challenge(verifier),
+                code_challenge_method="S256",
+            ),
+        )
+
+
+def deploy(directory: Path) -> Deployment:
+    """A SQLite file in ``directory`` with clients, a resource server and a user."""
+    db = directory / "oauth.db"
+    port = _free_port()
+    issuer = f"http://127.0.0.1:{port}/oauth2"
+
+    async def register(server: AuthorizationServer) -> tuple[Credentials, Credentials, str]:
+        client = await server.register_client(
+            name="app",
+            redirect_uris=[REDIRECT_URI],
+            grant_types=[
+                "client_credentials",
+                "authorization_code",
+                "refresh_token",
+                "urn:ietf:params:oauth:grant-type:device_code",
+            ],
+            scope=["read", "write"],
+        )
+        resource_server = await server.register_client(
+            name="api", grant_types=[], is_resource_server=True
+        )
+        native = await server.register_client(
+            name="Native app",
+            redirect_uris=[REDIRECT_URI],
+            grant_types=[
+                "authorization_code",
+                "refresh_token",
+                "urn:ietf:params:oauth:grant-type:device_code",
+            ],
+            scope=["read", "write"],
+            public=True,
+        )
+        await server.create_user(USERNAME, PASSWORD)
+        return _credentials(client), _credentials(resource_server), native.client.client_id
+
+    client, resource_server, native = run_on_store(db, issuer, register)
+    return Deployment(
+        db=db, port=port, client=client, resource_server=resource_server, public_client_id=native
+    )
+
+
+def run_on_store(db: Path, issuer: str, fn: Callable[[AuthorizationServer], Awaitable[T]]) -> T:
+    """Run ``fn`` on an ``AuthorizationServer`` over the SQLite file, then close the store."""
+
+    async def main() -> T:
+        server = AuthorizationServer(
+            SQLiteStorage(db), Settings(issuer=issuer, insecure_transport=True)
+        )
+        try:
+            return await fn(server)
+        finally:
+            await server.close()
+
+    return asyncio.run(main())
+
+
+def _credentials(registered: RegisteredClient) -> Credentials:
+    assert registered.client_secret is not None
+    return Credentials(registered.client.client_id, registered.client_secret)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class ServerProcess:
+    """An ASGI server subprocess serving ``APP`` for one deployment."""
+
+    def __init__(self, kind: ServerKind, deployment: Deployment) -> None:
+        self.kind = kind
+        self.deployment = deployment
+        self.url = deployment.base_url
+        self.stderr_path = deployment.db.parent / f"{kind}-{next(_log_numbers)}.stderr"
+        env = {
+            **os.environ,
+            "ASGI_OAUTH_TEST_DB": str(deployment.db),
+            "ASGI_OAUTH_TEST_ISSUER": deployment.issuer,
+            "PYTHONUNBUFFERED": "1",
+        }
+        with self.stderr_path.open("wb") as stderr:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", *_server_args(kind, deployment.port)],
+                cwd=REPO_ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def wait_until_listening(self) -> None:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            returncode = self.process.poll()
+            if returncode is not None:
+                pytest.fail(
+                    f"{self.kind} exited with {returncode} before listening:\n{self.stderr()}"
+                )
+            try:
+                with socket.create_connection(("127.0.0.1", self.deployment.port), timeout=1):
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    pytest.fail(
+                        f"{self.kind} not listening after {STARTUP_TIMEOUT} s:\n{self.stderr()}"
+                    )
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop gracefully (SIGTERM, so the lifespan closes the store); kill if stuck."""
+        if self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=SHUTDOWN_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs at all."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+
+def _server_args(kind: ServerKind, port: int) -> list[str]:
+    if kind == "uvicorn":
+        return ["uvicorn", APP, "--host", "127.0.0.1", "--port", str(port)]
+    return ["hypercorn", APP, "--bind", f"127.0.0.1:{port}"]
+
+
+@contextmanager
+def serve(kind: ServerKind, deployment: Deployment) -> Iterator[ServerProcess]:
+    """A listening server, always stopped on exit."""
+    server = ServerProcess(kind, deployment)
+    try:
+        server.wait_until_listening()
+        yield server
+    finally:
+        server.stop()
