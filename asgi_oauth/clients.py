@@ -82,8 +82,8 @@ def new_client(
     uris = tuple(
         validate_redirect_uri(u, insecure_transport=insecure_transport) for u in redirect_uris
     )
-    if "authorization_code" in grants and not uris:
-        raise ValueError("the authorization_code grant needs at least one redirect URI")
+    if grants & {"authorization_code", "implicit"} and not uris:
+        raise ValueError("authorization at /authorize needs at least one redirect URI")
     secret = None if public else generate_token()
     client = Client(
         client_id=client_id or generate_token(16),

@@ -16,8 +16,7 @@ _LENGTH = 8
 
 def generate_user_code() -> str:
     """A fresh user code as people see it: ``WDJB-MJHT``."""
-    letters = "".join(secrets.choice(USER_CODE_ALPHABET) for _ in range(_LENGTH))
-    return f"{letters[:4]}-{letters[4:]}"
+    return format_user_code("".join(secrets.choice(USER_CODE_ALPHABET) for _ in range(_LENGTH)))
 
 
 def normalize_user_code(typed: str) -> str | None:
@@ -26,6 +25,11 @@ def normalize_user_code(typed: str) -> str | None:
     if len(letters) != _LENGTH or not all(c in USER_CODE_ALPHABET for c in letters):
         return None
     return letters
+
+
+def format_user_code(canonical: str) -> str:
+    """A canonical user code as people read it: ``WDJB-MJHT``."""
+    return f"{canonical[:4]}-{canonical[4:]}"
 
 
 def hash_user_code(user_code: str) -> str:

@@ -1,5 +1,27 @@
-"""The authorization server over HTTP: a raw ASGI application."""
+"""The authorization server over HTTP: a raw ASGI application, and the pages people see."""
 
 from .application import OAuth2App
+from .browser import CurrentUser
+from .pages import (
+    ConsentPage,
+    DeviceConsentPage,
+    DevicePage,
+    FormPostPage,
+    LoginPage,
+    MessagePage,
+    Page,
+    Pages,
+)
 
-__all__ = ["OAuth2App"]
+__all__ = [
+    "ConsentPage",
+    "CurrentUser",
+    "DeviceConsentPage",
+    "DevicePage",
+    "FormPostPage",
+    "LoginPage",
+    "MessagePage",
+    "OAuth2App",
+    "Page",
+    "Pages",
+]

@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from ..device import format_user_code, normalize_user_code
 from ..errors import InvalidRequestError, OAuth2Error
 from ..server import DEVICE_VERIFICATION_PATH
 from .browser import Browser, BrowserRequest
@@ -61,7 +62,7 @@ class DeviceVerificationEndpoint:
                 csrf_token=session.csrf,
                 client_name=client.name or client.client_id,
                 user_name=owner.name or owner.subject,
-                user_code=user_code.strip().upper(),
+                user_code=format_user_code(normalize_user_code(user_code) or user_code),
                 scopes=tuple((s, descriptions.get(s, s)) for s in sorted(device.scope)),
             )
             return self.browser.page(page, cookies=cookies)
