@@ -48,7 +48,7 @@ async def authenticate_client(
         client_id, secret = client_id_param, form.get("client_secret")
 
     challenge = _BASIC_CHALLENGE if used_basic else None
-    throttle_key = request.throttle_key(client_id)
+    throttle_key = request.throttle_key(f"client:{client_id}")
     retry_after = throttle.retry_after(throttle_key)
     if retry_after:
         raise InvalidClientError(

@@ -21,6 +21,8 @@ def generate_user_code() -> str:
 
 def normalize_user_code(typed: str) -> str | None:
     """The canonical form of what someone typed, or None when it cannot be a code."""
+    if not typed.isascii():
+        return None
     letters = "".join(typed.split()).replace("-", "").upper()
     if len(letters) != _LENGTH or not all(c in USER_CODE_ALPHABET for c in letters):
         return None

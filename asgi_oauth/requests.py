@@ -23,7 +23,11 @@ class OAuthRequest:
     client_address: str | None = None
 
     def throttle_key(self, subject: str) -> str:
-        """What failed attempts at ``subject`` (a client id, a username) count against."""
+        """What failed attempts at ``subject`` count against.
+
+        Callers name their kind of subject (``client:<id>``, ``user:<name>``,
+        ``user_code``), so one kind's count never spills into another's.
+        """
         return f"{subject}\x00{self.client_address or ''}"
 
     def require(self, name: str) -> str:

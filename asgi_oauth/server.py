@@ -368,12 +368,14 @@ class AuthorizationServer:
                 device = await self.storage.get_device_authorization(hash_user_code(normalized))
                 if device is not None:
                     client = await self.storage.get_client(device.client_id)
+        # Every miss counts, and a hit does not clear the count: anyone can get a
+        # valid code of their own, which must not buy more guesses at others'.
         if device is None or client is None or device.status != "pending":
             self.throttle.failed(key)
             raise InvalidGrantError("that code is not valid; check it and try again")
         if device.expires_at <= self.now():
+            self.throttle.failed(key)
             raise InvalidGrantError("that code has expired; start again on your device")
-        self.throttle.succeeded(key)
         return device, client
 
     async def decide_device_authorization(

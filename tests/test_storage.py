@@ -638,12 +638,18 @@ async def test_poll_returns_the_request_as_it_was_and_slows_a_hasty_device(
     polls = [(NOW, 5, 5), (NOW + 5, 5, 5), (NOW + 9, 5, 10), (NOW + 18, 10, 15), (NOW + 33, 15, 15)]
     last_polled_at = None
     for now, found, left in polls:
-        before = await storage.poll_device_authorization("device-1", now=now)
+        before = await storage.poll_device_authorization("device-1", client_id="client-1", now=now)
         assert before == make_device(interval=found, last_polled_at=last_polled_at)
         after = await storage.get_device_authorization("user-code-1")
         assert after == make_device(interval=left, last_polled_at=now)
         last_polled_at = now
-    assert await storage.poll_device_authorization("nothing", now=NOW) is None
+    assert await storage.poll_device_authorization("nothing", client_id="client-1", now=NOW) is None
+
+
+async def test_poll_by_another_client_finds_nothing_and_writes_nothing(storage: Storage) -> None:
+    await storage.save_device_authorization(make_device())
+    assert await storage.poll_device_authorization("device-1", client_id="other", now=NOW) is None
+    assert await storage.get_device_authorization("user-code-1") == make_device()
 
 
 async def test_poll_leaves_the_decision_alone(storage: Storage) -> None:
@@ -651,7 +657,7 @@ async def test_poll_leaves_the_decision_alone(storage: Storage) -> None:
     await storage.decide_device_authorization(
         "user-code-1", subject="user-1", approved=True, now=NOW
     )
-    before = await storage.poll_device_authorization("device-1", now=NOW + 1)
+    before = await storage.poll_device_authorization("device-1", client_id="client-1", now=NOW + 1)
     assert before == make_device(status="approved", subject="user-1")
     assert await storage.get_device_authorization("user-code-1") == make_device(
         status="approved", subject="user-1", last_polled_at=NOW + 1
@@ -661,7 +667,10 @@ async def test_poll_leaves_the_decision_alone(storage: Storage) -> None:
 async def test_concurrent_polls_each_see_the_one_before(storage: Storage) -> None:
     await storage.save_device_authorization(make_device())
     seen = await asyncio.gather(
-        *(storage.poll_device_authorization("device-1", now=NOW) for _ in range(10))
+        *(
+            storage.poll_device_authorization("device-1", client_id="client-1", now=NOW)
+            for _ in range(10)
+        )
     )
     assert sorted((d.interval, d.last_polled_at is None) for d in seen if d is not None) == [
         (5, False),
@@ -751,7 +760,7 @@ async def test_delete_client_removes_its_device_requests_and_consents_only(
     assert await storage.delete_client("client-1") is True
 
     assert await storage.get_device_authorization("u1") is None
-    assert await storage.poll_device_authorization("d1", now=NOW) is None
+    assert await storage.poll_device_authorization("d1", client_id="client-1", now=NOW) is None
     assert await storage.get_consent("user-1", "client-1") is None
     assert await storage.get_device_authorization("u2") == make_device(
         "d2", "u2", client_id="client-2"
@@ -780,7 +789,7 @@ async def test_purge_expired_removes_expired_device_requests_only(storage: Stora
 
     kept = [await storage.get_device_authorization(d.user_code_hash) for d in devices]
     assert kept == [None, None, devices[2], devices[3]]
-    assert await storage.poll_device_authorization("d-old", now=NOW) is None
+    assert await storage.poll_device_authorization("d-old", client_id="client-1", now=NOW) is None
     assert await storage.get_consent("user-1", "client-1") == frozenset({"openid"})
     assert await storage.purge_expired(now=NOW) == 0
     await storage.save_device_authorization(make_device("d-new", "u-old"))

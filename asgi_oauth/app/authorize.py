@@ -38,7 +38,8 @@ class AuthorizeEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            response = await self._handle(await self.browser.read(scope, receive))
+            request = await self.browser.read(scope, receive, allow_repeats=True)
+            response = await self._handle(request)
         except AuthorizationRedirectError as exc:
             response = self._respond(exc.response)
         except Exception as exc:

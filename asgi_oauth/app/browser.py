@@ -77,8 +77,13 @@ class Browser:
         self.login_url = login_url
         self.issuer = server.settings.issuer
 
-    async def read(self, scope: Scope, receive: Receive) -> BrowserRequest:
-        """GET parameters from the query, POST ones from an urlencoded body."""
+    async def read(
+        self, scope: Scope, receive: Receive, *, allow_repeats: bool = False
+    ) -> BrowserRequest:
+        """GET parameters from the query, POST ones from an urlencoded body.
+
+        A repeated parameter is refused unless the caller judges repeats itself.
+        """
         headers = RequestHeaders.from_scope(scope)
         method = scope["method"]
         if method == "GET":
@@ -93,6 +98,8 @@ class Browser:
             raise InvalidRequestError(
                 f"method {method[:16]} not allowed", status_code=405, headers={"Allow": "GET, POST"}
             )
+        if repeated and not allow_repeats:
+            raise InvalidRequestError(f"repeated parameter: {sorted(repeated)[0][:64]}")
         session = self.cookie.load(_cookie_header(scope))
         return BrowserRequest(scope, method, params, repeated, session)
 

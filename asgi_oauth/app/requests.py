@@ -48,11 +48,12 @@ async def read_form(
 ) -> OAuthRequest:
     """The request's form parameters and Authorization header."""
     media_type = (headers.content_type or "").partition(";")[0].strip().lower()
-    if media_type != "application/x-www-form-urlencoded":
+    body = await read_body(receive, headers, max_size)
+    # An empty body needs no Content-Type: HTTP clients send none with it.
+    if media_type != "application/x-www-form-urlencoded" and (media_type or body):
         raise InvalidRequestError(
             "Content-Type must be application/x-www-form-urlencoded", status_code=415
         )
-    body = await read_body(receive, headers, max_size)
     client = scope.get("client")
     return OAuthRequest(
         form=parse_form(body),

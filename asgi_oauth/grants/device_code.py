@@ -33,9 +33,11 @@ class DeviceCodeGrant:
     async def issue(self, request: OAuthRequest, client: Client) -> TokenResponse:
         storage, now = self.ctx.storage, self.ctx.now()
         device_code_hash = hash_token(request.require("device_code"))
-        device = await storage.poll_device_authorization(device_code_hash, now=now)
         # §3.4: the device code must have been issued to this client.
-        if device is None or device.client_id != client.client_id:
+        device = await storage.poll_device_authorization(
+            device_code_hash, client_id=client.client_id, now=now
+        )
+        if device is None:
             raise InvalidGrantError("invalid device code")
         if device.status == "consumed":
             raise InvalidGrantError("device code already used")

@@ -107,13 +107,15 @@ class Storage(Protocol):
         """
 
     async def poll_device_authorization(
-        self, device_code_hash: str, *, now: int
+        self, device_code_hash: str, *, client_id: str, now: int
     ) -> DeviceAuthorization | None:
-        """Record a poll of the token endpoint and return the request as it was before.
+        """Record a poll by the client the code was issued to; return the request as it was.
 
-        Atomically sets ``last_polled_at`` to ``now`` and, when the previous poll
-        came less than ``interval`` seconds ago, adds five seconds to ``interval``
-        (RFC 8628 §3.5 ``slow_down``).
+        None, writing nothing, when the code is unknown or another client's (so a
+        stranger's polls cannot slow the device down). Otherwise atomically sets
+        ``last_polled_at`` to ``now`` and, when the previous poll came less than
+        ``interval`` seconds ago, adds five seconds to ``interval`` (RFC 8628 §3.5
+        ``slow_down``).
         """
 
     async def redeem_device_code(

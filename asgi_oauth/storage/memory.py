@@ -146,10 +146,10 @@ class MemoryStorage:
         return True
 
     async def poll_device_authorization(
-        self, device_code_hash: str, *, now: int
+        self, device_code_hash: str, *, client_id: str, now: int
     ) -> DeviceAuthorization | None:
         device = self._devices.get(device_code_hash)
-        if device is None:
+        if device is None or device.client_id != client_id:
             return None
         last, interval = device.last_polled_at, device.interval
         if last is not None and now - last < interval:

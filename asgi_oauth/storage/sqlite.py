@@ -251,12 +251,12 @@ class SQLiteStorage:
         return await self._write(lambda conn: conn.execute(sql, params).rowcount == 1, atomic=True)
 
     async def poll_device_authorization(
-        self, device_code_hash: str, *, now: int
+        self, device_code_hash: str, *, client_id: str, now: int
     ) -> DeviceAuthorization | None:
-        select = schema.SELECT_DEVICES + " WHERE device_code_hash = ?"
+        select = schema.SELECT_DEVICES + " WHERE device_code_hash = ? AND client_id = ?"
 
         def poll(conn: sqlite3.Connection) -> DeviceAuthorization | None:
-            rows = conn.execute(select, (device_code_hash,)).fetchall()
+            rows = conn.execute(select, (device_code_hash, client_id)).fetchall()
             if not rows:
                 return None
             device = schema.device_from_row(rows[0])

@@ -1,0 +1,158 @@
+"""A scripted person at a browser, for driving the built-in pages over real HTTP.
+
+``Person`` follows an authorization URL the way a browser would (redirects,
+cookies), signs in on the login page, and approves or denies on the consent
+page, reading each form with ``html.parser`` and submitting it as a browser
+does: its hidden fields, what the person typed, ticked checkboxes and the
+button pressed. It stops at the first redirect that leaves the authorization
+server (the client's callback) or at a page without a form (a message).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from typing import Literal
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+Decision = Literal["approve", "deny"]
+
+#: More steps than any flow here needs: a loop between pages fails instead of hanging.
+MAX_STEPS = 10
+
+
+@dataclass
+class Form:
+    """One ``<form>``: where it posts, its inputs, and its named submit buttons."""
+
+    action: str
+    method: str
+    #: Successful controls without the buttons: hidden, text, password, ticked boxes.
+    fields: dict[str, str] = field(default_factory=dict)
+    #: name -> the values of the submit buttons carrying that name.
+    buttons: dict[str, list[str]] = field(default_factory=dict)
+    input_types: dict[str, str] = field(default_factory=dict)
+
+
+class _FormParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.forms: list[Form] = []
+        self.title = ""
+        self._in_title = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attr = {name: value or "" for name, value in attrs}
+        if tag == "form":
+            self.forms.append(Form(attr.get("action", ""), attr.get("method", "get").upper()))
+        elif tag == "title":
+            self._in_title = True
+        elif tag in ("input", "button") and self.forms and "name" in attr:
+            form, name = self.forms[-1], attr["name"]
+            kind = attr.get("type", "text" if tag == "input" else "submit")
+            if kind == "submit":
+                form.buttons.setdefault(name, []).append(attr.get("value", ""))
+            elif kind != "checkbox" or "checked" in attr:
+                form.fields[name] = attr.get("value", "on" if kind == "checkbox" else "")
+                form.input_types[name] = kind
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "title":
+            self._in_title = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.title += data
+
+
+@dataclass(frozen=True)
+class Page:
+    title: str
+    forms: list[Form]
+
+    @classmethod
+    def parse(cls, html: str) -> Page:
+        parser = _FormParser()
+        parser.feed(html)
+        parser.close()
+        return cls(parser.title, parser.forms)
+
+
+class Person:
+    """Someone with an account on the server, using ``http`` as their browser."""
+
+    def __init__(self, http: httpx.AsyncClient, username: str, password: str) -> None:
+        self.http = http
+        self.username = username
+        self.password = password
+        #: The titles of the pages seen, in order.
+        self.pages: list[str] = []
+
+    async def authorize(self, url: str, decision: Decision = "approve") -> str:
+        """Open the authorization URL, sign in, decide; the URL sent back to the client."""
+        response = await self._browse(url, decision=decision)
+        if not response.is_redirect:
+            raise AssertionError(f"no redirect to the client; last page:\n{response.text}")
+        return _location(response)
+
+    async def verify_device(
+        self, url: str, user_code: str | None = None, decision: Decision = "approve"
+    ) -> str:
+        """Open the verification URL, sign in, enter the code, decide; the last page's title.
+
+        Without ``user_code`` the code is the one ``url`` (verification_uri_complete)
+        filled in.
+        """
+        response = await self._browse(url, decision=decision, user_code=user_code)
+        if response.is_redirect:
+            raise AssertionError(f"unexpected redirect to {_location(response)}")
+        return self.pages[-1]
+
+    async def _browse(
+        self, url: str, *, decision: Decision, user_code: str | None = None
+    ) -> httpx.Response:
+        origin = _origin(url)
+        response = await self.http.get(url)
+        for _ in range(MAX_STEPS):
+            if response.is_redirect:
+                location = _location(response)
+                if _origin(location) != origin:
+                    return response
+                response = await self.http.get(location)
+                continue
+            if response.status_code != 200:
+                raise AssertionError(
+                    f"{response.status_code} from {response.url}:\n{response.text}"
+                )
+            page = Page.parse(response.text)
+            self.pages.append(page.title)
+            if not page.forms:
+                return response
+            form = page.forms[0]
+            data = dict(form.fields)
+            if "password" in form.input_types.values():
+                data.update(username=self.username, password=self.password)
+            elif "decision" in form.buttons:
+                if decision not in form.buttons["decision"]:
+                    raise AssertionError(f"no {decision!r} button on {page.title!r}")
+                data["decision"] = decision
+            elif "user_code" in form.fields:
+                if user_code is not None:
+                    data["user_code"] = user_code
+            else:
+                raise AssertionError(f"unknown form on {page.title!r}: {form}")
+            response = await self.http.request(
+                form.method, urljoin(str(response.url), form.action), data=data
+            )
+        raise AssertionError(f"still browsing after {MAX_STEPS} steps, at {response.url}")
+
+
+def _location(response: httpx.Response) -> str:
+    return urljoin(str(response.url), response.headers["location"])
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc
