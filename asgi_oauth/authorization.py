@@ -141,6 +141,10 @@ def validate_authorization_request(
     mode = params.get("response_mode", default_mode)
     state = params.get("state")
     response_mode: ResponseMode = mode if mode in RESPONSE_MODES else default_mode
+    if response_type == "token" and response_mode == "query":
+        # Multiple Response Type Encoding Practices §5: tokens (and so their
+        # errors) never travel in a query; the refusal below goes in the fragment.
+        response_mode = "fragment"
 
     def fail(error: OAuth2Error) -> AuthorizationRedirectError:
         return authorization_error(
@@ -162,8 +166,7 @@ def validate_authorization_request(
         raise fail(InvalidRequestError("missing parameter: response_type"))
     if response_type not in settings.response_types:
         raise fail(UnsupportedResponseTypeError(f"unsupported response_type: {response_type[:64]}"))
-    if response_type == "token" and response_mode == "query":
-        # Multiple Response Type Encoding Practices §5: tokens never travel in a query.
+    if response_type == "token" and mode == "query":
         raise fail(InvalidRequestError("response_mode=query is not allowed with tokens"))
     if _NEEDS_GRANT[response_type] not in client.grant_types:
         raise fail(UnauthorizedClientError(f"client may not use response_type={response_type}"))

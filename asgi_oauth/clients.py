@@ -31,6 +31,9 @@ def validate_redirect_uri(uri: str, *, insecure_transport: bool = False) -> str:
     """
     if not uri or len(uri.split()) != 1:
         raise ValueError(f"redirect URI must not contain white space: {uri!r}")
+    if not uri.isascii():
+        # RFC 3986 §2.1: other characters are percent-encoded, as they travel in Location.
+        raise ValueError(f"redirect URI must be ASCII (percent-encode the rest): {uri!r}")
     parts = urlsplit(uri)
     if not parts.scheme:
         raise ValueError(f"redirect URI must be absolute: {uri!r}")

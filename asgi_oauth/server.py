@@ -76,6 +76,7 @@ METADATA_PATH: Final = "/.well-known/oauth-authorization-server"
 DEVICE_AUTHORIZATION_PATH: Final = "/device_authorization"
 #: The pages people see: signing in, and typing a device's user code (RFC 8628 §3.3).
 LOGIN_PATH: Final = "/login"
+LOGOUT_PATH: Final = "/logout"
 DEVICE_VERIFICATION_PATH: Final = "/device"
 
 
@@ -221,6 +222,10 @@ class AuthorizationServer:
     async def needs_consent(self, request: AuthorizationRequest, owner: ResourceOwner) -> bool:
         """Whether to ask the user: ``prompt=consent``, or scopes not granted before."""
         if "consent" in request.prompt:
+            return True
+        if request.client.is_public and not request.redirect_uri.startswith("https://"):
+            # RFC 8252 §8.6: a loopback or private-use redirect URI cannot prove which
+            # app is asking, so a native app's request is never approved unasked.
             return True
         with _storage_guard:
             granted = await self.storage.get_consent(owner.subject, request.client.client_id)

@@ -22,6 +22,7 @@ from ..server import (
     DEVICE_VERIFICATION_PATH,
     INTROSPECTION_PATH,
     LOGIN_PATH,
+    LOGOUT_PATH,
     METADATA_PATH,
     REVOCATION_PATH,
     TOKEN_PATH,
@@ -32,7 +33,7 @@ from .authorize import AuthorizeEndpoint
 from .browser import Browser, CurrentUser
 from .cors import allowed_origin_headers, preflight_headers
 from .device import DeviceVerificationEndpoint
-from .login import LoginEndpoint
+from .login import LoginEndpoint, LogoutEndpoint
 from .pages import Pages
 from .requests import RequestHeaders, read_form
 from .responses import NO_STORE, Headers, send_empty, send_error, send_json
@@ -91,6 +92,7 @@ class OAuth2App:
             self._pages[DEVICE_VERIFICATION_PATH] = DeviceVerificationEndpoint(browser)
         if current_user is None and self._pages:
             self._pages[LOGIN_PATH] = LoginEndpoint(browser)
+            self._pages[LOGOUT_PATH] = LogoutEndpoint(browser)
         self._mount_checked = False
         #: Serve this at :attr:`metadata_path` of the host application (RFC 8414 §3.1).
         self.metadata_app = _MetadataApp(self)

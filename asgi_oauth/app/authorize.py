@@ -39,9 +39,10 @@ class AuthorizeEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             request = await self.browser.read(scope, receive, allow_repeats=True)
-            response = await self._handle(request)
-        except AuthorizationRedirectError as exc:
-            response = self._respond(exc.response)
+            try:
+                response = await self._handle(request)
+            except AuthorizationRedirectError as exc:
+                response = self._respond(exc.response)
         except Exception as exc:
             response = self.browser.error_page(exc)
         await response(scope, receive, send)

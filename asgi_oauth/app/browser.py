@@ -112,7 +112,7 @@ class Browser:
             return None
         with _storage_guard:
             user = await self.server.storage.get_user_by_id(session.user_id)
-        if user is None:
+        if user is None or not session.belongs_to(user):
             return None
         return ResourceOwner(subject=user.user_id, name=user.username, auth_time=session.auth_time)
 
@@ -180,6 +180,8 @@ def _csp(nonce: str, form_action: str | None) -> str:
         f"default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; "
         "base-uri 'none'; frame-ancestors 'none'"
     )
+    # form-action only where the target is known (form_post): Chromium applies it to
+    # the redirects after a form posts, and sign-in and consent redirect to the client.
     if form_action is not None:
         policy += f"; form-action {form_action}"
     return policy

@@ -1,7 +1,9 @@
-"""The built-in sign-in page, backed by the store's users (when the host gives no hook).
+"""The built-in sign-in and sign-out pages, backed by the store's users
+(when the host gives no hook).
 
 Signing in replaces the session, CSRF secret included (no session fixation),
-and returns the person only to this server's own pages.
+and returns the person only to this server's own pages. Signing out clears it;
+so does a new password (the session remembers a digest of the one it was opened with).
 """
 
 from __future__ import annotations
@@ -9,10 +11,10 @@ from __future__ import annotations
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from ..errors import OAuth2Error
-from ..server import LOGIN_PATH
+from ..errors import InvalidRequestError, OAuth2Error
+from ..server import LOGIN_PATH, LOGOUT_PATH
 from .browser import Browser, BrowserRequest
-from .pages import LoginPage, MessagePage
+from .pages import LoginPage, LogoutPage, MessagePage
 from .sessions import Session
 
 
@@ -31,13 +33,8 @@ class LoginEndpoint:
             response = self.browser.error_page(exc)
         await response(scope, receive, send)
 
-    def _form(
-        self, request: BrowserRequest, *, error: OAuth2Error | None = None, fresh: bool = False
-    ) -> Response:
+    def _form(self, request: BrowserRequest, *, error: OAuth2Error | None = None) -> Response:
         session, cookies = self.browser.ensure_session(request)
-        if fresh:
-            session = Session.anonymous()
-            cookies = [self.browser.cookie.set_cookie(session)]
         page = LoginPage(
             action=self.browser.issuer + LOGIN_PATH,
             csrf_token=session.csrf,
@@ -51,9 +48,10 @@ class LoginEndpoint:
 
     async def _sign_in(self, request: BrowserRequest) -> Response:
         if not request.csrf_ok():
-            # No session, an expired one, or a form from elsewhere (login CSRF).
+            # No session, an expired one, or a form from elsewhere (login CSRF). A
+            # session that exists stays: a forged form must not sign anyone out.
             expired = OAuth2Error("your session expired; please sign in again", status_code=403)
-            return self._form(request, error=expired, fresh=True)
+            return self._form(request, error=expired)
         username = request.params.get("username", "")
         password = request.params.get("password", "")
         try:
@@ -64,10 +62,38 @@ class LoginEndpoint:
             if exc.status == 503:
                 raise
             return self._form(request, error=exc)
-        session = Session.signed_in(user.user_id, self.browser.server.now())
+        session = Session.signed_in(user, self.browser.server.now())
         cookies = [self.browser.cookie.set_cookie(session)]
         target = self.browser.after_login(request.params.get("next"))
         if target is not None:
             return self.browser.redirect(target, cookies)
         page = MessagePage(title="Signed in", message=f"You are signed in as {user.username}.")
         return self.browser.page(page, cookies=cookies)
+
+
+class LogoutEndpoint:
+    def __init__(self, browser: Browser) -> None:
+        self.browser = browser
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            request = await self.browser.read(scope, receive)
+            if request.method == "GET":
+                owner = await self.browser.owner(request)
+                session, cookies = self.browser.ensure_session(request)
+                page = LogoutPage(
+                    action=self.browser.issuer + LOGOUT_PATH,
+                    csrf_token=session.csrf,
+                    user_name="" if owner is None else owner.name,
+                )
+                response = self.browser.page(page, cookies=cookies)
+            elif not request.csrf_ok():
+                raise InvalidRequestError(
+                    "this form has expired or did not come from this site", status_code=403
+                )
+            else:
+                done = MessagePage(title="Signed out", message="You are signed out.")
+                response = self.browser.page(done, cookies=[self.browser.cookie.clear_cookie()])
+        except Exception as exc:
+            response = self.browser.error_page(exc)
+        await response(scope, receive, send)

@@ -35,6 +35,15 @@ class LoginPage:
 
 
 @dataclass(frozen=True, slots=True)
+class LogoutPage:
+    action: str
+    csrf_token: str
+    user_name: str = ""
+    nonce: str = ""
+    template: ClassVar[str] = "logout"
+
+
+@dataclass(frozen=True, slots=True)
 class ConsentPage:
     action: str
     csrf_token: str
@@ -88,7 +97,15 @@ class FormPostPage:
     template: ClassVar[str] = "form_post"
 
 
-Page = LoginPage | ConsentPage | DevicePage | DeviceConsentPage | MessagePage | FormPostPage
+Page = (
+    LoginPage
+    | LogoutPage
+    | ConsentPage
+    | DevicePage
+    | DeviceConsentPage
+    | MessagePage
+    | FormPostPage
+)
 
 _STYLE = """
 *{box-sizing:border-box}
@@ -167,6 +184,16 @@ class Pages:
             '<div class="actions"><button type="submit">Sign in</button></div></form>'
         )
         return self.layout("Sign in", body, page.nonce)
+
+    def logout(self, page: LogoutPage) -> str:
+        who = f" You are signed in as {_e(page.user_name)}." if page.user_name else ""
+        body = (
+            f"<p>Sign out of this server?{who}</p>"
+            f'<form method="post" action="{_e(page.action)}">'
+            f"{_hidden({'csrf_token': page.csrf_token})}"
+            '<div class="actions"><button type="submit">Sign out</button></div></form>'
+        )
+        return self.layout("Sign out", body, page.nonce)
 
     def consent(self, page: ConsentPage) -> str:
         body = (

@@ -9,15 +9,17 @@ in issues a new one, so a session fixed before sign-in is worthless after.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import secrets
 from dataclasses import dataclass
-from http.cookies import CookieError, SimpleCookie
 
 from itsdangerous import BadData, URLSafeTimedSerializer
+from starlette.requests import cookie_parser
 
 from ..config import Settings
+from ..models import User
 
 logger = logging.getLogger("asgi_oauth")
 
@@ -32,17 +34,36 @@ class Session:
     csrf: str
     user_id: str | None = None
     auth_time: int | None = None
+    #: A digest of the user's password hash at sign-in: a new password ends the session.
+    credential: str | None = None
 
     @classmethod
     def anonymous(cls) -> Session:
         return cls(csrf=secrets.token_urlsafe(32))
 
     @classmethod
-    def signed_in(cls, user_id: str, auth_time: int) -> Session:
-        return cls(csrf=secrets.token_urlsafe(32), user_id=user_id, auth_time=auth_time)
+    def signed_in(cls, user: User, auth_time: int) -> Session:
+        return cls(
+            csrf=secrets.token_urlsafe(32),
+            user_id=user.user_id,
+            auth_time=auth_time,
+            credential=credential_of(user),
+        )
 
     def check_csrf(self, submitted: str | None) -> bool:
-        return submitted is not None and hmac.compare_digest(submitted, self.csrf)
+        if submitted is None:
+            return False
+        return hmac.compare_digest(submitted.encode(), self.csrf.encode())
+
+    def belongs_to(self, user: User) -> bool:
+        """Whether this session was opened with the user's current password."""
+        return self.credential is not None and hmac.compare_digest(
+            self.credential, credential_of(user)
+        )
+
+
+def credential_of(user: User) -> str:
+    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:32]
 
 
 class SessionCookie:
@@ -64,20 +85,19 @@ class SessionCookie:
         """The session in a Cookie header; None when absent, expired or tampered with."""
         if not cookie_header:
             return None
-        try:
-            morsel = SimpleCookie(cookie_header).get(COOKIE_NAME)
-        except CookieError:
-            return None
-        if morsel is None:
+        # Starlette's lenient parser: one odd cookie of the host's must not hide ours.
+        value = cookie_parser(cookie_header).get(COOKIE_NAME)
+        if value is None:
             return None
         try:
-            data = self._serializer.loads(morsel.value, max_age=self._max_age)
+            data = self._serializer.loads(value, max_age=self._max_age)
             if not isinstance(data, dict):
                 return None
             return Session(
                 csrf=str(data["c"]),
                 user_id=None if data.get("u") is None else str(data["u"]),
                 auth_time=None if data.get("t") is None else int(data["t"]),
+                credential=None if data.get("p") is None else str(data["p"]),
             )
         except (BadData, KeyError, TypeError, ValueError):
             return None
@@ -86,7 +106,7 @@ class SessionCookie:
         """A Set-Cookie value carrying ``session``."""
         data: dict[str, object] = {"c": session.csrf}
         if session.user_id is not None:
-            data["u"], data["t"] = session.user_id, session.auth_time
+            data["u"], data["t"], data["p"] = session.user_id, session.auth_time, session.credential
         value = self._serializer.dumps(data)
         return f"{COOKIE_NAME}={value}; Max-Age={self._max_age}; {self._attributes}"
 
