@@ -49,13 +49,7 @@ async def authenticate_client(
 
     challenge = _BASIC_CHALLENGE if used_basic else None
     throttle_key = request.throttle_key(f"client:{client_id}")
-    retry_after = throttle.retry_after(throttle_key)
-    if retry_after:
-        raise InvalidClientError(
-            "too many failed authentications; retry later",
-            status_code=429,
-            headers={"Retry-After": str(retry_after)},
-        )
+    throttle.check(throttle_key, InvalidClientError, "too many failed authentications; retry later")
     client = await storage.get_client(client_id)
     if secret is None:
         if client is not None and client.is_public and allow_public:

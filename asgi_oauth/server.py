@@ -359,13 +359,7 @@ class AuthorizationServer:
         counts as a failure, and a throttled address learns nothing more.
         """
         key = request.throttle_key("user_code")
-        retry_after = self.throttle.retry_after(key)
-        if retry_after:
-            raise InvalidGrantError(
-                "too many wrong codes; retry later",
-                status_code=429,
-                headers={"Retry-After": str(retry_after)},
-            )
+        self.throttle.check(key, InvalidGrantError, "too many wrong codes; retry later")
         normalized = normalize_user_code(user_code)
         device = client = None
         if normalized is not None:

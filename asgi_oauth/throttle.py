@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from .errors import OAuth2Error
+
 _MAX_KEYS = 100_000
 
 
@@ -33,6 +35,12 @@ class Throttle:
             del self._failures[key]
             return 0
         return int(remaining) + 1 if count >= self._limit else 0
+
+    def check(self, key: str, error: type[OAuth2Error], description: str) -> None:
+        """Refuse with ``error`` (429, ``Retry-After``) while ``key`` is blocked."""
+        retry_after = self.retry_after(key)
+        if retry_after:
+            raise error(description, status_code=429, headers={"Retry-After": str(retry_after)})
 
     def failed(self, key: str) -> None:
         now = self._clock()

@@ -24,13 +24,7 @@ async def authenticate_user(
     and an unknown username costs the same scrypt as a known one.
     """
     throttle_key = request.throttle_key(f"user:{username}")
-    retry_after = throttle.retry_after(throttle_key)
-    if retry_after:
-        raise InvalidGrantError(
-            "too many failed sign-ins; retry later",
-            status_code=429,
-            headers={"Retry-After": str(retry_after)},
-        )
+    throttle.check(throttle_key, InvalidGrantError, "too many failed sign-ins; retry later")
     user = await storage.get_user(username)
     stored = user.password_hash if user is not None else None
     if not await asyncio.to_thread(verify_password, password, stored) or user is None:

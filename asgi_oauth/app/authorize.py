@@ -11,7 +11,6 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
 
 from ..authorization import AuthorizationRedirectError, AuthorizationRequest, AuthorizationResponse
 from ..errors import (
@@ -23,7 +22,7 @@ from ..errors import (
 )
 from ..models import ResourceOwner
 from ..server import AUTHORIZATION_PATH
-from .browser import Browser, BrowserRequest, origin_of
+from .browser import BrowserRequest, PageEndpoint, origin_of
 from .pages import ConsentPage, FormPostPage
 from .sessions import CSRF_FIELD
 
@@ -31,21 +30,14 @@ from .sessions import CSRF_FIELD
 _DECISION_FIELDS = (CSRF_FIELD, "decision", "remember")
 
 
-class AuthorizeEndpoint:
-    def __init__(self, browser: Browser) -> None:
-        self.browser = browser
-        self.server = browser.server
+class AuthorizeEndpoint(PageEndpoint):
+    allow_repeats = True
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def handle(self, request: BrowserRequest) -> Response:
         try:
-            request = await self.browser.read(scope, receive, allow_repeats=True)
-            try:
-                response = await self._handle(request)
-            except AuthorizationRedirectError as exc:
-                response = self._respond(exc.response)
-        except Exception as exc:
-            response = self.browser.error_page(exc)
-        await response(scope, receive, send)
+            return await self._handle(request)
+        except AuthorizationRedirectError as exc:
+            return self._respond(exc.response)
 
     async def _handle(self, browser_request: BrowserRequest) -> Response:
         params = dict(browser_request.params)

@@ -15,7 +15,7 @@ from urllib.parse import urlencode, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.types import Receive, Scope
+from starlette.types import Receive, Scope, Send
 
 from ..errors import InvalidRequestError
 from ..models import ResourceOwner
@@ -168,6 +168,28 @@ class Browser:
         if path not in (AUTHORIZATION_PATH, DEVICE_VERIFICATION_PATH):
             return None
         return self.issuer + next_path
+
+
+class PageEndpoint:
+    """An endpoint people see: one request in, one page or redirect out, errors as pages."""
+
+    #: Whether the endpoint judges repeated parameters itself (RFC 6749 §4.1.2.1).
+    allow_repeats = False
+
+    def __init__(self, browser: Browser) -> None:
+        self.browser = browser
+        self.server = browser.server
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            request = await self.browser.read(scope, receive, allow_repeats=self.allow_repeats)
+            response = await self.handle(request)
+        except Exception as exc:
+            response = self.browser.error_page(exc)
+        await response(scope, receive, send)
+
+    async def handle(self, request: BrowserRequest) -> Response:
+        raise NotImplementedError
 
 
 def _cookie_header(scope: Scope) -> str | None:

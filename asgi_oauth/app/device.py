@@ -10,29 +10,20 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
 
 from ..device import format_user_code, normalize_user_code
 from ..errors import InvalidRequestError, OAuth2Error
 from ..server import DEVICE_VERIFICATION_PATH
-from .browser import Browser, BrowserRequest
+from .browser import BrowserRequest, PageEndpoint
 from .pages import DeviceConsentPage, DevicePage, MessagePage
 
 
-class DeviceVerificationEndpoint:
-    def __init__(self, browser: Browser) -> None:
-        self.browser = browser
-        self.server = browser.server
-        self.action = browser.issuer + DEVICE_VERIFICATION_PATH
+class DeviceVerificationEndpoint(PageEndpoint):
+    @property
+    def action(self) -> str:
+        return self.browser.issuer + DEVICE_VERIFICATION_PATH
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            response = await self._handle(await self.browser.read(scope, receive))
-        except Exception as exc:
-            response = self.browser.error_page(exc)
-        await response(scope, receive, send)
-
-    async def _handle(self, request: BrowserRequest) -> Response:
+    async def handle(self, request: BrowserRequest) -> Response:
         user_code = request.params.get("user_code", "")
         owner = await self.browser.owner(request)
         if owner is None:

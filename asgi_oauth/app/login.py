@@ -9,29 +9,19 @@ so does a new password (the session remembers a digest of the one it was opened 
 from __future__ import annotations
 
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
 
 from ..errors import InvalidRequestError, OAuth2Error
 from ..server import LOGIN_PATH, LOGOUT_PATH
-from .browser import Browser, BrowserRequest
+from .browser import BrowserRequest, PageEndpoint
 from .pages import LoginPage, LogoutPage, MessagePage
 from .sessions import Session
 
 
-class LoginEndpoint:
-    def __init__(self, browser: Browser) -> None:
-        self.browser = browser
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            request = await self.browser.read(scope, receive)
-            if request.method == "GET":
-                response = self._form(request)
-            else:
-                response = await self._sign_in(request)
-        except Exception as exc:
-            response = self.browser.error_page(exc)
-        await response(scope, receive, send)
+class LoginEndpoint(PageEndpoint):
+    async def handle(self, request: BrowserRequest) -> Response:
+        if request.method == "GET":
+            return self._form(request)
+        return await self._sign_in(request)
 
     def _form(self, request: BrowserRequest, *, error: OAuth2Error | None = None) -> Response:
         session, cookies = self.browser.ensure_session(request)
@@ -55,14 +45,12 @@ class LoginEndpoint:
         username = request.params.get("username", "")
         password = request.params.get("password", "")
         try:
-            user = await self.browser.server.authenticate_user(
-                request.oauth_request, username, password
-            )
+            user = await self.server.authenticate_user(request.oauth_request, username, password)
         except OAuth2Error as exc:
             if exc.status == 503:
                 raise
             return self._form(request, error=exc)
-        session = Session.signed_in(user, self.browser.server.now())
+        session = Session.signed_in(user, self.server.now())
         cookies = [self.browser.cookie.set_cookie(session)]
         target = self.browser.after_login(request.params.get("next"))
         if target is not None:
@@ -71,29 +59,20 @@ class LoginEndpoint:
         return self.browser.page(page, cookies=cookies)
 
 
-class LogoutEndpoint:
-    def __init__(self, browser: Browser) -> None:
-        self.browser = browser
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            request = await self.browser.read(scope, receive)
-            if request.method == "GET":
-                owner = await self.browser.owner(request)
-                session, cookies = self.browser.ensure_session(request)
-                page = LogoutPage(
-                    action=self.browser.issuer + LOGOUT_PATH,
-                    csrf_token=session.csrf,
-                    user_name="" if owner is None else owner.name,
-                )
-                response = self.browser.page(page, cookies=cookies)
-            elif not request.csrf_ok():
-                raise InvalidRequestError(
-                    "this form has expired or did not come from this site", status_code=403
-                )
-            else:
-                done = MessagePage(title="Signed out", message="You are signed out.")
-                response = self.browser.page(done, cookies=[self.browser.cookie.clear_cookie()])
-        except Exception as exc:
-            response = self.browser.error_page(exc)
-        await response(scope, receive, send)
+class LogoutEndpoint(PageEndpoint):
+    async def handle(self, request: BrowserRequest) -> Response:
+        if request.method == "GET":
+            owner = await self.browser.owner(request)
+            session, cookies = self.browser.ensure_session(request)
+            page = LogoutPage(
+                action=self.browser.issuer + LOGOUT_PATH,
+                csrf_token=session.csrf,
+                user_name="" if owner is None else owner.name,
+            )
+            return self.browser.page(page, cookies=cookies)
+        if not request.csrf_ok():
+            raise InvalidRequestError(
+                "this form has expired or did not come from this site", status_code=403
+            )
+        done = MessagePage(title="Signed out", message="You are signed out.")
+        return self.browser.page(done, cookies=[self.browser.cookie.clear_cookie()])
