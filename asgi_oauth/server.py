@@ -393,6 +393,11 @@ class AuthorizationServer:
             device.client_id,
         )
 
+    async def user_by_id(self, user_id: str) -> User | None:
+        """The user a sign-in session names (None once deleted)."""
+        with _storage_guard:
+            return await self.storage.get_user_by_id(user_id)
+
     async def authenticate_user(self, request: OAuthRequest, username: str, password: str) -> User:
         """The user these credentials name, for a sign-in page (throttled like the grant)."""
         with _storage_guard:

@@ -25,7 +25,6 @@ from ..server import (
     DEVICE_VERIFICATION_PATH,
     LOGIN_PATH,
     AuthorizationServer,
-    _storage_guard,
 )
 from .pages import MessagePage, Page, Pages
 from .requests import RequestHeaders, parse_params, read_body
@@ -110,8 +109,7 @@ class Browser:
         session = request.session
         if session is None or session.user_id is None:
             return None
-        with _storage_guard:
-            user = await self.server.storage.get_user_by_id(session.user_id)
+        user = await self.server.user_by_id(session.user_id)
         if user is None or not session.belongs_to(user):
             return None
         return ResourceOwner(subject=user.user_id, name=user.username, auth_time=session.auth_time)
