@@ -15,7 +15,7 @@ import pytest
 
 from asgi_oauth.errors import StorageError
 from asgi_oauth.models import AuthorizationCode, Client, DeviceAuthorization, Token, User
-from asgi_oauth.storage import SQLiteStorage, _sqlite_schema, sqlite
+from asgi_oauth.storage import SQLiteStorage, _rows, _sqlite_schema, sqlite
 
 pytestmark = pytest.mark.anyio
 
@@ -181,9 +181,9 @@ def make_version_1_file(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         assert _sqlite_schema.migrate(conn) == 1
-        conn.execute(_sqlite_schema.INSERT_CLIENT, _sqlite_schema.client_row(make_client()))
-        conn.execute(_sqlite_schema.INSERT_USER, _sqlite_schema.user_row(make_user()))
-        conn.execute(_sqlite_schema.INSERT_CODE, _sqlite_schema.code_row(make_code()))
+        conn.execute(_sqlite_schema.INSERT_CLIENT, _rows.client_row(make_client()))
+        conn.execute(_sqlite_schema.INSERT_USER, _rows.user_row(make_user()))
+        conn.execute(_sqlite_schema.INSERT_CODE, _rows.code_row(make_code()))
         tokens = make_pair("g0")
         conn.execute(_sqlite_schema.insert_tokens(2), _sqlite_schema.token_rows(tokens))
     finally:

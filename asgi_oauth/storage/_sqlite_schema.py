@@ -16,9 +16,9 @@ from __future__ import annotations
 import functools
 import sqlite3
 from collections.abc import Sequence
-from typing import Any
 
-from ..models import AuthorizationCode, Client, DeviceAuthorization, Token, User
+from ..models import Token
+from ._rows import token_row
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -151,8 +151,6 @@ def migrate(conn: sqlite3.Connection) -> int:
 
 # -- rows ----------------------------------------------------------------------------------
 
-Row = tuple[object, ...]
-
 SELECT_CLIENTS = (
     "SELECT client_id, secret_hash, name, redirect_uris, grant_types, scope,"
     " allowed_origins, is_resource_server, require_pkce, created_at FROM clients"
@@ -209,158 +207,3 @@ def insert_tokens(count: int) -> str:
 def token_rows(tokens: Sequence[Token]) -> tuple[object, ...]:
     """The parameters of ``insert_tokens(len(tokens))``."""
     return tuple(value for token in tokens for value in token_row(token))
-
-
-def _words(words: frozenset[str]) -> str:
-    return " ".join(sorted(words))
-
-
-def _uris(uris: tuple[str, ...]) -> str:
-    """URIs in order, space-separated: a URI never holds white space (RFC 3986 §2)."""
-    if any(not uri or len(uri.split()) != 1 for uri in uris):
-        raise ValueError(f"not a URI list: {uris!r}")
-    return " ".join(uris)
-
-
-def client_row(c: Client) -> Row:
-    return (
-        c.client_id,
-        c.secret_hash,
-        c.name,
-        _uris(c.redirect_uris),
-        _words(c.grant_types),
-        _words(c.scope),
-        _uris(c.allowed_origins),
-        int(c.is_resource_server),
-        int(c.require_pkce),
-        c.created_at,
-    )
-
-
-def client_from_row(row: Any) -> Client:
-    return Client(
-        client_id=row[0],
-        secret_hash=row[1],
-        name=row[2],
-        redirect_uris=tuple(row[3].split()),
-        grant_types=frozenset(row[4].split()),
-        scope=frozenset(row[5].split()),
-        allowed_origins=tuple(row[6].split()),
-        is_resource_server=bool(row[7]),
-        require_pkce=bool(row[8]),
-        created_at=row[9],
-    )
-
-
-def user_row(u: User) -> Row:
-    return (u.user_id, u.username, u.password_hash, u.created_at)
-
-
-def user_from_row(row: Any) -> User:
-    return User(user_id=row[0], username=row[1], password_hash=row[2], created_at=row[3])
-
-
-def code_row(c: AuthorizationCode) -> Row:
-    return (
-        c.code_hash,
-        c.client_id,
-        c.subject,
-        _words(c.scope),
-        c.redirect_uri,
-        c.family_id,
-        c.issued_at,
-        c.expires_at,
-        c.code_challenge,
-        c.code_challenge_method,
-        c.nonce,
-        c.consumed_at,
-    )
-
-
-def code_from_row(row: Any) -> AuthorizationCode:
-    return AuthorizationCode(
-        code_hash=row[0],
-        client_id=row[1],
-        subject=row[2],
-        scope=frozenset(row[3].split()),
-        redirect_uri=row[4],
-        family_id=row[5],
-        issued_at=row[6],
-        expires_at=row[7],
-        code_challenge=row[8],
-        code_challenge_method=row[9],
-        nonce=row[10],
-        consumed_at=row[11],
-    )
-
-
-def token_row(t: Token) -> Row:
-    return (
-        t.token_hash,
-        t.kind,
-        t.client_id,
-        _words(t.scope),
-        t.family_id,
-        t.issued_at,
-        t.expires_at,
-        t.subject,
-        _uris(t.audience),
-        t.parent_hash,
-        t.replaced_by,
-        t.rotated_at,
-        t.revoked_at,
-    )
-
-
-def token_from_row(row: Any) -> Token:
-    return Token(
-        token_hash=row[0],
-        kind=row[1],
-        client_id=row[2],
-        scope=frozenset(row[3].split()),
-        family_id=row[4],
-        issued_at=row[5],
-        expires_at=row[6],
-        subject=row[7],
-        audience=tuple(row[8].split()),
-        parent_hash=row[9],
-        replaced_by=row[10],
-        rotated_at=row[11],
-        revoked_at=row[12],
-    )
-
-
-def consent_row(subject: str, client_id: str, scope: frozenset[str]) -> Row:
-    return (subject, client_id, _words(scope))
-
-
-def device_row(d: DeviceAuthorization) -> Row:
-    return (
-        d.device_code_hash,
-        d.user_code_hash,
-        d.client_id,
-        _words(d.scope),
-        d.family_id,
-        d.issued_at,
-        d.expires_at,
-        d.interval,
-        d.status,
-        d.subject,
-        d.last_polled_at,
-    )
-
-
-def device_from_row(row: Any) -> DeviceAuthorization:
-    return DeviceAuthorization(
-        device_code_hash=row[0],
-        user_code_hash=row[1],
-        client_id=row[2],
-        scope=frozenset(row[3].split()),
-        family_id=row[4],
-        issued_at=row[5],
-        expires_at=row[6],
-        interval=row[7],
-        status=row[8],
-        subject=row[9],
-        last_polled_at=row[10],
-    )

@@ -28,6 +28,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from ..errors import StorageError
 from ..models import AuthorizationCode, Client, DeviceAuthorization, Token, User
+from . import _rows
 from . import _sqlite_schema as schema
 from ._client_cache import ClientCache
 from .base import successor_of
@@ -85,12 +86,12 @@ class SQLiteStorage:
             rows = await self._read(schema.SELECT_CLIENTS + " WHERE client_id = ?", (client_id,))
             if not rows:
                 return None
-            client = schema.client_from_row(rows[0])
+            client = _rows.client_from_row(rows[0])
             self._clients.put(client)
         return client
 
     async def save_client(self, client: Client) -> None:
-        row = schema.client_row(client)
+        row = _rows.client_row(client)
         origins = [(client.client_id, origin) for origin in client.allowed_origins]
 
         def save(conn: sqlite3.Connection) -> None:
@@ -120,7 +121,7 @@ class SQLiteStorage:
 
     async def list_clients(self) -> list[Client]:
         return [
-            schema.client_from_row(row)
+            _rows.client_from_row(row)
             for row in await self._read(schema.SELECT_CLIENTS + " ORDER BY client_id")
         ]
 
@@ -130,17 +131,17 @@ class SQLiteStorage:
 
     async def get_user(self, username: str) -> User | None:
         rows = await self._read(schema.SELECT_USER, (username,))
-        return schema.user_from_row(rows[0]) if rows else None
+        return _rows.user_from_row(rows[0]) if rows else None
 
     async def get_user_by_id(self, user_id: str) -> User | None:
         rows = await self._read(schema.SELECT_USER_BY_ID, (user_id,))
-        return schema.user_from_row(rows[0]) if rows else None
+        return _rows.user_from_row(rows[0]) if rows else None
 
     async def save_user(self, user: User) -> None:
         def save(conn: sqlite3.Connection) -> None:
             sql = "DELETE FROM users WHERE user_id = ? OR username = ?"
             conn.execute(sql, (user.user_id, user.username))
-            conn.execute(schema.INSERT_USER, schema.user_row(user))
+            conn.execute(schema.INSERT_USER, _rows.user_row(user))
 
         await self._write(save)
 
@@ -149,18 +150,18 @@ class SQLiteStorage:
         return frozenset(rows[0][0].split()) if rows else None
 
     async def save_consent(self, subject: str, client_id: str, scope: frozenset[str]) -> None:
-        row = schema.consent_row(subject, client_id, scope)
+        row = _rows.consent_row(subject, client_id, scope)
         await self._write(
             lambda conn: conn.execute(schema.INSERT_CONSENT, row).close(), atomic=True
         )
 
     async def save_authorization_code(self, code: AuthorizationCode) -> None:
-        row = schema.code_row(code)
+        row = _rows.code_row(code)
         await self._write(lambda conn: conn.execute(schema.INSERT_CODE, row).close(), atomic=True)
 
     async def get_authorization_code(self, code_hash: str) -> AuthorizationCode | None:
         rows = await self._read(schema.SELECT_CODE, (code_hash,))
-        return schema.code_from_row(rows[0]) if rows else None
+        return _rows.code_from_row(rows[0]) if rows else None
 
     async def redeem_authorization_code(
         self, code_hash: str, *, tokens: Sequence[Token], now: int
@@ -188,7 +189,7 @@ class SQLiteStorage:
 
     async def get_token(self, token_hash: str) -> Token | None:
         rows = await self._read(schema.SELECT_TOKEN, (token_hash,))
-        return schema.token_from_row(rows[0]) if rows else None
+        return _rows.token_from_row(rows[0]) if rows else None
 
     async def rotate_refresh_token(
         self,
@@ -232,13 +233,13 @@ class SQLiteStorage:
         )
 
     async def save_device_authorization(self, device: DeviceAuthorization) -> None:
-        row = schema.device_row(device)
+        row = _rows.device_row(device)
         await self._write(lambda conn: conn.execute(schema.INSERT_DEVICE, row).close(), atomic=True)
 
     async def get_device_authorization(self, user_code_hash: str) -> DeviceAuthorization | None:
         sql = schema.SELECT_DEVICES + " WHERE user_code_hash = ?"
         rows = await self._read(sql, (user_code_hash,))
-        return schema.device_from_row(rows[0]) if rows else None
+        return _rows.device_from_row(rows[0]) if rows else None
 
     async def decide_device_authorization(
         self, user_code_hash: str, *, subject: str, approved: bool, now: int
@@ -259,7 +260,7 @@ class SQLiteStorage:
             rows = conn.execute(select, (device_code_hash, client_id)).fetchall()
             if not rows:
                 return None
-            device = schema.device_from_row(rows[0])
+            device = _rows.device_from_row(rows[0])
             last, interval = device.last_polled_at, device.interval
             if last is not None and now - last < interval:
                 interval += 5
@@ -318,7 +319,7 @@ class SQLiteStorage:
 
     # -- reading, on the caller's thread ---------------------------------------------------
 
-    async def _read(self, sql: str, params: schema.Row = ()) -> list[Any]:
+    async def _read(self, sql: str, params: _rows.Row = ()) -> list[Any]:
         conn = self._reader or await self._open_reader()
         try:
             with self._read_lock:
