@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
@@ -20,6 +21,9 @@ class Settings:
     """
 
     issuer: str
+    #: Where the store lives (``sqlite:///path``, ``postgresql://...``): see
+    #: ``AuthorizationServer.from_settings``. None means ``DEFAULT_DATABASE_URL``.
+    database_url: str | None = None
     access_token_lifetime: int = 3600
     refresh_token_lifetime: int = 30 * 24 * 3600
     authorization_code_lifetime: int = 60
@@ -93,6 +97,26 @@ class Settings:
             self, "scope_descriptions", MappingProxyType(dict(self.scope_descriptions))
         )
 
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Settings from ``ASGI_OAUTH_<NAME>`` variables, then ``overrides`` on top.
+
+        One precedence everywhere: an explicit argument beats the environment,
+        which beats the default. Booleans read ``1/true/yes``, numbers as
+        integers, collections as space-separated words.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(f"ASGI_OAUTH_{f.name.upper()}")
+            if raw is None or f.name == "scope_descriptions":
+                continue
+            values[f.name] = _parse_env(f.name, str(f.type), raw)
+        values.update(overrides)
+        if "issuer" not in values:
+            raise ValueError("issuer is required: set ASGI_OAUTH_ISSUER")
+        return cls(**values)  # type: ignore[arg-type]
+
     @property
     def issuer_path(self) -> str:
         """The path part of the issuer: where the app is expected to be mounted."""
@@ -109,3 +133,21 @@ class Settings:
         if self.allow_response_type_none:
             types.append("none")
         return tuple(types)
+
+
+def _parse_env(name: str, annotation: str, raw: str) -> object:
+    """An ``ASGI_OAUTH_*`` value as the setting's type wants it."""
+    if annotation.startswith("bool"):
+        if raw.lower() not in ("1", "true", "yes", "0", "false", "no", ""):
+            raise ValueError(f"ASGI_OAUTH_{name.upper()} must be true or false, not {raw!r}")
+        return raw.lower() in ("1", "true", "yes")
+    if annotation.startswith("int"):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"ASGI_OAUTH_{name.upper()} must be an integer, not {raw!r}") from None
+    if annotation.startswith("frozenset"):
+        return frozenset(raw.split())
+    if annotation.startswith("tuple"):
+        return tuple(raw.split())
+    return raw

@@ -61,6 +61,7 @@ from .models import (
 from .requests import OAuthRequest
 from .scopes import narrow_scope, parse_scope
 from .storage.base import Storage
+from .storage.urls import DEFAULT_DATABASE_URL, open_storage
 from .throttle import Throttle
 from .types import DEVICE_CODE, GRANT_TYPES, RESPONSE_MODES, CodeChallengeMethod, GrantType
 from .users import authenticate_user
@@ -109,6 +110,16 @@ class AuthorizationServer:
         }
         self._next_purge = int(clock()) + settings.purge_interval
         self._purge_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, clock: Callable[[], float] = time.time
+    ) -> AuthorizationServer:
+        """A server on the store ``settings.database_url`` names (``./asgi_oauth.db`` if none),
+        so the same code runs on SQLite or PostgreSQL: ``from_settings(Settings.from_env())``."""
+        return cls(
+            open_storage(settings.database_url or DEFAULT_DATABASE_URL), settings, clock=clock
+        )
 
     # -- endpoints -----------------------------------------------------------
 

@@ -15,6 +15,8 @@ from asgi_oauth import AuthorizationServer, Settings
 from asgi_oauth.app import OAuth2App
 from asgi_oauth.storage import MemoryStorage
 
+from .postgres import drop_schema, new_schema_name, postgres_unavailable
+
 ISSUER = "https://as.example/oauth2"
 REDIRECT_URI = "https://app.example/cb"
 
@@ -53,6 +55,17 @@ def pytest_runtest_makereport(
         report.outcome = "failed"
         report.longrepr = f"skipped, but ASGI_OAUTH_REQUIRE_ALL=1 requires it: {report.longrepr}"
     return report
+
+
+@pytest.fixture
+def pg_schema() -> Generator[str, None, None]:
+    """A fresh, empty PostgreSQL schema for one test, dropped afterwards."""
+    reason = postgres_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    name = new_schema_name()
+    yield name
+    drop_schema(name)
 
 
 @pytest.fixture

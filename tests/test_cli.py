@@ -15,17 +15,24 @@ from pathlib import Path
 import httpx
 import pytest
 
-from asgi_oauth.cli import main, sqlite_path
+from asgi_oauth.cli import main
+from asgi_oauth.storage import MemoryStorage, SQLiteStorage, open_storage
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_sqlite_path_accepts_urls_and_paths() -> None:
-    assert sqlite_path("sqlite:///var/lib/oauth.db") == "var/lib/oauth.db"
-    assert sqlite_path("sqlite:////abs/oauth.db") == "/abs/oauth.db"
-    assert sqlite_path("oauth.db") == "oauth.db"
-    with pytest.raises(ValueError, match="unsupported database URL"):
-        sqlite_path("mysql://x")
+def test_database_urls_name_their_store() -> None:
+    for url, path in (
+        ("sqlite:///var/lib/oauth.db", "var/lib/oauth.db"),
+        ("sqlite:////abs/oauth.db", "/abs/oauth.db"),
+        ("oauth.db", "oauth.db"),
+    ):
+        store = open_storage(url)
+        assert isinstance(store, SQLiteStorage) and store._path == path
+    assert isinstance(open_storage("memory:"), MemoryStorage)
+    for bad in ("mysql://x", "sqlite://relative.db"):
+        with pytest.raises(ValueError, match="unsupported database URL"):
+            open_storage(bad)
 
 
 @pytest.mark.parametrize(

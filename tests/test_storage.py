@@ -14,6 +14,8 @@ from asgi_oauth.errors import StorageError
 from asgi_oauth.models import AuthorizationCode, Client, DeviceAuthorization, Token, User
 from asgi_oauth.storage import MemoryStorage, SQLiteStorage, Storage
 
+from .postgres import POSTGRES_URL
+
 pytestmark = pytest.mark.anyio
 
 NOW = 1_700_000_000
@@ -24,11 +26,17 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
-    store: Storage = (
-        MemoryStorage() if request.param == "memory" else SQLiteStorage(tmp_path / "store.db")
-    )
+    store: Storage
+    if request.param == "memory":
+        store = MemoryStorage()
+    elif request.param == "sqlite":
+        store = SQLiteStorage(tmp_path / "store.db")
+    else:
+        from asgi_oauth.storage.postgres import PostgresStorage
+
+        store = PostgresStorage(POSTGRES_URL, schema=request.getfixturevalue("pg_schema"))
     yield store
     await store.close()
 

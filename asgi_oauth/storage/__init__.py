@@ -1,7 +1,10 @@
-"""Storage backends: the ``Storage`` protocol, ``MemoryStorage`` and ``SQLiteStorage``."""
+"""Storage backends: the ``Storage`` protocol, ``MemoryStorage``, ``SQLiteStorage``,
+``PostgresStorage`` (``asgi_oauth.storage.postgres``, with the ``postgres`` extra),
+and ``open_storage`` to choose one by URL."""
 
 from .base import Storage
 from .memory import MemoryStorage
 from .sqlite import SQLiteStorage
+from .urls import DEFAULT_DATABASE_URL, open_storage
 
-__all__ = ["MemoryStorage", "SQLiteStorage", "Storage"]
+__all__ = ["DEFAULT_DATABASE_URL", "MemoryStorage", "SQLiteStorage", "Storage", "open_storage"]

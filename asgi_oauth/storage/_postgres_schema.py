@@ -1,0 +1,206 @@
+"""The PostgreSQL schema, its migrations and statements.
+
+As for SQLite, a schema version row records which migrations ran, and a
+migration is never edited once released. ``migrate`` holds a transaction-level
+advisory lock, so instances starting at once run each migration exactly once.
+Rows are the shared tuples of ``_rows``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import asyncpg
+
+from ..models import Token
+from ._rows import token_row
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE clients (
+            client_id TEXT PRIMARY KEY,
+            secret_hash TEXT,
+            name TEXT NOT NULL,
+            redirect_uris TEXT NOT NULL,
+            grant_types TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            allowed_origins TEXT NOT NULL,
+            is_resource_server BOOLEAN NOT NULL,
+            require_pkce BOOLEAN NOT NULL,
+            created_at BIGINT NOT NULL
+        )""",
+        """CREATE TABLE client_origins (
+            client_id TEXT NOT NULL,
+            origin TEXT NOT NULL,
+            PRIMARY KEY (client_id, origin)
+        )""",
+        "CREATE INDEX client_origins_origin ON client_origins (origin)",
+        """CREATE TABLE users (
+            user_id TEXT PRIMARY KEY,
+            username TEXT NOT NULL UNIQUE,
+            password_hash TEXT NOT NULL,
+            created_at BIGINT NOT NULL
+        )""",
+        """CREATE TABLE authorization_codes (
+            code_hash TEXT PRIMARY KEY,
+            client_id TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            redirect_uri TEXT,
+            family_id TEXT NOT NULL,
+            issued_at BIGINT NOT NULL,
+            expires_at BIGINT NOT NULL,
+            code_challenge TEXT,
+            code_challenge_method TEXT,
+            nonce TEXT,
+            consumed_at BIGINT
+        )""",
+        "CREATE INDEX authorization_codes_expires_at ON authorization_codes (expires_at)",
+        "CREATE INDEX authorization_codes_client_id ON authorization_codes (client_id)",
+        """CREATE TABLE tokens (
+            token_hash TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            client_id TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            family_id TEXT NOT NULL,
+            issued_at BIGINT NOT NULL,
+            expires_at BIGINT NOT NULL,
+            subject TEXT,
+            audience TEXT NOT NULL,
+            parent_hash TEXT,
+            replaced_by TEXT,
+            rotated_at BIGINT,
+            revoked_at BIGINT
+        )""",
+        "CREATE INDEX tokens_family_id ON tokens (family_id)",
+        "CREATE INDEX tokens_parent_hash ON tokens (parent_hash) WHERE parent_hash IS NOT NULL",
+        "CREATE INDEX tokens_expires_at ON tokens (expires_at)",
+        "CREATE INDEX tokens_client_id ON tokens (client_id)",
+        """CREATE TABLE consents (
+            subject TEXT NOT NULL,
+            client_id TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            PRIMARY KEY (subject, client_id)
+        )""",
+        "CREATE INDEX consents_client_id ON consents (client_id)",
+        """CREATE TABLE device_authorizations (
+            device_code_hash TEXT PRIMARY KEY,
+            user_code_hash TEXT NOT NULL UNIQUE,
+            client_id TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            family_id TEXT NOT NULL,
+            issued_at BIGINT NOT NULL,
+            expires_at BIGINT NOT NULL,
+            interval INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            subject TEXT,
+            last_polled_at BIGINT
+        )""",
+        "CREATE INDEX device_authorizations_expires_at ON device_authorizations (expires_at)",
+        "CREATE INDEX device_authorizations_client_id ON device_authorizations (client_id)",
+    ),
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+#: The advisory lock migrations hold (an arbitrary constant: "asgi_oauth" in ASCII).
+_MIGRATION_LOCK = 0x6173_6769_6F61
+
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def check_schema_name(name: str) -> str:
+    if not _IDENTIFIER.fullmatch(name):
+        raise ValueError(f"schema must be a lower-case SQL identifier, not {name!r}")
+    return name
+
+
+async def migrate(conn: asyncpg.Connection, schema: str | None) -> int:
+    """Bring the database up to ``SCHEMA_VERSION``; returns how many migrations ran."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+        if schema is not None:
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{check_schema_name(schema)}"')
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version ("
+            "id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)"
+        )
+        current: int = await conn.fetchval("SELECT version FROM schema_version WHERE id = 1") or 0
+        if current > SCHEMA_VERSION:
+            raise asyncpg.DataError(
+                f"schema version {current} is newer than the supported {SCHEMA_VERSION}"
+            )
+        for statements in MIGRATIONS[current:]:
+            for statement in statements:
+                await conn.execute(statement)
+        if current < SCHEMA_VERSION:
+            await conn.execute(
+                "INSERT INTO schema_version (id, version) VALUES (1, $1)"
+                " ON CONFLICT (id) DO UPDATE SET version = excluded.version",
+                SCHEMA_VERSION,
+            )
+    return SCHEMA_VERSION - current
+
+
+SELECT_CLIENTS = (
+    "SELECT client_id, secret_hash, name, redirect_uris, grant_types, scope,"
+    " allowed_origins, is_resource_server, require_pkce, created_at FROM clients"
+)
+UPSERT_CLIENT = (
+    "INSERT INTO clients (client_id, secret_hash, name, redirect_uris, grant_types,"
+    " scope, allowed_origins, is_resource_server, require_pkce, created_at)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+    " ON CONFLICT (client_id) DO UPDATE SET secret_hash = excluded.secret_hash,"
+    " name = excluded.name, redirect_uris = excluded.redirect_uris,"
+    " grant_types = excluded.grant_types, scope = excluded.scope,"
+    " allowed_origins = excluded.allowed_origins,"
+    " is_resource_server = excluded.is_resource_server,"
+    " require_pkce = excluded.require_pkce, created_at = excluded.created_at"
+)
+SELECT_USERS = "SELECT user_id, username, password_hash, created_at FROM users"
+INSERT_USER = (
+    "INSERT INTO users (user_id, username, password_hash, created_at) VALUES ($1, $2, $3, $4)"
+)
+SELECT_CODE = (
+    "SELECT code_hash, client_id, subject, scope, redirect_uri, family_id, issued_at,"
+    " expires_at, code_challenge, code_challenge_method, nonce, consumed_at"
+    " FROM authorization_codes WHERE code_hash = $1"
+)
+INSERT_CODE = (
+    "INSERT INTO authorization_codes (code_hash, client_id, subject, scope, redirect_uri,"
+    " family_id, issued_at, expires_at, code_challenge, code_challenge_method, nonce,"
+    " consumed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+)
+SELECT_CONSENT = "SELECT scope FROM consents WHERE subject = $1 AND client_id = $2"
+UPSERT_CONSENT = (
+    "INSERT INTO consents (subject, client_id, scope) VALUES ($1, $2, $3)"
+    " ON CONFLICT (subject, client_id) DO UPDATE SET scope = excluded.scope"
+)
+SELECT_DEVICES = (
+    "SELECT device_code_hash, user_code_hash, client_id, scope, family_id, issued_at,"
+    ' expires_at, "interval", status, subject, last_polled_at FROM device_authorizations'
+)
+INSERT_DEVICE = (
+    "INSERT INTO device_authorizations (device_code_hash, user_code_hash, client_id, scope,"
+    ' family_id, issued_at, expires_at, "interval", status, subject, last_polled_at)'
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+)
+SELECT_TOKEN = (
+    "SELECT token_hash, kind, client_id, scope, family_id, issued_at, expires_at, subject,"
+    " audience, parent_hash, replaced_by, rotated_at, revoked_at"
+    " FROM tokens WHERE token_hash = $1"
+)
+#: Every token of a response in one statement, whatever their number: one array per column.
+INSERT_TOKENS = (
+    "INSERT INTO tokens (token_hash, kind, client_id, scope, family_id, issued_at, expires_at,"
+    " subject, audience, parent_hash, replaced_by, rotated_at, revoked_at)"
+    " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
+    " $6::bigint[], $7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[],"
+    " $12::bigint[], $13::bigint[])"
+)
+
+
+def token_columns(tokens: Sequence[Token]) -> list[list[object]]:
+    """The parameters of ``INSERT_TOKENS``: the tokens' rows, turned into columns."""
+    return [list(column) for column in zip(*(token_row(t) for t in tokens), strict=True)]
