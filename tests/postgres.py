@@ -42,10 +42,8 @@ def postgres_unavailable() -> str | None:
         try:
             conn = await asyncpg.connect(POSTGRES_URL, timeout=3)
         except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
-            return (
-                f"PostgreSQL not reachable at {POSTGRES_URL} ({exc}); "
-                "set ASGI_OAUTH_TEST_POSTGRES"
-            )
+            where = f"PostgreSQL not reachable at {POSTGRES_URL}"
+            return f"{where} ({exc}); set ASGI_OAUTH_TEST_POSTGRES"
         await conn.close()
         return None
 
