@@ -109,7 +109,8 @@ class Settings:
         values: dict[str, object] = {}
         for f in fields(cls):
             raw = env.get(f"ASGI_OAUTH_{f.name.upper()}")
-            if raw is None or f.name == "scope_descriptions":
+            # An empty variable counts as unset; scope descriptions come from code only.
+            if not raw or f.name == "scope_descriptions":
                 continue
             values[f.name] = _parse_env(f.name, str(f.type), raw)
         values.update(overrides)
@@ -138,7 +139,7 @@ class Settings:
 def _parse_env(name: str, annotation: str, raw: str) -> object:
     """An ``ASGI_OAUTH_*`` value as the setting's type wants it."""
     if annotation.startswith("bool"):
-        if raw.lower() not in ("1", "true", "yes", "0", "false", "no", ""):
+        if raw.lower() not in ("1", "true", "yes", "0", "false", "no"):
             raise ValueError(f"ASGI_OAUTH_{name.upper()} must be true or false, not {raw!r}")
         return raw.lower() in ("1", "true", "yes")
     if annotation.startswith("int"):

@@ -41,6 +41,7 @@ class TCPProxy:
         self.cut()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
+        self._loop.close()  # its self-pipe sockets, or a ResourceWarning fails the session
 
     async def _listen(self) -> None:
         if self._server is None:

@@ -37,6 +37,7 @@ _T = TypeVar("_T")
 #: Errors that mean the database or the connection failed, not the statement.
 _CONNECTION_ERRORS = (
     asyncpg.InterfaceError,
+    asyncpg.exceptions.PostgresConnectionError,
     asyncpg.exceptions.ConnectionFailureError,
     asyncpg.exceptions.CannotConnectNowError,
     asyncpg.exceptions.AdminShutdownError,
@@ -85,8 +86,12 @@ class PostgresStorage:
     async def migrate(self) -> int:
         """Create or upgrade the schema now rather than on first use; safe to repeat,
         and safe when several instances start at once. Returns how many migrations ran."""
-        pool = await self._get_pool()
-        async with self._connection(pool) as conn:
+        if self._pool is None:
+            async with self._pool_lock:
+                if self._pool is None:
+                    self._pool, ran = await self._create_pool()
+                    return ran
+        async with self._connection(self._pool) as conn:
             return await _pg.migrate(conn, self._schema)
 
     # -- clients and users -------------------------------------------------------------
@@ -343,11 +348,13 @@ class PostgresStorage:
             raise StorageError("the store is closed")
         async with self._pool_lock:
             if self._pool is None:
-                self._pool = await self._create_pool()
+                self._pool, _ = await self._create_pool()
         return self._pool
 
-    async def _create_pool(self) -> Any:
-        """A pool on a migrated schema; on failure nothing is kept, so the next call retries."""
+    async def _create_pool(self) -> tuple[Any, int]:
+        """A pool on a migrated schema, and how many migrations ran.
+
+        On failure nothing is kept, so the next call tries again."""
         settings = {"search_path": self._schema} if self._schema else None
         try:
             pool = await asyncpg.create_pool(
@@ -362,11 +369,11 @@ class PostgresStorage:
             raise StorageError(f"cannot connect to PostgreSQL: {exc}") from exc
         try:
             async with self._connection(pool) as conn:
-                await _pg.migrate(conn, self._schema)
+                ran = await _pg.migrate(conn, self._schema)
         except BaseException:
             pool.terminate()
             raise
-        return pool
+        return pool, ran
 
     @contextlib.asynccontextmanager
     async def _connection(self, pool: Any) -> AsyncIterator[Any]:

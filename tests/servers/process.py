@@ -1,8 +1,10 @@
-"""Real ASGI server processes for tests: a prepared SQLite file and uvicorn or hypercorn.
+"""Real ASGI server processes for tests: a prepared store and uvicorn or hypercorn.
 
-``deploy`` prepares a SQLite file with the library itself (clients, a user);
-``serve`` runs ``tests.servers.app:app`` on it in a subprocess on 127.0.0.1
-and stops it afterwards, so tests talk to the whole stack over TCP.
+``deploy`` prepares a store with the library itself (clients, a user): a SQLite
+file, or a database URL such as a fresh PostgreSQL schema; ``serve`` runs
+``tests.servers.app:app`` on it in a subprocess on 127.0.0.1 and stops it
+afterwards, so tests talk to the whole stack over TCP. ``Deployment.instance``
+describes one more server on the same store, as behind a load balancer.
 """
 
 from __future__ import annotations
@@ -10,14 +12,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, NamedTuple, TypeVar
 
@@ -25,7 +28,7 @@ import pytest
 
 from asgi_oauth import AuthorizationServer, RegisteredClient, Settings
 from asgi_oauth.pkce import s256_challenge
-from asgi_oauth.storage import SQLiteStorage
+from asgi_oauth.storage import open_storage
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 APP = "tests.servers.app:app"
@@ -35,11 +38,15 @@ SHUTDOWN_TIMEOUT = 10.0
 TOKEN = "/oauth2/token"
 INTROSPECT = "/oauth2/introspect"
 REVOKE = "/oauth2/revoke"
+#: The app's protected route: answers the caller's ``sub``, ``client_id`` and ``scope``.
+API_ME = "/api/me"
 
 ServerKind = Literal["uvicorn", "hypercorn"]
 T = TypeVar("T")
 
 _log_numbers = itertools.count()
+#: What ``tests/servers/app.py`` reads only when set.
+_OPTIONAL_ENV = ("ASGI_OAUTH_TEST_SECRET_KEY", "ASGI_OAUTH_TEST_CACHE_TTL")
 
 USERNAME = "alice"
 PASSWORD = "correct horse battery staple"
@@ -54,24 +61,36 @@ class Credentials(NamedTuple):
 
 @dataclass(frozen=True)
 class Deployment:
-    """A prepared SQLite file, the port its server listens on, and its clients."""
+    """A prepared store, the port one server instance listens on, and the clients.
 
-    db: Path
+    ``db`` is a SQLite file or a database URL (``postgresql://...?schema=name``).
+    The instances of a deployment (``instance()``) share its store, issuer and
+    session key, as servers behind one load balancer do; each has its own port.
+    """
+
+    db: Path | str
     port: int
+    issuer: str
+    #: Where the server processes write their stderr.
+    log_dir: Path
     client: Credentials
     resource_server: Credentials
     #: A public (native) client: PKCE, any loopback port, and the device grant.
     public_client_id: str
     username: str = USERNAME
     password: str = PASSWORD
+    #: Signs the sign-in cookies (``Settings.secret_key``); None: random per process.
+    secret_key: str | None = None
+    #: Seconds the ``/api`` middleware caches an answer; None: the library's default.
+    cache_ttl: float | None = None
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    @property
-    def issuer(self) -> str:
-        return f"{self.base_url}/oauth2"
+    def instance(self) -> Deployment:
+        """One more server on this deployment's store, issuer and key, on a port of its own."""
+        return replace(self, port=_free_port())
 
     def create_code(self, verifier: str) -> str:
         """An authorization code for the client, bound to ``verifier`` by PKCE S256."""
@@ -89,9 +108,14 @@ class Deployment:
         )
 
 
-def deploy(directory: Path) -> Deployment:
-    """A SQLite file in ``directory`` with clients, a resource server and a user."""
-    db = directory / "oauth.db"
+def deploy(directory: Path, database_url: str | None = None) -> Deployment:
+    """A store with clients, a resource server and a user: a SQLite file in ``directory``,
+    or the database ``database_url`` names (for PostgreSQL, a fresh ``?schema=``).
+
+    A database deployment is meant for several instances, so it gets a session key
+    they share. The server processes' logs go to ``directory`` either way.
+    """
+    db: Path | str = directory / "oauth.db" if database_url is None else database_url
     port = _free_port()
     issuer = f"http://127.0.0.1:{port}/oauth2"
 
@@ -126,16 +150,25 @@ def deploy(directory: Path) -> Deployment:
 
     client, resource_server, native = run_on_store(db, issuer, register)
     return Deployment(
-        db=db, port=port, client=client, resource_server=resource_server, public_client_id=native
+        db=db,
+        port=port,
+        issuer=issuer,
+        log_dir=directory,
+        client=client,
+        resource_server=resource_server,
+        public_client_id=native,
+        secret_key=None if database_url is None else secrets.token_urlsafe(32),
     )
 
 
-def run_on_store(db: Path, issuer: str, fn: Callable[[AuthorizationServer], Awaitable[T]]) -> T:
-    """Run ``fn`` on an ``AuthorizationServer`` over the SQLite file, then close the store."""
+def run_on_store(
+    db: Path | str, issuer: str, fn: Callable[[AuthorizationServer], Awaitable[T]]
+) -> T:
+    """Run ``fn`` on an ``AuthorizationServer`` over the store, then close the store."""
 
     async def main() -> T:
         server = AuthorizationServer(
-            SQLiteStorage(db), Settings(issuer=issuer, insecure_transport=True)
+            open_storage(str(db)), Settings(issuer=issuer, insecure_transport=True)
         )
         try:
             return await fn(server)
@@ -164,13 +197,18 @@ class ServerProcess:
         self.kind = kind
         self.deployment = deployment
         self.url = deployment.base_url
-        self.stderr_path = deployment.db.parent / f"{kind}-{next(_log_numbers)}.stderr"
-        env = {
-            **os.environ,
+        self.stderr_path = deployment.log_dir / f"{kind}-{next(_log_numbers)}.stderr"
+        # Only what this deployment says: nothing optional inherited from the test's shell.
+        env = {k: v for k, v in os.environ.items() if k not in _OPTIONAL_ENV}
+        env |= {
             "ASGI_OAUTH_TEST_DB": str(deployment.db),
             "ASGI_OAUTH_TEST_ISSUER": deployment.issuer,
             "PYTHONUNBUFFERED": "1",
         }
+        if deployment.secret_key is not None:
+            env["ASGI_OAUTH_TEST_SECRET_KEY"] = deployment.secret_key
+        if deployment.cache_ttl is not None:
+            env["ASGI_OAUTH_TEST_CACHE_TTL"] = str(deployment.cache_ttl)
         with self.stderr_path.open("wb") as stderr:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", *_server_args(kind, deployment.port)],
@@ -235,3 +273,17 @@ def serve(kind: ServerKind, deployment: Deployment) -> Iterator[ServerProcess]:
         yield server
     finally:
         server.stop()
+
+
+@contextmanager
+def serve_all(kind: ServerKind, deployments: Sequence[Deployment]) -> Iterator[list[ServerProcess]]:
+    """Listening servers, one per deployment, started together; all stopped on exit."""
+    with ExitStack() as stack:
+        servers: list[ServerProcess] = []
+        for deployment in deployments:
+            server = ServerProcess(kind, deployment)
+            stack.callback(server.stop)
+            servers.append(server)
+        for server in servers:
+            server.wait_until_listening()
+        yield servers
