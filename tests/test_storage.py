@@ -222,6 +222,27 @@ async def test_user_is_found_by_id(storage: Storage) -> None:
     assert await storage.get_user_by_id("user-1") == renamed
 
 
+async def test_users_are_listed_by_username(storage: Storage) -> None:
+    assert await storage.list_users() == []
+    await storage.save_user(make_user("user-2", "bob"))
+    await storage.save_user(make_user("user-1", "alice"))
+    assert [u.username for u in await storage.list_users()] == ["alice", "bob"]
+
+
+async def test_deleting_a_user_forgets_their_consents_only(storage: Storage) -> None:
+    await storage.save_user(make_user("user-1", "alice"))
+    await storage.save_user(make_user("user-2", "bob"))
+    await storage.save_consent("user-1", "client-1", frozenset({"read"}))
+    await storage.save_consent("user-2", "client-1", frozenset({"read"}))
+    assert await storage.delete_user("alice") is True
+    assert await storage.get_user("alice") is None
+    assert await storage.get_user_by_id("user-1") is None
+    assert await storage.get_consent("user-1", "client-1") is None
+    assert await storage.get_consent("user-2", "client-1") == frozenset({"read"})
+    assert await storage.delete_user("alice") is False
+    assert [u.username for u in await storage.list_users()] == ["bob"]
+
+
 # -- consents ------------------------------------------------------------------------------
 
 

@@ -41,6 +41,12 @@ class Storage(Protocol):
     async def save_user(self, user: User) -> None:
         """Insert the user, or replace the one with the same id."""
 
+    async def list_users(self) -> list[User]:
+        """Every user, ordered by username."""
+
+    async def delete_user(self, username: str) -> bool:
+        """Remove a user and the consents they gave; False if unknown."""
+
     async def get_consent(self, subject: str, client_id: str) -> frozenset[str] | None:
         """The scopes this user let this client have without asking again; None if never."""
 

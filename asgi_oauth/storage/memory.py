@@ -63,6 +63,17 @@ class MemoryStorage:
                 del self._users[name]
         self._users[user.username] = user
 
+    async def list_users(self) -> list[User]:
+        return sorted(self._users.values(), key=lambda u: u.username)
+
+    async def delete_user(self, username: str) -> bool:
+        user = self._users.pop(username, None)
+        if user is None:
+            return False
+        for key in [k for k in self._consents if k[0] == user.user_id]:
+            del self._consents[key]
+        return True
+
     async def get_consent(self, subject: str, client_id: str) -> frozenset[str] | None:
         return self._consents.get((subject, client_id))
 

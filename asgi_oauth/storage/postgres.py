@@ -165,6 +165,23 @@ class PostgresStorage:
 
         await self._transaction(save)
 
+    async def list_users(self) -> list[User]:
+        rows = await self._fetch(_pg.SELECT_USERS + " ORDER BY username")
+        return [_rows.user_from_row(row) for row in rows]
+
+    async def delete_user(self, username: str) -> bool:
+        async def delete(conn: Any) -> bool:
+            user_id = await conn.fetchval(
+                "DELETE FROM users WHERE username = $1 RETURNING user_id", username
+            )
+            if user_id is None:
+                return False
+            await conn.execute("DELETE FROM consents WHERE subject = $1", user_id)
+            return True
+
+        deleted: bool = await self._transaction(delete)
+        return deleted
+
     async def get_consent(self, subject: str, client_id: str) -> frozenset[str] | None:
         row = await self._fetchrow(_pg.SELECT_CONSENT, subject, client_id)
         return None if row is None else frozenset(row[0].split())

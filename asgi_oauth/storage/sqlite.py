@@ -145,6 +145,21 @@ class SQLiteStorage:
 
         await self._write(save)
 
+    async def list_users(self) -> list[User]:
+        rows = await self._read(schema.SELECT_USERS + " ORDER BY username")
+        return [_rows.user_from_row(row) for row in rows]
+
+    async def delete_user(self, username: str) -> bool:
+        def delete(conn: sqlite3.Connection) -> bool:
+            found = conn.execute(schema.SELECT_USER, (username,)).fetchall()
+            if not found:
+                return False
+            conn.execute("DELETE FROM consents WHERE subject = ?", (found[0][0],))
+            conn.execute("DELETE FROM users WHERE username = ?", (username,))
+            return True
+
+        return await self._write(delete)
+
     async def get_consent(self, subject: str, client_id: str) -> frozenset[str] | None:
         rows = await self._read(schema.SELECT_CONSENT, (subject, client_id))
         return frozenset(rows[0][0].split()) if rows else None
