@@ -14,12 +14,11 @@ from urllib.parse import unquote
 
 from .crypto import verify_secret
 from .errors import InvalidClientError, InvalidRequestError
+from .events import security_event
 from .models import Client
 from .requests import OAuthRequest
 from .storage.base import Storage
 from .throttle import Throttle
-
-logger = logging.getLogger("asgi_oauth")
 
 _BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="asgi_oauth", charset="UTF-8"'}
 
@@ -58,7 +57,12 @@ async def authenticate_client(
         raise InvalidClientError("client authentication failed", headers=challenge)
     if client is None or client.is_public or not verify_secret(secret, client.secret_hash):
         throttle.failed(throttle_key)
-        logger.warning("client authentication failed client_id=%r", client_id[:64])
+        security_event(
+            "client_authentication_failed",
+            level=logging.WARNING,
+            client_id=client_id[:64],
+            address=request.client_address,
+        )
         raise InvalidClientError("client authentication failed", headers=challenge)
     throttle.succeeded(throttle_key)
     return client

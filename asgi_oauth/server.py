@@ -37,6 +37,7 @@ from .errors import (
     UnauthorizedClientError,
     UnsupportedGrantTypeError,
 )
+from .events import security_event
 from .grants import (
     AuthorizationCodeGrant,
     ClientCredentialsGrant,
@@ -136,6 +137,13 @@ class AuthorizationServer:
             if grant.grant_type not in client.grant_types:
                 raise UnauthorizedClientError(f"client may not use {grant.grant_type}")
             response = await grant.issue(request, client)
+        security_event(
+            "token_issued",
+            client_id=client.client_id,
+            grant_type=grant.grant_type,
+            scope=response.scope,
+            refresh_token=response.refresh_token is not None,
+        )
         self._maybe_purge()
         return response
 
@@ -182,6 +190,7 @@ class AuthorizationServer:
                 await self.storage.revoke_family(token.family_id, now=now)
             else:
                 await self.storage.revoke_token(token.token_hash, now=now)
+        security_event("token_revoked", client_id=client.client_id, token_kind=token.kind)
         self._notify_revoked()
 
     def metadata(self) -> dict[str, object]:
@@ -245,7 +254,10 @@ class AuthorizationServer:
     async def authorize(
         self, request: AuthorizationRequest, owner: ResourceOwner, *, remember: bool = False
     ) -> AuthorizationResponse:
-        """The user approved: issue what the response type asks for (§4.1.2, §4.2.2)."""
+        """The user approved: issue what the response type asks for (§4.1.2, §4.2.2).
+
+        ``remember`` keeps the consent, so the same scopes are not asked again.
+        """
         client = request.client
         params: dict[str, str] = {}
         with _storage_guard:
@@ -258,10 +270,12 @@ class AuthorizationServer:
                 params["code"] = await self._issue_code(request, owner.subject)
             elif request.response_type == "token":
                 params.update(await self._issue_implicit(request, owner.subject))
-        logger.info(
-            "authorization granted client_id=%r response_type=%s",
-            client.client_id,
-            request.response_type,
+        security_event(
+            "authorization_granted",
+            client_id=client.client_id,
+            sub=owner.subject,
+            scope=request.scope,
+            response_type=request.response_type,
         )
         if request.state is not None:
             params["state"] = request.state
@@ -273,7 +287,11 @@ class AuthorizationServer:
     ) -> AuthorizationResponse:
         """An error response for a valid request: the user denied, or could not be asked."""
         if isinstance(error, AccessDeniedError):
-            logger.info("authorization denied client_id=%r", request.client.client_id)
+            security_event("consent_denied", client_id=request.client.client_id)
+        elif error.status != 503:
+            security_event(
+                "authorization_refused", client_id=request.client.client_id, error=error.error
+            )
         return authorization_error(
             error,
             redirect_uri=request.redirect_uri,
@@ -398,10 +416,11 @@ class AuthorizationServer:
             )
         if not decided:
             raise InvalidGrantError("that code was already used or has expired")
-        logger.info(
-            "device authorization %s client_id=%r",
-            "granted" if approved else "denied",
-            device.client_id,
+        security_event(
+            "device_authorization_granted" if approved else "device_authorization_denied",
+            client_id=device.client_id,
+            sub=owner.subject,
+            scope=device.scope,
         )
 
     async def user_by_id(self, user_id: str) -> User | None:

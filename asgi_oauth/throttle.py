@@ -7,10 +7,12 @@ and bounded in size.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
 from .errors import OAuth2Error
+from .events import security_event
 
 _MAX_KEYS = 100_000
 
@@ -40,6 +42,10 @@ class Throttle:
         """Refuse with ``error`` (429, ``Retry-After``) while ``key`` is blocked."""
         retry_after = self.retry_after(key)
         if retry_after:
+            subject, _, address = key.partition("\x00")
+            security_event(
+                "throttled", level=logging.WARNING, subject=subject[:64], address=address or None
+            )
             raise error(description, status_code=429, headers={"Retry-After": str(retry_after)})
 
     def failed(self, key: str) -> None:

@@ -7,12 +7,11 @@ import logging
 
 from .crypto import verify_password
 from .errors import InvalidGrantError
+from .events import security_event
 from .models import User
 from .requests import OAuthRequest
 from .storage.base import Storage
 from .throttle import Throttle
-
-logger = logging.getLogger("asgi_oauth")
 
 
 async def authenticate_user(
@@ -29,7 +28,13 @@ async def authenticate_user(
     stored = user.password_hash if user is not None else None
     if not await asyncio.to_thread(verify_password, password, stored) or user is None:
         throttle.failed(throttle_key)
-        logger.warning("sign-in failed")
+        security_event(
+            "sign_in_failed",
+            level=logging.WARNING,
+            username=username[:64],
+            address=request.client_address,
+        )
         raise InvalidGrantError("invalid username or password")
     throttle.succeeded(throttle_key)
+    security_event("signed_in", user_id=user.user_id, address=request.client_address)
     return user

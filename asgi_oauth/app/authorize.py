@@ -20,6 +20,7 @@ from ..errors import (
     LoginRequiredError,
     OAuth2Error,
 )
+from ..events import security_event
 from ..models import ResourceOwner
 from ..server import AUTHORIZATION_PATH
 from .browser import BrowserRequest, PageEndpoint, origin_of
@@ -79,6 +80,13 @@ class AuthorizeEndpoint(PageEndpoint):
             return self.browser.login_redirect(_without_login_prompt(request))
         if decision == "approve":
             remember = browser_request.params.get("remember") == "yes"
+            security_event(
+                "consent_granted",
+                client_id=request.client.client_id,
+                sub=owner.subject,
+                scope=request.scope,
+                remembered=remember,
+            )
             return self._respond(await self.server.authorize(request, owner, remember=remember))
         if decision == "deny":
             return self._fail(request, AccessDeniedError("the user denied the request"))

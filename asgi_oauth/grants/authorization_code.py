@@ -13,11 +13,10 @@ from typing import Literal
 from .. import pkce
 from ..crypto import hash_token
 from ..errors import InvalidGrantError
+from ..events import security_event
 from ..models import AuthorizationCode, Client, TokenResponse
 from ..requests import OAuthRequest
 from .base import GrantContext, may_refresh, mint_tokens
-
-logger = logging.getLogger("asgi_oauth")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +54,11 @@ class AuthorizationCodeGrant:
         # §4.1.2: a code used twice MUST be refused; what it issued SHOULD be revoked.
         revoked = await self.ctx.storage.revoke_family(code.family_id, now=now)
         self.ctx.revoked()
-        logger.warning(
-            "authorization code replayed client_id=%r revoked_tokens=%d", code.client_id, revoked
+        security_event(
+            "authorization_code_replayed",
+            level=logging.WARNING,
+            client_id=code.client_id,
+            revoked_tokens=revoked,
         )
         raise InvalidGrantError("authorization code already used")
 

@@ -14,12 +14,11 @@ from typing import Literal
 
 from ..crypto import hash_token
 from ..errors import InvalidGrantError
+from ..events import security_event
 from ..models import Client, Token, TokenResponse
 from ..requests import OAuthRequest
 from ..scopes import narrow_scope, parse_scope
 from .base import GrantContext, mint_tokens
-
-logger = logging.getLogger("asgi_oauth")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,9 +78,11 @@ class RefreshTokenGrant:
                 return token.replaced_by
         revoked = await self.ctx.storage.revoke_family(token.family_id, now=now)
         self.ctx.revoked()
-        logger.warning(
-            "refresh token reuse detected client_id=%r revoked_tokens=%d",
-            token.client_id,
-            revoked,
+        security_event(
+            "refresh_token_reuse_detected",
+            level=logging.WARNING,
+            client_id=token.client_id,
+            sub=token.subject,
+            revoked_tokens=revoked,
         )
         raise InvalidGrantError("refresh token already used")
