@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -62,6 +63,25 @@ def validate_origin(origin: str) -> str:
     return origin
 
 
+def check_client(client: Client, *, insecure_transport: bool = False) -> Client:
+    """Validate a client's metadata (for a new client or an update); returns it unchanged."""
+    unknown = client.grant_types - set(GRANT_TYPES)
+    if unknown:
+        raise ValueError(f"unknown grant types: {sorted(unknown)}")
+    if client.is_public and "client_credentials" in client.grant_types:
+        raise ValueError("a public client cannot use client_credentials (RFC 6749 §4.4)")
+    for uri in client.redirect_uris:
+        validate_redirect_uri(uri, insecure_transport=insecure_transport)
+    if client.grant_types & {"authorization_code", "implicit"} and not client.redirect_uris:
+        raise ValueError("authorization at /authorize needs at least one redirect URI")
+    for origin in client.allowed_origins:
+        validate_origin(origin)
+    # RFC 6749 Appendix A.1: client_id = *VSCHAR (printable ASCII, space included).
+    if not client.client_id or not (client.client_id.isascii() and client.client_id.isprintable()):
+        raise ValueError(f"client_id must be printable ASCII: {client.client_id!r}")
+    return client
+
+
 def new_client(
     *,
     name: str,
@@ -76,28 +96,25 @@ def new_client(
     client_id: str | None = None,
 ) -> RegisteredClient:
     """Build a validated client with a fresh id and, unless public, a fresh secret."""
-    grants = frozenset(grant_types)
-    unknown = grants - set(GRANT_TYPES)
-    if unknown:
-        raise ValueError(f"unknown grant types: {sorted(unknown)}")
-    if public and "client_credentials" in grants:
-        raise ValueError("a public client cannot use client_credentials (RFC 6749 §4.4)")
-    uris = tuple(
-        validate_redirect_uri(u, insecure_transport=insecure_transport) for u in redirect_uris
-    )
-    if grants & {"authorization_code", "implicit"} and not uris:
-        raise ValueError("authorization at /authorize needs at least one redirect URI")
     secret = None if public else generate_token()
     client = Client(
         client_id=client_id or generate_token(16),
         secret_hash=None if secret is None else hash_secret(secret),
         name=name,
-        redirect_uris=uris,
-        grant_types=grants,
+        redirect_uris=tuple(redirect_uris),
+        grant_types=frozenset(grant_types),
         scope=frozenset(scope),
-        allowed_origins=tuple(validate_origin(o) for o in allowed_origins),
+        allowed_origins=tuple(allowed_origins),
         is_resource_server=is_resource_server,
         require_pkce=require_pkce,
         created_at=int(time.time()),
     )
-    return RegisteredClient(client, secret)
+    return RegisteredClient(check_client(client, insecure_transport=insecure_transport), secret)
+
+
+def rotate_secret(client: Client) -> RegisteredClient:
+    """The client with a fresh secret, shown once; a public client has none to rotate."""
+    if client.is_public:
+        raise ValueError("a public client has no secret")
+    secret = generate_token()
+    return RegisteredClient(dataclasses.replace(client, secret_hash=hash_secret(secret)), secret)
