@@ -1,0 +1,45 @@
+"""The ``asgi-oauth`` command (also ``python -m asgi_oauth``).
+
+``serve`` runs a standalone server; ``clients``, ``users`` and ``tokens``
+manage what it knows; ``migrate`` and ``purge`` look after its database. Every
+command takes ``--db`` (or ``ASGI_OAUTH_DATABASE_URL``) and ``--help``. A
+mistake prints one line on stderr and exits non-zero, leaving the database as
+it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ..errors import StorageError
+from . import clients, database, serve, users
+from ._common import CommandError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="asgi-oauth",
+        description="An OAuth 2.0 authorization server: run it, and manage its clients and users.",
+        epilog="Settings come from flags, then ASGI_OAUTH_* environment variables, then defaults.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (serve, clients, users, database):
+        module.add_commands(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except CommandError as exc:
+        print(f"asgi-oauth: {exc}", file=sys.stderr)
+        return 1
+    except (ValueError, StorageError) as exc:
+        print(f"asgi-oauth: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code

@@ -1,0 +1,129 @@
+"""What every command shares: the database option, settings, output and errors.
+
+Configuration has one precedence everywhere: a command-line flag beats an
+``ASGI_OAUTH_*`` environment variable, which beats the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import getpass
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TextIO
+
+from ..config import Settings
+from ..models import Client, User
+from ..storage import DEFAULT_DATABASE_URL, Storage, open_storage
+
+#: Stands in for the issuer where a command needs settings but publishes no URL.
+_OFFLINE_ISSUER = "https://localhost"
+
+
+class CommandError(Exception):
+    """A user's mistake: printed as one line on stderr, exit status 1."""
+
+
+def add_database_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        default=None,
+        metavar="URL",
+        help="sqlite:///path, a SQLite file, or postgresql://... "
+        f"(env ASGI_OAUTH_DATABASE_URL; default {DEFAULT_DATABASE_URL})",
+    )
+
+
+def add_json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON, for scripts")
+
+
+def database_url(args: argparse.Namespace) -> str:
+    url: str = args.db or os.environ.get("ASGI_OAUTH_DATABASE_URL") or DEFAULT_DATABASE_URL
+    return url
+
+
+def settings(args: argparse.Namespace, **flags: object) -> Settings:
+    """Settings from flags over the environment; commands that publish nothing
+    need no issuer."""
+    overrides = {k: v for k, v in flags.items() if v is not None}
+    overrides["database_url"] = database_url(args)
+    if "issuer" not in overrides and not os.environ.get("ASGI_OAUTH_ISSUER"):
+        overrides["issuer"] = _OFFLINE_ISSUER
+        overrides.setdefault("insecure_transport", _env_flag("ASGI_OAUTH_INSECURE_TRANSPORT"))
+    return Settings.from_env(None, **overrides)
+
+
+def open_database(args: argparse.Namespace) -> Storage:
+    return open_storage(database_url(args))
+
+
+def with_storage(
+    fn: Callable[[argparse.Namespace, Storage], Awaitable[int]],
+) -> Callable[[argparse.Namespace], int]:
+    """A command run on the store ``--db`` names, closed afterwards."""
+
+    @functools.wraps(fn)
+    def command(args: argparse.Namespace) -> int:
+        async def main() -> int:
+            storage = open_database(args)
+            try:
+                return await fn(args, storage)
+            finally:
+                await storage.close()
+
+        return asyncio.run(main())
+
+    return command
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").lower() in ("1", "true", "yes")
+
+
+def read_password(*, from_stdin: bool, confirm: bool = True) -> str:
+    """A password from a prompt (typed twice), or the first line of stdin; never argv."""
+    if from_stdin or not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if confirm and getpass.getpass("Password (again): ") != password:
+            raise CommandError("the passwords differ")
+    if not password:
+        raise CommandError("the password must not be empty")
+    return password
+
+
+def print_json(value: object, out: TextIO = sys.stdout) -> None:
+    json.dump(value, out, indent=2, sort_keys=True)
+    out.write("\n")
+
+
+def client_json(client: Client) -> dict[str, object]:
+    """What may be shown of a client: everything but its secret's hash."""
+    return {
+        "client_id": client.client_id,
+        "name": client.name,
+        "public": client.is_public,
+        "redirect_uris": list(client.redirect_uris),
+        "grant_types": sorted(client.grant_types),
+        "scope": " ".join(sorted(client.scope)),
+        "allowed_origins": list(client.allowed_origins),
+        "is_resource_server": client.is_resource_server,
+        "require_pkce": client.require_pkce,
+        "created_at": client.created_at,
+    }
+
+
+def user_json(user: User) -> dict[str, object]:
+    return {"user_id": user.user_id, "username": user.username, "created_at": user.created_at}
+
+
+def print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=False)]
+    for row in (header, *rows):
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())

@@ -1,0 +1,225 @@
+"""``asgi-oauth clients``: register, list, show, update, delete clients, rotate secrets.
+
+A secret is printed once, at creation or rotation; the store keeps only its hash.
+Every change is validated before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from ..clients import RegisteredClient, check_client, new_client, rotate_secret
+from ..models import Client
+from ..storage import Storage
+from ._common import (
+    CommandError,
+    add_database_option,
+    add_json_option,
+    client_json,
+    print_json,
+    print_table,
+    settings,
+    with_storage,
+)
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    group = commands.add_parser("clients", help="manage registered clients")
+    sub = group.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    create = sub.add_parser("create", help="register a client; prints its secret once")
+    create.add_argument("--name", required=True, help="shown to people on the consent page")
+    create.add_argument("--client-id", help="choose the id (default: random)")
+    _metadata_options(create)
+    create.add_argument("--public", action="store_true", help="no secret: a browser or native app")
+    create.set_defaults(run=_create)
+
+    listing = sub.add_parser("list", help="list every client")
+    listing.set_defaults(run=_list)
+
+    show = sub.add_parser("show", help="show one client")
+    show.add_argument("client_id")
+    show.set_defaults(run=_show)
+
+    update = sub.add_parser("update", help="change a client; a list given replaces the old one")
+    update.add_argument("client_id")
+    update.add_argument("--name")
+    _metadata_options(update)
+    update.set_defaults(run=_update)
+
+    delete = sub.add_parser("delete", help="delete a client and everything issued to it")
+    delete.add_argument("client_id")
+    delete.set_defaults(run=_delete)
+
+    rotate = sub.add_parser("rotate-secret", help="give a client a new secret; prints it once")
+    rotate.add_argument("client_id")
+    rotate.set_defaults(run=_rotate)
+
+    for parser in (create, listing, show, update, delete, rotate):
+        add_database_option(parser)
+        add_json_option(parser)
+
+
+def _metadata_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--redirect-uri", action="append", metavar="URI", help="repeat for several")
+    parser.add_argument(
+        "--grant-type",
+        action="append",
+        metavar="GRANT",
+        help="repeat for several (default: authorization_code refresh_token)",
+    )
+    parser.add_argument("--scope", action="append", help="space-separated, or repeated")
+    parser.add_argument("--origin", action="append", help="a browser origin allowed by CORS")
+    parser.add_argument(
+        "--resource-server",
+        action=argparse.BooleanOptionalAction,
+        help="may introspect every token (RFC 7662 §4)",
+    )
+    parser.add_argument(
+        "--require-pkce", action=argparse.BooleanOptionalAction, help="require PKCE of it"
+    )
+    parser.add_argument(
+        "--insecure-transport",
+        action="store_true",
+        default=None,
+        help="allow http redirect URIs on any host (local development only)",
+    )
+
+
+def _scopes(values: list[str] | None) -> list[str] | None:
+    return None if values is None else [s for value in values for s in value.split()]
+
+
+@with_storage
+async def _create(args: argparse.Namespace, storage: Storage) -> int:
+    insecure = settings(args, insecure_transport=args.insecure_transport).insecure_transport
+    if any(c.name == args.name for c in await storage.list_clients()):
+        raise CommandError(f"a client named {args.name!r} exists already")
+    if args.client_id is not None and await storage.get_client(args.client_id) is not None:
+        raise CommandError(f"client_id {args.client_id!r} exists already")
+    try:
+        registered = new_client(
+            name=args.name,
+            client_id=args.client_id,
+            redirect_uris=args.redirect_uri or (),
+            grant_types=args.grant_type or ("authorization_code", "refresh_token"),
+            scope=_scopes(args.scope) or (),
+            public=args.public,
+            allowed_origins=args.origin or (),
+            is_resource_server=bool(args.resource_server),
+            require_pkce=bool(args.require_pkce),
+            insecure_transport=insecure,
+        )
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    await storage.save_client(registered.client)
+    _print_registered(args, registered, "created")
+    return 0
+
+
+def _print_registered(args: argparse.Namespace, registered: RegisteredClient, what: str) -> None:
+    if args.json:
+        print_json({**client_json(registered.client), "client_secret": registered.client_secret})
+        return
+    print(f"{what} client {registered.client.name!r}")
+    print(f"client_id:     {registered.client.client_id}")
+    if registered.client_secret is not None:
+        print(f"client_secret: {registered.client_secret}")
+        print("(the secret is shown this once: store it now)")
+
+
+@with_storage
+async def _list(args: argparse.Namespace, storage: Storage) -> int:
+    clients = await storage.list_clients()
+    if args.json:
+        print_json([client_json(c) for c in clients])
+        return 0
+    print_table(
+        ("CLIENT_ID", "NAME", "TYPE", "GRANTS", "SCOPE"),
+        [
+            (
+                c.client_id,
+                c.name,
+                "public" if c.is_public else "confidential",
+                ",".join(sorted(c.grant_types)),
+                " ".join(sorted(c.scope)),
+            )
+            for c in clients
+        ],
+    )
+    return 0
+
+
+async def _find(storage: Storage, client_id: str) -> Client:
+    client = await storage.get_client(client_id)
+    if client is None:
+        raise CommandError(f"no client with id {client_id!r}")
+    return client
+
+
+@with_storage
+async def _show(args: argparse.Namespace, storage: Storage) -> int:
+    shown = client_json(await _find(storage, args.client_id))
+    if args.json:
+        print_json(shown)
+    else:
+        for key, value in shown.items():
+            text = " ".join(value) if isinstance(value, list) else value
+            print(f"{key + ':':20} {text}")
+    return 0
+
+
+@with_storage
+async def _update(args: argparse.Namespace, storage: Storage) -> int:
+    client = await _find(storage, args.client_id)
+    changes: dict[str, object] = {}
+    if args.name is not None and args.name != client.name:
+        if any(c.name == args.name for c in await storage.list_clients()):
+            raise CommandError(f"a client named {args.name!r} exists already")
+        changes["name"] = args.name
+    if args.redirect_uri is not None:
+        changes["redirect_uris"] = tuple(args.redirect_uri)
+    if args.grant_type is not None:
+        changes["grant_types"] = frozenset(args.grant_type)
+    if args.scope is not None:
+        changes["scope"] = frozenset(_scopes(args.scope) or ())
+    if args.origin is not None:
+        changes["allowed_origins"] = tuple(args.origin)
+    if args.resource_server is not None:
+        changes["is_resource_server"] = args.resource_server
+    if args.require_pkce is not None:
+        changes["require_pkce"] = args.require_pkce
+    insecure = settings(args, insecure_transport=args.insecure_transport).insecure_transport
+    try:
+        updated = check_client(dataclasses.replace(client, **changes), insecure_transport=insecure)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    await storage.save_client(updated)
+    if args.json:
+        print_json(client_json(updated))
+    else:
+        print(f"updated client {updated.client_id}")
+    return 0
+
+
+@with_storage
+async def _delete(args: argparse.Namespace, storage: Storage) -> int:
+    if not await storage.delete_client(args.client_id):
+        raise CommandError(f"no client with id {args.client_id!r}")
+    if args.json:
+        print_json({"deleted": args.client_id})
+    else:
+        print(f"deleted client {args.client_id} and every code and token issued to it")
+    return 0
+
+
+@with_storage
+async def _rotate(args: argparse.Namespace, storage: Storage) -> int:
+    try:
+        rotated = rotate_secret(await _find(storage, args.client_id))
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    await storage.save_client(rotated.client)
+    _print_registered(args, rotated, "new secret for")
+    return 0

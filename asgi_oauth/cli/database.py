@@ -1,0 +1,84 @@
+"""``asgi-oauth migrate``, ``purge`` and ``tokens revoke``: looking after the database."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from ..crypto import hash_token
+from ..storage import Storage
+from ._common import (
+    CommandError,
+    add_database_option,
+    add_json_option,
+    database_url,
+    print_json,
+    with_storage,
+)
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
+    migrate.set_defaults(run=_migrate)
+    purge = commands.add_parser(
+        "purge", help="delete expired codes, device codes and tokens (for a scheduled job)"
+    )
+    purge.set_defaults(run=_purge)
+    tokens = commands.add_parser("tokens", help="act on issued tokens")
+    sub = tokens.add_subparsers(dest="action", required=True, metavar="ACTION")
+    revoke = sub.add_parser(
+        "revoke", help="revoke a token read from stdin (a refresh token takes its grant along)"
+    )
+    revoke.set_defaults(run=_revoke)
+    for parser in (migrate, purge, revoke):
+        add_database_option(parser)
+        add_json_option(parser)
+
+
+async def migrate_storage(storage: Storage) -> None:
+    """Create or upgrade the schema of a store that has one."""
+    migrate = getattr(storage, "migrate", None)
+    if migrate is not None:
+        await migrate()
+
+
+@with_storage
+async def _migrate(args: argparse.Namespace, storage: Storage) -> int:
+    await migrate_storage(storage)
+    if args.json:
+        print_json({"database": database_url(args), "ready": True})
+    else:
+        print(f"database ready: {database_url(args)}")
+    return 0
+
+
+@with_storage
+async def _purge(args: argparse.Namespace, storage: Storage) -> int:
+    purged = await storage.purge_expired(now=int(time.time()))
+    if args.json:
+        print_json({"purged": purged})
+    else:
+        print(f"purged {purged} expired codes, device codes and tokens")
+    return 0
+
+
+@with_storage
+async def _revoke(args: argparse.Namespace, storage: Storage) -> int:
+    # Read from stdin: a token on the command line would stay in the shell's history.
+    value = sys.stdin.readline().strip()
+    if not value:
+        raise CommandError("give the token on stdin, e.g.: echo $TOKEN | asgi-oauth tokens revoke")
+    token = await storage.get_token(hash_token(value))
+    if token is None:
+        raise CommandError("no such token")
+    now = int(time.time())
+    if token.kind == "refresh_token":
+        revoked = await storage.revoke_family(token.family_id, now=now)
+    else:
+        revoked = int(await storage.revoke_token(token.token_hash, now=now))
+    if args.json:
+        print_json({"revoked": revoked, "client_id": token.client_id, "kind": token.kind})
+    else:
+        print(f"revoked {revoked} token(s) of client {token.client_id}")
+    return 0
