@@ -5,8 +5,10 @@ public ones (the authorization server, the API docs, the well-known
 documents); each route names the scopes it needs with
 ``Security(oauth2, scopes=[...])``, which also puts the OAuth2 scheme and
 its scopes into ``/openapi.json`` and ``/docs``. On its first start the app
-registers ``demo-client`` (client credentials, scopes ``read write``) on
-``./example.db`` and prints its secret once; delete the file to get a new one.
+registers on ``./example.db``, and prints each secret once: ``demo-client``
+(client credentials, scopes ``read write``), the public client ``demo-app``
+(for the docs' "Authorize" button and ``examples/device_client.py``) and the
+user ``demo``; delete the file to get new ones.
 
 Run it from the repository root::
 
@@ -23,9 +25,11 @@ Then, with the secret it printed::
 
 A token asked for with ``-d scope=read`` gets 403 ``insufficient_scope`` from
 ``POST /api/notes``, which needs ``write``. Open http://127.0.0.1:8000/docs
-for the API documentation; its "Authorize" button offers the authorization
-code flow, whose ``/authorize`` endpoint is not built yet, so use curl for
-tokens.
+for the API documentation: its "Authorize" button runs the authorization
+code flow with PKCE as ``demo-app`` (tick the scopes, sign in as ``demo``
+with the password printed above, approve), and "Try it out" then sends the
+token. ``python examples/device_client.py --issuer
+http://127.0.0.1:8000/oauth2 --client-id demo-app`` gets a person's token too.
 
 Environment: ``EXAMPLE_PORT`` (8000), ``EXAMPLE_DB`` (``example.db``) and
 ``EXAMPLE_ISSUER`` (``http://127.0.0.1:$EXAMPLE_PORT/oauth2``). The app can
@@ -36,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -53,6 +58,8 @@ PORT = int(os.environ.get("EXAMPLE_PORT", "8000"))
 ISSUER = os.environ.get("EXAMPLE_ISSUER", f"http://127.0.0.1:{PORT}/oauth2")
 RESOURCE = ISSUER.removesuffix("/oauth2")
 CLIENT_ID = "demo-client"
+APP_ID = "demo-app"
+USERNAME = "demo"
 SCOPES = {"read": "Read your profile and notes", "write": "Add notes"}
 
 server = AuthorizationServer(
@@ -91,13 +98,33 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
         print(f"demo client_id:     {CLIENT_ID}", flush=True)
         print(f"demo client_secret: {client.client_secret}  (shown once)", flush=True)
+    if await server.storage.get_client(APP_ID) is None:
+        # Public: the docs page runs in the browser and can keep no secret; PKCE instead.
+        await server.register_client(
+            name="Demo app",
+            redirect_uris=[RESOURCE + "/docs/oauth2-redirect"],
+            grant_types=["authorization_code", "urn:ietf:params:oauth:grant-type:device_code"],
+            scope=list(SCOPES),
+            public=True,
+            client_id=APP_ID,
+        )
+        print(f"app client_id: {APP_ID}  (public, no secret)", flush=True)
+    if await server.storage.get_user(USERNAME) is None:
+        password = secrets.token_urlsafe(12)
+        await server.create_user(USERNAME, password)
+        print(f"demo user: {USERNAME} / {password}  (shown once)", flush=True)
     try:
         yield
     finally:
         await server.close()
 
 
-app = FastAPI(title="asgi_oauth FastAPI example", lifespan=lifespan)
+app = FastAPI(
+    title="asgi_oauth FastAPI example",
+    lifespan=lifespan,
+    # The docs' "Authorize" button: the public client, with PKCE (RFC 7636).
+    swagger_ui_init_oauth={"clientId": APP_ID, "usePkceWithAuthorizationCodeGrant": True},
+)
 app.mount("/oauth2", oauth)
 # RFC 8414 §3.1: an issuer with a path also publishes its metadata at the host's root.
 app.router.routes.append(Route(oauth.metadata_path, oauth.metadata_app))

@@ -2,14 +2,17 @@
 
 The OAuth2App is mounted at ``/oauth2``, and ``BearerTokenMiddleware`` asks it
 in-process about the tokens sent to ``/api/*``. On its first start the app
-registers two clients on ``./example.db`` and prints their secrets once:
-``demo-client`` (client credentials, scopes ``read write``) and
-``demo-resource-server`` (for ``examples/remote_resource_server.py``).
-Delete the file to get new secrets.
+registers on ``./example.db``, and prints each secret once: ``demo-client``
+(client credentials, scopes ``read write``), ``demo-resource-server`` (for
+``examples/remote_resource_server.py``), the public client ``demo-app`` (the
+device flow, for ``examples/device_client.py``) and the user ``demo``, who
+signs in on the server's pages to approve a device. Delete the file to get
+new secrets.
 
-Run it from the repository root::
+Run it from the repository root, under uvicorn or under hypercorn::
 
     python examples/starlette_api.py
+    hypercorn examples.starlette_api:app --bind 127.0.0.1:8000
 
 Then, with the secret it printed::
 
@@ -25,15 +28,24 @@ A token asked for with ``-d scope=read`` gets 403 ``insufficient_scope`` from
 ``/.well-known/oauth-authorization-server/oauth2`` (RFC 8414) and
 ``/.well-known/oauth-protected-resource`` (RFC 9728).
 
+A person's token, from the device flow (open the link it prints, sign in as
+``demo`` with the password printed above, approve), is used the same way;
+``/api/me`` then names the user too::
+
+    python examples/device_client.py --issuer http://127.0.0.1:8000/oauth2 --client-id demo-app
+
 Environment: ``EXAMPLE_PORT`` (8000), ``EXAMPLE_DB`` (``example.db``) and
 ``EXAMPLE_ISSUER`` (``http://127.0.0.1:$EXAMPLE_PORT/oauth2``). The app can
-also be served as ``uvicorn examples.starlette_api:app``.
+also be served as ``uvicorn examples.starlette_api:app``; on another port,
+set ``EXAMPLE_PORT`` to the port given to uvicorn or hypercorn, as the
+issuer is built from it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -53,6 +65,8 @@ ISSUER = os.environ.get("EXAMPLE_ISSUER", f"http://127.0.0.1:{PORT}/oauth2")
 RESOURCE = ISSUER.removesuffix("/oauth2")
 CLIENT_ID = "demo-client"
 RESOURCE_SERVER_ID = "demo-resource-server"
+DEVICE_APP_ID = "demo-app"
+USERNAME = "demo"
 
 server = AuthorizationServer(
     SQLiteStorage(os.environ.get("EXAMPLE_DB", "example.db")),
@@ -67,8 +81,8 @@ oauth = OAuth2App(server)
 notes: list[dict[str, str | None]] = []
 
 
-async def register_demo_clients() -> None:
-    """Register the two demo clients on the first start; print each secret once."""
+async def register_demo_accounts() -> None:
+    """Register the demo clients and user on the first start; print each secret once."""
     if await server.storage.get_client(CLIENT_ID) is None:
         client = await server.register_client(
             name="Demo client",
@@ -87,6 +101,20 @@ async def register_demo_clients() -> None:
         )
         print(f"resource server client_id:     {RESOURCE_SERVER_ID}", flush=True)
         print(f"resource server client_secret: {api.client_secret}  (shown once)", flush=True)
+    if await server.storage.get_client(DEVICE_APP_ID) is None:
+        # Public: a device cannot keep a secret, so it gets none (RFC 8628 §5.6).
+        await server.register_client(
+            name="Demo device app",
+            grant_types=["urn:ietf:params:oauth:grant-type:device_code"],
+            scope=["read", "write"],
+            public=True,
+            client_id=DEVICE_APP_ID,
+        )
+        print(f"device app client_id: {DEVICE_APP_ID}  (public, no secret)", flush=True)
+    if await server.storage.get_user(USERNAME) is None:
+        password = secrets.token_urlsafe(12)
+        await server.create_user(USERNAME, password)
+        print(f"demo user: {USERNAME} / {password}  (shown once)", flush=True)
 
 
 async def me(request: Request) -> Response:
@@ -117,7 +145,7 @@ async def list_notes(request: Request) -> Response:
 
 @contextlib.asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
-    await register_demo_clients()
+    await register_demo_accounts()
     try:
         yield
     finally:
