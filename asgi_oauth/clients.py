@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from .crypto import generate_token, hash_secret
 from .models import Client
+from .scopes import is_scope_token
 from .types import GRANT_TYPES, GrantType
 
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -76,6 +77,8 @@ def check_client(client: Client, *, insecure_transport: bool = False) -> Client:
         raise ValueError("authorization at /authorize needs at least one redirect URI")
     for origin in client.allowed_origins:
         validate_origin(origin)
+    if not all(is_scope_token(scope) for scope in client.scope):
+        raise ValueError("scopes must be printable ASCII without spaces, quotes or '\\' (§3.3)")
     # RFC 6749 Appendix A.1: client_id = *VSCHAR (printable ASCII, space included).
     if not client.client_id or not (client.client_id.isascii() and client.client_id.isprintable()):
         raise ValueError(f"client_id must be printable ASCII: {client.client_id!r}")
@@ -98,7 +101,7 @@ def new_client(
     """Build a validated client with a fresh id and, unless public, a fresh secret."""
     secret = None if public else generate_token()
     client = Client(
-        client_id=client_id or generate_token(16),
+        client_id=client_id or _new_client_id(),
         secret_hash=None if secret is None else hash_secret(secret),
         name=name,
         redirect_uris=tuple(redirect_uris),
@@ -110,6 +113,13 @@ def new_client(
         created_at=int(time.time()),
     )
     return RegisteredClient(check_client(client, insecure_transport=insecure_transport), secret)
+
+
+def _new_client_id() -> str:
+    """A random client id that no command line mistakes for an option (no leading dash)."""
+    while (client_id := generate_token(16)).startswith("-"):
+        pass
+    return client_id
 
 
 def rotate_secret(client: Client) -> RegisteredClient:

@@ -11,6 +11,11 @@ from .errors import InvalidScopeError
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5B\x5D-\x7E]+")
 
 
+def is_scope_token(scope: str) -> bool:
+    """Whether ``scope`` is one scope-token of RFC 6749 §3.3."""
+    return _SCOPE_TOKEN.fullmatch(scope) is not None
+
+
 def parse_scope(value: str | None) -> frozenset[str] | None:
     """Split a space-delimited scope; None when the parameter was omitted."""
     if value is None:

@@ -229,6 +229,26 @@ async def test_users_are_listed_by_username(storage: Storage) -> None:
     assert [u.username for u in await storage.list_users()] == ["alice", "bob"]
 
 
+async def test_deleting_a_user_deletes_what_was_issued_on_their_behalf(
+    storage: Storage,
+) -> None:
+    await storage.save_user(make_user("user-1", "alice"))
+    await storage.save_tokens(
+        [make_token("t-alice", subject="user-1"), make_token("t-bob", subject="user-2")]
+    )
+    await storage.save_authorization_code(make_code("c-alice", subject="user-1"))
+    await storage.save_authorization_code(make_code("c-bob", subject="user-2"))
+    await storage.save_device_authorization(make_device("d-alice", "u-alice", subject="user-1"))
+    await storage.save_device_authorization(make_device("d-bob", "u-bob", subject="user-2"))
+    assert await storage.delete_user("alice") is True
+    assert await storage.get_token("t-alice") is None
+    assert await storage.get_authorization_code("c-alice") is None
+    assert await storage.get_device_authorization("u-alice") is None
+    assert await storage.get_token("t-bob") is not None
+    assert await storage.get_authorization_code("c-bob") is not None
+    assert await storage.get_device_authorization("u-bob") is not None
+
+
 async def test_deleting_a_user_forgets_their_consents_only(storage: Storage) -> None:
     await storage.save_user(make_user("user-1", "alice"))
     await storage.save_user(make_user("user-2", "bob"))

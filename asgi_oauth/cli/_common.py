@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import getpass
 import json
@@ -17,8 +18,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TextIO
 
 from ..config import Settings
+from ..errors import StorageError
 from ..models import Client, User
 from ..storage import DEFAULT_DATABASE_URL, Storage, open_storage
+from ..storage.urls import redact_url, sqlite_path
 
 #: Stands in for the issuer where a command needs settings but publishes no URL.
 _OFFLINE_ISSUER = "https://localhost"
@@ -47,6 +50,18 @@ def database_url(args: argparse.Namespace) -> str:
     return url
 
 
+def shown_database(args: argparse.Namespace) -> str:
+    """The database URL as it may be printed: without its password."""
+    return redact_url(database_url(args))
+
+
+def add_command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str
+) -> argparse.ArgumentParser:
+    """A subcommand whose ``--help`` says what it does, as the command list does."""
+    return sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".")
+
+
 def settings(args: argparse.Namespace, **flags: object) -> Settings:
     """Settings from flags over the environment; commands that publish nothing
     need no issuer."""
@@ -58,27 +73,53 @@ def settings(args: argparse.Namespace, **flags: object) -> Settings:
     return Settings.from_env(None, **overrides)
 
 
-def open_database(args: argparse.Namespace) -> Storage:
-    return open_storage(database_url(args))
+def open_database(args: argparse.Namespace, *, create: bool) -> Storage:
+    """The store ``--db`` names. Unless ``create``, a SQLite file must exist already:
+    a command that changes nothing must not leave a new database behind a typo."""
+    url = database_url(args)
+    path = sqlite_path(url)
+    if not create and path is not None and not os.path.exists(path):
+        raise StorageError(f"unable to open database file {path}: none there (migrate creates one)")
+    return open_storage(url)
+
+
+Command = Callable[[argparse.Namespace, Storage], Awaitable[int]]
 
 
 def with_storage(
-    fn: Callable[[argparse.Namespace, Storage], Awaitable[int]],
-) -> Callable[[argparse.Namespace], int]:
-    """A command run on the store ``--db`` names, closed afterwards."""
+    *, create: bool = False
+) -> Callable[[Command], Callable[[argparse.Namespace], int]]:
+    """A command run on the store ``--db`` names (created if ``create``), closed afterwards."""
 
-    @functools.wraps(fn)
-    def command(args: argparse.Namespace) -> int:
-        async def main() -> int:
-            storage = open_database(args)
+    def decorate(fn: Command) -> Callable[[argparse.Namespace], int]:
+        @functools.wraps(fn)
+        def command(args: argparse.Namespace) -> int:
+            path = sqlite_path(database_url(args))
+            new_file = path is not None and not os.path.exists(path)
+
+            async def main() -> int:
+                storage = open_database(args, create=create)
+                try:
+                    return await fn(args, storage)
+                finally:
+                    await storage.close()
+
             try:
-                return await fn(args, storage)
-            finally:
-                await storage.close()
+                return asyncio.run(main())
+            except BaseException:
+                if new_file and path is not None:
+                    _remove_sqlite_files(path)  # a refused command leaves nothing behind
+                raise
 
-        return asyncio.run(main())
+        return command
 
-    return command
+    return decorate
+
+
+def _remove_sqlite_files(path: str) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path + suffix)
 
 
 def _env_flag(name: str) -> bool:

@@ -10,10 +10,12 @@ import argparse
 import dataclasses
 
 from ..clients import RegisteredClient, check_client, new_client, rotate_secret
+from ..events import security_event
 from ..models import Client
 from ..storage import Storage
 from ._common import (
     CommandError,
+    add_command,
     add_database_option,
     add_json_option,
     client_json,
@@ -25,34 +27,34 @@ from ._common import (
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    group = commands.add_parser("clients", help="manage registered clients")
+    group = add_command(commands, "clients", "manage registered clients")
     sub = group.add_subparsers(dest="action", required=True, metavar="ACTION")
 
-    create = sub.add_parser("create", help="register a client; prints its secret once")
+    create = add_command(sub, "create", "register a client; prints its secret once")
     create.add_argument("--name", required=True, help="shown to people on the consent page")
     create.add_argument("--client-id", help="choose the id (default: random)")
     _metadata_options(create)
     create.add_argument("--public", action="store_true", help="no secret: a browser or native app")
     create.set_defaults(run=_create)
 
-    listing = sub.add_parser("list", help="list every client")
+    listing = add_command(sub, "list", "list every client")
     listing.set_defaults(run=_list)
 
-    show = sub.add_parser("show", help="show one client")
+    show = add_command(sub, "show", "show one client")
     show.add_argument("client_id")
     show.set_defaults(run=_show)
 
-    update = sub.add_parser("update", help="change a client; a list given replaces the old one")
+    update = add_command(sub, "update", "change a client; a list given replaces the old one")
     update.add_argument("client_id")
     update.add_argument("--name")
     _metadata_options(update)
     update.set_defaults(run=_update)
 
-    delete = sub.add_parser("delete", help="delete a client and everything issued to it")
+    delete = add_command(sub, "delete", "delete a client and everything issued to it")
     delete.add_argument("client_id")
     delete.set_defaults(run=_delete)
 
-    rotate = sub.add_parser("rotate-secret", help="give a client a new secret; prints it once")
+    rotate = add_command(sub, "rotate-secret", "give a client a new secret; prints it once")
     rotate.add_argument("client_id")
     rotate.set_defaults(run=_rotate)
 
@@ -91,7 +93,7 @@ def _scopes(values: list[str] | None) -> list[str] | None:
     return None if values is None else [s for value in values for s in value.split()]
 
 
-@with_storage
+@with_storage(create=True)
 async def _create(args: argparse.Namespace, storage: Storage) -> int:
     insecure = settings(args, insecure_transport=args.insecure_transport).insecure_transport
     if any(c.name == args.name for c in await storage.list_clients()):
@@ -114,6 +116,7 @@ async def _create(args: argparse.Namespace, storage: Storage) -> int:
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     await storage.save_client(registered.client)
+    security_event("client_created", client_id=registered.client.client_id, source="cli")
     _print_registered(args, registered, "created")
     return 0
 
@@ -129,7 +132,7 @@ def _print_registered(args: argparse.Namespace, registered: RegisteredClient, wh
         print("(the secret is shown this once: store it now)")
 
 
-@with_storage
+@with_storage()
 async def _list(args: argparse.Namespace, storage: Storage) -> int:
     clients = await storage.list_clients()
     if args.json:
@@ -158,7 +161,7 @@ async def _find(storage: Storage, client_id: str) -> Client:
     return client
 
 
-@with_storage
+@with_storage()
 async def _show(args: argparse.Namespace, storage: Storage) -> int:
     shown = client_json(await _find(storage, args.client_id))
     if args.json:
@@ -170,7 +173,7 @@ async def _show(args: argparse.Namespace, storage: Storage) -> int:
     return 0
 
 
-@with_storage
+@with_storage()
 async def _update(args: argparse.Namespace, storage: Storage) -> int:
     client = await _find(storage, args.client_id)
     changes: dict[str, object] = {}
@@ -196,6 +199,7 @@ async def _update(args: argparse.Namespace, storage: Storage) -> int:
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     await storage.save_client(updated)
+    security_event("client_updated", client_id=updated.client_id, source="cli")
     if args.json:
         print_json(client_json(updated))
     else:
@@ -203,10 +207,11 @@ async def _update(args: argparse.Namespace, storage: Storage) -> int:
     return 0
 
 
-@with_storage
+@with_storage()
 async def _delete(args: argparse.Namespace, storage: Storage) -> int:
     if not await storage.delete_client(args.client_id):
         raise CommandError(f"no client with id {args.client_id!r}")
+    security_event("client_deleted", client_id=args.client_id, source="cli")
     if args.json:
         print_json({"deleted": args.client_id})
     else:
@@ -214,12 +219,13 @@ async def _delete(args: argparse.Namespace, storage: Storage) -> int:
     return 0
 
 
-@with_storage
+@with_storage()
 async def _rotate(args: argparse.Namespace, storage: Storage) -> int:
     try:
         rotated = rotate_secret(await _find(storage, args.client_id))
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     await storage.save_client(rotated.client)
+    security_event("client_secret_rotated", client_id=rotated.client.client_id, source="cli")
     _print_registered(args, rotated, "new secret for")
     return 0

@@ -7,28 +7,30 @@ import sys
 import time
 
 from ..crypto import hash_token
+from ..events import security_event
 from ..storage import Storage
 from ._common import (
     CommandError,
+    add_command,
     add_database_option,
     add_json_option,
-    database_url,
     print_json,
+    shown_database,
     with_storage,
 )
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
+    migrate = add_command(commands, "migrate", "create or upgrade the database schema")
     migrate.set_defaults(run=_migrate)
-    purge = commands.add_parser(
-        "purge", help="delete expired codes, device codes and tokens (for a scheduled job)"
+    purge = add_command(
+        commands, "purge", "delete expired codes, device codes and tokens (for a scheduled job)"
     )
     purge.set_defaults(run=_purge)
-    tokens = commands.add_parser("tokens", help="act on issued tokens")
+    tokens = add_command(commands, "tokens", "act on issued tokens")
     sub = tokens.add_subparsers(dest="action", required=True, metavar="ACTION")
-    revoke = sub.add_parser(
-        "revoke", help="revoke a token read from stdin (a refresh token takes its grant along)"
+    revoke = add_command(
+        sub, "revoke", "revoke a token read from stdin (a refresh token takes its grant along)"
     )
     revoke.set_defaults(run=_revoke)
     for parser in (migrate, purge, revoke):
@@ -43,17 +45,17 @@ async def migrate_storage(storage: Storage) -> None:
         await migrate()
 
 
-@with_storage
+@with_storage(create=True)
 async def _migrate(args: argparse.Namespace, storage: Storage) -> int:
     await migrate_storage(storage)
     if args.json:
-        print_json({"database": database_url(args), "ready": True})
+        print_json({"database": shown_database(args), "ready": True})
     else:
-        print(f"database ready: {database_url(args)}")
+        print(f"database ready: {shown_database(args)}")
     return 0
 
 
-@with_storage
+@with_storage()
 async def _purge(args: argparse.Namespace, storage: Storage) -> int:
     purged = await storage.purge_expired(now=int(time.time()))
     if args.json:
@@ -63,7 +65,7 @@ async def _purge(args: argparse.Namespace, storage: Storage) -> int:
     return 0
 
 
-@with_storage
+@with_storage()
 async def _revoke(args: argparse.Namespace, storage: Storage) -> int:
     # Read from stdin: a token on the command line would stay in the shell's history.
     value = sys.stdin.readline().strip()
@@ -77,6 +79,7 @@ async def _revoke(args: argparse.Namespace, storage: Storage) -> int:
         revoked = await storage.revoke_family(token.family_id, now=now)
     else:
         revoked = int(await storage.revoke_token(token.token_hash, now=now))
+    security_event("token_revoked", client_id=token.client_id, token_kind=token.kind, source="cli")
     if args.json:
         print_json({"revoked": revoked, "client_id": token.client_id, "kind": token.kind})
     else:

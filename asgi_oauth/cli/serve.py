@@ -13,19 +13,19 @@ import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator
-
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Mount, Route
+from typing import TYPE_CHECKING
 
 from ..crypto import generate_token
 from ..server import AuthorizationServer
 from ..storage import Storage
 from ..types import DEVICE_CODE
-from ._common import add_database_option, settings
+from ._common import add_command, add_database_option, settings, shown_database
 from .database import migrate_storage
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
 
 DEMO_CLIENT_ID = "demo-client"
 DEMO_APP_ID = "demo-app"
@@ -34,7 +34,7 @@ DEMO_REDIRECT_URI = "http://127.0.0.1/callback"
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    run = commands.add_parser("serve", help="run a standalone authorization server")
+    run = add_command(commands, "serve", "run a standalone authorization server under uvicorn")
     add_database_option(run)
     run.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     run.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
@@ -70,7 +70,7 @@ def serve(args: argparse.Namespace) -> int:
     asyncio.run(prepare(AuthorizationServer.from_settings(config), demo=args.demo))
     # A fresh server: uvicorn runs the app on its own event loop.
     app = build_app(AuthorizationServer.from_settings(config), demo=args.demo)
-    print(f"listening on http://{args.host}:{args.port}  (database {config.database_url})")
+    print(f"listening on http://{args.host}:{args.port}  (database {shown_database(args)})")
     print(f"metadata: {config.issuer}/.well-known/oauth-authorization-server")
     if args.demo:
         print(f"demo API: {config.issuer}/api/demo  (send: Authorization: Bearer TOKEN)")
@@ -120,6 +120,11 @@ async def _register_demo(server: AuthorizationServer) -> None:
 
 def build_app(server: AuthorizationServer, *, demo: bool) -> Starlette:
     """The authorization server at the issuer's path, and the demo API beside it."""
+    # Imported here: the other commands start without the web stack.
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.routing import Mount, Route
+
     from ..app import OAuth2App
     from ..middleware import BearerTokenMiddleware
 
@@ -145,6 +150,8 @@ def build_app(server: AuthorizationServer, *, demo: bool) -> Starlette:
 
 
 async def _demo_api(request: Request) -> JSONResponse:
+    from starlette.responses import JSONResponse
+
     return JSONResponse(
         {
             "message": "this route is protected by BearerTokenMiddleware",

@@ -12,10 +12,12 @@ import dataclasses
 import time
 
 from ..crypto import generate_token, hash_password
+from ..events import security_event
 from ..models import User
 from ..storage import Storage
 from ._common import (
     CommandError,
+    add_command,
     add_database_option,
     add_json_option,
     print_json,
@@ -27,13 +29,21 @@ from ._common import (
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    group = commands.add_parser("users", help="manage the users of the built-in login page")
+    group = add_command(commands, "users", "manage the users of the built-in login page")
     sub = group.add_subparsers(dest="action", required=True, metavar="ACTION")
-    create = sub.add_parser("create", help="add a user (asks for the password)")
+    create = add_command(
+        sub,
+        "create",
+        "add a user; the password comes from a prompt, or stdin with --password-stdin",
+    )
     create.set_defaults(run=_create)
-    password = sub.add_parser("set-password", help="change a user's password")
+    password = add_command(
+        sub,
+        "set-password",
+        "change a user's password (prompt or --password-stdin); their sessions end",
+    )
     password.set_defaults(run=_set_password)
-    delete = sub.add_parser("delete", help="delete a user and the consents they gave")
+    delete = add_command(sub, "delete", "delete a user and everything issued on their behalf")
     delete.set_defaults(run=_delete)
     for parser in (create, password, delete):
         parser.add_argument("username")
@@ -41,7 +51,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         parser.add_argument(
             "--password-stdin", action="store_true", help="read the password from stdin"
         )
-    listing = sub.add_parser("list", help="list every user")
+    listing = add_command(sub, "list", "list every user")
     listing.set_defaults(run=_list)
     for parser in (create, password, delete, listing):
         add_database_option(parser)
@@ -53,7 +63,7 @@ async def _hash(args: argparse.Namespace) -> str:
     return await asyncio.to_thread(hash_password, password)
 
 
-@with_storage
+@with_storage(create=True)
 async def _create(args: argparse.Namespace, storage: Storage) -> int:
     if not args.username.strip() or not args.username.isprintable():
         raise CommandError("the username must be printable and not blank")
@@ -66,6 +76,7 @@ async def _create(args: argparse.Namespace, storage: Storage) -> int:
         created_at=int(time.time()),
     )
     await storage.save_user(user)
+    security_event("user_created", user_id=user.user_id, source="cli")
     if args.json:
         print_json(user_json(user))
     else:
@@ -73,12 +84,13 @@ async def _create(args: argparse.Namespace, storage: Storage) -> int:
     return 0
 
 
-@with_storage
+@with_storage()
 async def _set_password(args: argparse.Namespace, storage: Storage) -> int:
     user = await storage.get_user(args.username)
     if user is None:
         raise CommandError(f"no user named {args.username!r}")
     await storage.save_user(dataclasses.replace(user, password_hash=await _hash(args)))
+    security_event("user_password_changed", user_id=user.user_id, source="cli")
     if args.json:
         print_json(user_json(user))
     else:
@@ -86,18 +98,20 @@ async def _set_password(args: argparse.Namespace, storage: Storage) -> int:
     return 0
 
 
-@with_storage
+@with_storage()
 async def _delete(args: argparse.Namespace, storage: Storage) -> int:
-    if not await storage.delete_user(args.username):
+    user = await storage.get_user(args.username)
+    if user is None or not await storage.delete_user(args.username):
         raise CommandError(f"no user named {args.username!r}")
+    security_event("user_deleted", user_id=user.user_id, source="cli")
     if args.json:
         print_json({"deleted": args.username})
     else:
-        print(f"deleted user {args.username!r}")
+        print(f"deleted user {args.username!r} and everything issued on their behalf")
     return 0
 
 
-@with_storage
+@with_storage()
 async def _list(args: argparse.Namespace, storage: Storage) -> int:
     users = await storage.list_users()
     if args.json:

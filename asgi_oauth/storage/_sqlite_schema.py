@@ -108,6 +108,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX device_authorizations_expires_at ON device_authorizations (expires_at)",
         "CREATE INDEX device_authorizations_client_id ON device_authorizations (client_id)",
     ),
+    (
+        # Deleting a user deletes what was issued on their behalf.
+        "CREATE INDEX tokens_subject ON tokens (subject) WHERE subject IS NOT NULL",
+        "CREATE INDEX authorization_codes_subject ON authorization_codes (subject)",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

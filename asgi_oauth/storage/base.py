@@ -45,7 +45,8 @@ class Storage(Protocol):
         """Every user, ordered by username."""
 
     async def delete_user(self, username: str) -> bool:
-        """Remove a user and the consents they gave; False if unknown."""
+        """Remove a user with the consents they gave and every code, device code and
+        token issued on their behalf; False if unknown."""
 
     async def get_consent(self, subject: str, client_id: str) -> frozenset[str] | None:
         """The scopes this user let this client have without asking again; None if never."""

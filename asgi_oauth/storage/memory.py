@@ -72,6 +72,12 @@ class MemoryStorage:
             return False
         for key in [k for k in self._consents if k[0] == user.user_id]:
             del self._consents[key]
+        for code_hash in [h for h, c in self._codes.items() if c.subject == user.user_id]:
+            del self._codes[code_hash]
+        for device in [d for d in self._devices.values() if d.subject == user.user_id]:
+            self._forget_device(device)
+        for token in [t for t in self._tokens.values() if t.subject == user.user_id]:
+            self._forget(token)
         return True
 
     async def get_consent(self, subject: str, client_id: str) -> frozenset[str] | None:

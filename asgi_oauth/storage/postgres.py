@@ -176,7 +176,9 @@ class PostgresStorage:
             )
             if user_id is None:
                 return False
-            await conn.execute("DELETE FROM consents WHERE subject = $1", user_id)
+            for table in ("consents", "authorization_codes", "device_authorizations", "tokens"):
+                sql = f"DELETE FROM {table} WHERE subject = $1"  # noqa: S608 (constants)
+                await conn.execute(sql, user_id)
             return True
 
         deleted: bool = await self._transaction(delete)

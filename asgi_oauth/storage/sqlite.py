@@ -154,7 +154,9 @@ class SQLiteStorage:
             found = conn.execute(schema.SELECT_USER, (username,)).fetchall()
             if not found:
                 return False
-            conn.execute("DELETE FROM consents WHERE subject = ?", (found[0][0],))
+            user_id = found[0][0]
+            for table in ("consents", "authorization_codes", "device_authorizations", "tokens"):
+                conn.execute(f"DELETE FROM {table} WHERE subject = ?", (user_id,))  # noqa: S608
             conn.execute("DELETE FROM users WHERE username = ?", (username,))
             return True
 

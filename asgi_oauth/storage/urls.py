@@ -20,8 +20,9 @@ def open_storage(url: str) -> Storage:
     """The store a database URL names; raises ``ValueError`` for one it cannot name."""
     if url in ("memory:", "memory://"):
         return MemoryStorage()
-    if url.startswith("sqlite:///"):
-        return SQLiteStorage(url.removeprefix("sqlite:///"))
+    path = sqlite_path(url)
+    if path is not None:
+        return SQLiteStorage(path)
     scheme = urlsplit(url).scheme
     if scheme in ("postgresql", "postgres"):
         from .postgres import PostgresStorage
@@ -33,6 +34,23 @@ def open_storage(url: str) -> Storage:
         return PostgresStorage(urlunsplit(parts._replace(query=rest)), schema=schema)
     if "://" in url or scheme == "sqlite":
         raise ValueError(
-            f"unsupported database URL: {url!r} (expected sqlite:///path or postgresql://...)"
+            f"unsupported database URL: {redact_url(url)!r}"
+            " (expected sqlite:///path or postgresql://...)"
         )
     return SQLiteStorage(url)
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password hidden, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file a SQLite URL or path names; None for any other store."""
+    if url.startswith("sqlite:///"):
+        return url.removeprefix("sqlite:///")
+    return None if "://" in url or url.startswith("memory:") else url
