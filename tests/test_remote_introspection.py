@@ -387,7 +387,7 @@ async def test_wrong_resource_server_credentials_give_503_and_are_logged_not_401
     # The token itself is fine: the same resource server with its real secret accepts it.
     async with resource_server(introspection_url(shared_as), deployment.resource_server) as rs:
         assert (await rs.get(token)).status_code == 200
-    assert "client authentication failed" in shared_as.stderr()
+    assert "event=client_authentication_failed" in shared_as.stderr()
 
 
 # -- fixed since 11b227a, kept as regression tests ------------------------------------------
