@@ -4,8 +4,12 @@
 on the store named by the environment, behind a lifespan handler that registers
 the benchmark's clients on uvicorn's own event loop before the first request:
 
-- ``BENCH_STORE``: ``memory`` (default) or ``sqlite``;
+- ``BENCH_STORE``: ``memory`` (default), ``sqlite`` or ``postgres``;
 - ``BENCH_DB``: the SQLite file (``synchronous="FULL"``: every commit is fsync'd);
+- ``BENCH_POSTGRES_URL`` (default ``DEFAULT_POSTGRES_URL``), ``BENCH_POSTGRES_SCHEMA``
+  (required: the bench creates a fresh schema per round and drops it afterwards)
+  and ``BENCH_POSTGRES_POOL`` (the pool's fixed size, default
+  ``DEFAULT_POSTGRES_POOL``): ``PostgresStorage`` on that schema;
 - ``BENCH_ISSUER``: the issuer URL (default ``http://127.0.0.1:8000``);
 - ``BENCH_ACCESS_TOKEN_LIFETIME`` and ``BENCH_PURGE_INTERVAL``: seconds, optional.
 """
@@ -26,6 +30,11 @@ from asgi_oauth.storage import MemoryStorage, SQLiteStorage, Storage
 #: The confidential client that asks for tokens (client_credentials, HTTP Basic).
 CLIENT_ID = "bench-client"
 CLIENT_SECRET = "bench-client-secret-0123456789abcdef"
+#: Where the PostgreSQL scenarios connect, unless ``BENCH_POSTGRES_URL`` says otherwise.
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+#: Connections in the PostgreSQL store's pool (min_size = max_size): see bench/README.md.
+DEFAULT_POSTGRES_POOL = 10
+
 #: The resource server that introspects them (``is_resource_server=True``).
 RESOURCE_SERVER_ID = "bench-resource-server"
 RESOURCE_SERVER_SECRET = "bench-resource-server-secret-0123456789"
@@ -90,13 +99,24 @@ class BenchApp:
             await self.server.storage.save_client(client)
 
 
-def _storage_from_env() -> Storage:
+def storage_from_env() -> Storage:
+    """The store ``BENCH_STORE`` names (``middleware_apps`` uses it too)."""
     kind = os.environ.get("BENCH_STORE", "memory")
     if kind == "memory":
         return MemoryStorage()
     if kind == "sqlite":
         return SQLiteStorage(os.environ["BENCH_DB"], synchronous="FULL")
-    raise ValueError(f"BENCH_STORE must be 'memory' or 'sqlite', not {kind!r}")
+    if kind == "postgres":
+        from asgi_oauth.storage.postgres import PostgresStorage
+
+        pool = int(os.environ.get("BENCH_POSTGRES_POOL", DEFAULT_POSTGRES_POOL))
+        return PostgresStorage(
+            os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL),
+            schema=os.environ["BENCH_POSTGRES_SCHEMA"],
+            min_size=pool,
+            max_size=pool,
+        )
+    raise ValueError(f"BENCH_STORE must be 'memory', 'sqlite' or 'postgres', not {kind!r}")
 
 
 def _settings_from_env() -> Settings:
@@ -112,4 +132,4 @@ def _settings_from_env() -> Settings:
     return settings
 
 
-oauth = BenchApp(AuthorizationServer(_storage_from_env(), _settings_from_env()))
+oauth = BenchApp(AuthorizationServer(storage_from_env(), _settings_from_env()))

@@ -3,18 +3,24 @@
 Usage (from anywhere; paths are resolved from this file)::
 
     python bench/middleware.py [--duration 10] [--connections 64] [--rounds 3] [--profile]
+                               [--only NAME ...] [--cache-ttl SECONDS] [--postgres-pool N]
 
-Three scenarios, measured in one run on the same cores, each round on fresh
-servers, interleaved; the table shows medians (see ``bench/README.md``):
+Scenarios measured in one run on the same cores, each round on fresh servers
+(and a fresh SQLite file or PostgreSQL schema), interleaved; the table shows
+medians (see ``bench/README.md``):
 
 - ``bare``: ``GET /api/hello`` → ``{"hello": "world"}``, a plain Starlette route;
-- ``local``: the same app behind ``BearerTokenMiddleware`` with a
-  ``LocalIntrospector`` (the authorization server in the same process, SQLite);
-- ``remote``: the same app behind ``BearerTokenMiddleware`` with a
-  ``RemoteIntrospector`` asking ``apps:oauth`` in another process over HTTP.
+- ``bare-auth``: the same, sent the protected scenarios' ``Authorization`` header;
+- ``local``, ``local-postgres``: the same app behind ``BearerTokenMiddleware`` with a
+  ``LocalIntrospector`` (the authorization server in the same process, on SQLite
+  or on PostgreSQL);
+- ``remote``, ``remote-postgres``: the same app behind ``BearerTokenMiddleware``
+  with a ``RemoteIntrospector`` asking ``apps:oauth`` (on SQLite or PostgreSQL)
+  in another process over HTTP.
 
 wrk sends one valid access token with every request; the introspectors' caches
-are warm (a warm-up run precedes every measured run). It reuses ``run.py``'s
+are warm (a warm-up run precedes every measured run), unless ``--cache-ttl``
+changes them (``0``: every request misses the cache). It reuses ``run.py``'s
 uvicorn command, wrk scripts and environment report. Before each round's
 warm-up it waits (a while) for the machine to be quiet, and it reports how much
 CPU other processes took during each measured run. ``--profile`` adds, after
@@ -46,12 +52,21 @@ from typing import Literal
 
 import httpx
 from run import (
+    POSTGRES_MISSING,
     WARMUP_SECONDS,
     BenchError,
     Server,
+    Store,
     WrkResult,
+    add_postgres_pool_argument,
+    cpu_since,
     environment,
     issue_token,
+    postgres_cpu,
+    postgres_env,
+    postgres_environment,
+    postgres_schema,
+    postgres_url,
     run_wrk,
     serve,
     write_lua,
@@ -66,31 +81,44 @@ PATH = "/api/hello"
 TOKEN_WAIT_SECONDS = 10
 PROFILE_RATE = 250
 
-Name = Literal["bare", "bare-auth", "local", "remote"]
+Name = Literal["bare", "bare-auth", "local", "local-postgres", "remote", "remote-postgres"]
 
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
     name: Name
     introspector: str
+    #: The store of the authorization server behind the introspector.
+    store: Store = "-"
     #: The least acceptable ratio of this scenario's median req/s to bare's.
     target: float | None = None
 
     @property
+    def kind(self) -> str:
+        """``middleware_apps``' ``BENCH_SCENARIO``: ``bare``, ``local`` or ``remote``."""
+        return self.name.partition("-")[0]
+
+    @property
     def protected(self) -> bool:
-        return self.name in ("local", "remote")
+        return self.kind in ("local", "remote")
 
 
 BARE = Scenario("bare", "—")
 #: The bare app, sent the same Authorization header as the protected ones (nothing
 #: reads it): what carrying the header costs uvicorn, apart from the middleware.
 BARE_AUTH = Scenario("bare-auth", "— (header sent, not read)")
+#: With a warm cache the store is not on the hot path: the same targets hold for both.
 SCENARIOS = (
     BARE,
     BARE_AUTH,
-    Scenario("local", "LocalIntrospector (SQLite, same process)", 0.90),
-    Scenario("remote", "RemoteIntrospector (HTTP to apps:oauth)", 0.85),
+    Scenario("local", "LocalIntrospector (SQLite, same process)", "sqlite", 0.90),
+    Scenario("local-postgres", "LocalIntrospector (PostgreSQL, same process)", "postgres", 0.90),
+    Scenario("remote", "RemoteIntrospector (HTTP to apps:oauth, SQLite)", "sqlite", 0.85),
+    Scenario(
+        "remote-postgres", "RemoteIntrospector (HTTP to apps:oauth, PostgreSQL)", "postgres", 0.85
+    ),
 )
+NAMES = tuple(s.name for s in SCENARIOS)
 
 
 @dataclass(slots=True)
@@ -107,6 +135,8 @@ class Outcome:
     server_logs: list[str] = dataclasses.field(default_factory=list)
     #: CPU seconds the authorization server used during each measured run (remote only).
     as_cpu: list[float] = dataclasses.field(default_factory=list)
+    #: Cores PostgreSQL kept busy during each measured run (PostgreSQL scenarios only).
+    db_cores: list[float] = dataclasses.field(default_factory=list)
     #: CPU microseconds the measured server spent per request, each measured run: on a
     #: shared machine this moves far less than throughput, which neighbours' load sways.
     cpu_us: list[float] = dataclasses.field(default_factory=list)
@@ -216,17 +246,26 @@ def run_round(
     workdir = Path(tempfile.mkdtemp(prefix=f"{scenario.name}-", dir=tmp))
     servers: list[Server] = []
     try:
-        with contextlib.ExitStack() as stack:
-            env: dict[str, str] = {"BENCH_SCENARIO": scenario.name.partition("-")[0]}
+        with contextlib.ExitStack() as stack:  # unwinds in reverse: servers, then the schema
+            env: dict[str, str] = {"BENCH_SCENARIO": scenario.kind}
+            if args.cache_ttl is not None:
+                env["BENCH_CACHE_TTL"] = str(args.cache_ttl)
+            store_env: dict[str, str] = {}
+            if scenario.store == "sqlite":
+                db = "local.db" if scenario.kind == "local" else "as.db"
+                store_env = {"BENCH_STORE": "sqlite", "BENCH_DB": str(workdir / db)}
+            elif scenario.store == "postgres":
+                schema = stack.enter_context(postgres_schema(postgres_url()))
+                store_env = postgres_env(schema, args.postgres_pool)
             token: str | None = None
             if scenario is BARE_AUTH:
                 token = time_ordered_token()  # the shape and length of a real one
             auth_server: Server | None = None
             token_file = workdir / "token"
-            if scenario.name == "local":
-                env |= {"BENCH_DB": str(workdir / "local.db"), "BENCH_TOKEN_FILE": str(token_file)}
-            elif scenario.name == "remote":
-                as_env = {"BENCH_STORE": "sqlite", "BENCH_DB": str(workdir / "as.db")}
+            if scenario.kind == "local":
+                env |= {**store_env, "BENCH_TOKEN_FILE": str(token_file)}
+            elif scenario.kind == "remote":
+                as_env = store_env
                 auth_server = stack.enter_context(serve(AS_APP, as_env, workdir, args.as_cpu))
                 servers.append(auth_server)
                 env["BENCH_INTROSPECTION_URL"] = auth_server.url + "/introspect"
@@ -234,7 +273,7 @@ def run_round(
                     token = issue_token(http)
             server = stack.enter_context(serve(APP, env, workdir, args.server_cpu))
             servers.append(server)
-            if scenario.name == "local":
+            if scenario.kind == "local":
                 token = wait_for_token(token_file, server)
             lua = prepare(scenario, server, token, workdir)
             waited, share = wait_for_quiet(args.quiet_threshold, args.quiet_timeout)
@@ -257,6 +296,7 @@ def run_round(
                     stderr=subprocess.PIPE,
                 )
             as_before = cpu_seconds(auth_server.proc.pid) if auth_server else 0.0
+            db_before = postgres_cpu() if scenario.store == "postgres" else None
             server_before = cpu_seconds(server.proc.pid)
             busy_before, total_before = machine_busy()
             wrk_before = children_cpu()
@@ -264,6 +304,9 @@ def run_round(
             server_cpu = cpu_seconds(server.proc.pid) - server_before
             busy_after, total_after = machine_busy()
             ours = children_cpu() - wrk_before + cpu_seconds(server.proc.pid) - server_before
+            db_used = None if db_before is None else cpu_since(db_before, postgres_cpu())
+            if db_used is not None:
+                ours += db_used  # the database works for this scenario: not a neighbour
             if auth_server is not None:
                 as_used = cpu_seconds(auth_server.proc.pid) - as_before
                 ours += as_used
@@ -279,21 +322,25 @@ def run_round(
             for running in servers:
                 running.check_alive()
         if profile:
-            print(f"  {scenario.name:<9} profiled ({result.rps:.0f} req/s under py-spy)")
+            print(f"  {scenario.name:<15} profiled ({result.rps:.0f} req/s under py-spy)")
             return
         outcome.results.append(result)
         outcome.cpu_us.append(server_cpu / max(result.requests, 1) * 1e6)
         outcome.rounds.append(round_no)
         outcome.foreign.append(foreign)
+        db = ""
+        if db_used is not None:
+            outcome.db_cores.append(db_used / (result.duration_us / 1e6))
+            db = f"  PostgreSQL {outcome.db_cores[-1]:.2f} cores"
         print(
-            f"  {scenario.name:<9} {result.rps:>9.0f} req/s  p50 {result.p50_us / 1e3:6.2f} ms"
+            f"  {scenario.name:<15} {result.rps:>9.0f} req/s  p50 {result.p50_us / 1e3:6.2f} ms"
             f"  p99 {result.p99_us / 1e3:6.2f} ms  errors {result.errors}"
-            f"  other processes {foreign:.0%} of the CPUs",
+            f"  other processes {foreign:.0%} of the CPUs{db}",
             flush=True,
         )
     except (BenchError, httpx.HTTPError, ValueError, subprocess.SubprocessError) as exc:
         outcome.failures.append(str(exc))
-        print(f"  {scenario.name:<9} FAILED: {str(exc).splitlines()[0]}", flush=True)
+        print(f"  {scenario.name:<15} FAILED: {str(exc).splitlines()[0]}", flush=True)
     finally:
         outcome.server_logs += [log for s in servers if (log := s.log().strip())]
         shutil.rmtree(workdir, ignore_errors=True)
@@ -373,7 +420,7 @@ def summarize_profile(raw: str, top: int) -> list[str]:
 # -- reporting ------------------------------------------------------------------------------
 
 
-def table(outcomes: Sequence[Outcome]) -> list[str]:
+def table(outcomes: Sequence[Outcome], cache_ttl: float | None) -> list[str]:
     bare = next((o for o in outcomes if o.scenario is BARE and o.results), None)
     lines = [
         "| scenario | introspector | req/s (median) | p50 ms | p99 ms | errors "
@@ -391,6 +438,8 @@ def table(outcomes: Sequence[Outcome]) -> list[str]:
             verdict = "—"
         elif bare is None:
             verdict = "n/a"
+        elif cache_ttl is not None:
+            verdict = "n/a (the targets assume the default cache)"
         else:
             verdict = "PASS" if ratio >= s.target else "BELOW"
         if o.failures:
@@ -461,22 +510,48 @@ def placement(args: argparse.Namespace, outcomes: Sequence[Outcome]) -> list[str
         if as_cpu
         else "not measured"
     )
-    return [
+    if args.cache_ttl is None:
+        cache = (
+            f"introspectors' default cache; a {WARMUP_SECONDS} s warm-up fills it before "
+            "each measured run"
+        )
+        why = (
+            "- why the authorization server may share wrk's core: with a warm cache (default "
+            "cache_ttl=10 s) the resource server asks it at most once per 10 s, all concurrent "
+            f"requests for the token sharing that one call; {used}"
+        )
+    else:
+        cache = (
+            f"introspectors' cache_ttl={args.cache_ttl:g} s (--cache-ttl; 0: every request "
+            "misses the cache, concurrent requests sharing one lookup); the targets assume "
+            "the default cache and are not judged"
+        )
+        why = (
+            "- the authorization server shares wrk's core (--as-cpu to move it); with this "
+            f"cache it works during the whole run: {used}"
+        )
+    lines = [
         f"- resource server (the measured uvicorn): core {args.server_cpu}; wrk: core "
-        f"{args.wrk_cpu}; remote's authorization server (`{AS_APP}`, SQLite, same uvicorn "
-        f"settings): core {args.as_cpu}",
-        "- why the authorization server may share wrk's core: with a warm cache (default "
-        "cache_ttl=10 s) the resource server asks it at most once per 10 s, all concurrent "
-        f"requests for the token sharing that one call; {used}",
+        f"{args.wrk_cpu}; remote's authorization server (`{AS_APP}` on the scenario's "
+        f"store, same uvicorn settings): core {args.as_cpu}",
+        why,
         "- protected routes: `BearerTokenMiddleware` defaults (every path needs a valid "
-        "token), `Authorization: Bearer <token>` on every request, introspectors' default "
-        f"cache; a {WARMUP_SECONDS} s warm-up fills it before each measured run",
+        f"token), `Authorization: Bearer <token>` on every request, {cache}",
         f"- noise: before each warm-up the script waits (≤ {args.quiet_timeout:.0f} s) for the "
         f"machine to be ≤ {args.quiet_threshold:.0%} busy for a second; the per-round table "
         "shows, in parentheses, the share of both cores other processes used during the "
         "measured run (/proc/stat busy time minus the servers' and wrk's own CPU time)",
         "- scenario order rotates from round to round",
     ]
+    for o in outcomes:
+        if o.db_cores:
+            rounds = ", ".join(f"{c:.2f}" for c in o.db_cores)
+            lines.append(
+                f"- {o.scenario.name}: PostgreSQL (not pinned) used {o.median(o.db_cores):.2f} "
+                f"cores during the measured runs (median; per round {rounds}); counted as the "
+                "scenario's own, not as other processes'"
+            )
+    return lines
 
 
 def error_details(outcomes: Sequence[Outcome]) -> list[str]:
@@ -519,11 +594,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--profile", action="store_true", help="then profile each scenario once with py-spy"
     )
     parser.add_argument("--top", type=int, default=12, help="middleware lines to list (12)")
+    parser.add_argument(
+        "--only", nargs="+", choices=NAMES, metavar="NAME", help=f"one or more of {NAMES}"
+    )
+    parser.add_argument(
+        "--cache-ttl",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="the introspectors' cache_ttl (default: theirs, 10 s); 0: every request misses",
+    )
+    add_postgres_pool_argument(parser)
     args = parser.parse_args(argv)
     if args.as_cpu is None:
         args.as_cpu = args.wrk_cpu
-    if min(args.duration, args.connections, args.rounds) < 1:
-        parser.error("--duration, --connections and --rounds must be >= 1")
+    if min(args.duration, args.connections, args.rounds, args.postgres_pool) < 1:
+        parser.error("--duration, --connections, --rounds and --postgres-pool must be >= 1")
+    if args.cache_ttl is not None and args.cache_ttl < 0:
+        parser.error("--cache-ttl must be >= 0")
     if args.server_cpu == args.wrk_cpu:
         parser.error("the resource server and wrk must run on different cores")
     missing = [tool for tool in ("wrk", "taskset") if shutil.which(tool) is None]
@@ -542,8 +630,19 @@ def _on_sigterm(signum: int, frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _on_sigterm)
+    names = set(args.only or NAMES)
+    selected = [s for s in SCENARIOS if s.name in names]
+    if BARE not in selected:
+        selected.insert(0, BARE)  # ratios need the ceiling, measured alongside
+        print("(bare added: the ratios need it)")
     header = environment(args)
-    outcomes = [Outcome(s) for s in SCENARIOS]
+    if any(s.store == "postgres" for s in selected):
+        try:
+            header += postgres_environment(args.postgres_pool)
+        except BenchError as exc:
+            print(f"error: {exc}\n{POSTGRES_MISSING}", file=sys.stderr)
+            return 2
+    outcomes = [Outcome(s) for s in selected]
     try:
         with tempfile.TemporaryDirectory(prefix="asgi-oauth-middleware-bench-") as tmp_name:
             for round_no in range(args.rounds):
@@ -556,13 +655,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for outcome in outcomes:
                     run_round(outcome, args, Path(tmp_name), args.rounds, profile=True)
     except KeyboardInterrupt:
-        print("\ninterrupted: servers stopped, temporary files removed", file=sys.stderr)
+        print(
+            "\ninterrupted: servers stopped, temporary files and schemas removed", file=sys.stderr
+        )
         return 130
 
     load_after = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     report = ["", "## BearerTokenMiddleware load benchmark", "", *header]
     report += [*placement(args, outcomes), f"- load average after the run: {load_after}", ""]
-    report += [*table(outcomes), "", *ratios(outcomes), ""]
+    report += [*table(outcomes, args.cache_ttl), "", *ratios(outcomes), ""]
     report += ["Per round, req/s (other processes' share of the CPUs):"]
     report += ["", *rounds_table(outcomes, args.rounds)]
     for outcome in outcomes:

@@ -6,13 +6,16 @@ Usage (from anywhere; paths are resolved from this file)::
 
 Every server is ``uvicorn`` with one worker pinned to one core, every load is
 one ``wrk`` thread pinned to another. Scenarios run ``--rounds`` times,
-interleaved, each round on a fresh server after a short warm-up; the table
-shows medians. See ``bench/README.md``.
+interleaved, each round on a fresh server (and a fresh SQLite file or
+PostgreSQL schema) after a short warm-up; the table shows medians. PostgreSQL
+(``BENCH_POSTGRES_URL``) is not pinned: it shares both cores, and the report
+gives the CPU time it used. See ``bench/README.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import contextlib
 import dataclasses
@@ -20,6 +23,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import secrets
 import shutil
 import signal
 import socket
@@ -33,10 +37,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Literal
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
-from apps import CLIENT_ID, CLIENT_SECRET, RESOURCE_SERVER_ID, RESOURCE_SERVER_SECRET
+from apps import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    DEFAULT_POSTGRES_POOL,
+    DEFAULT_POSTGRES_URL,
+    RESOURCE_SERVER_ID,
+    RESOURCE_SERVER_SECRET,
+)
 
 BENCH_DIR = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
@@ -45,12 +56,13 @@ MEMORY_SECONDS = 20
 RESULT_PREFIX = "BENCH_RESULT "
 
 Kind = Literal["hello", "token", "introspect"]
+Store = Literal["-", "memory", "sqlite", "postgres"]
 
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
     name: str
-    store: Literal["-", "memory", "sqlite"]
+    store: Store
     kind: Kind
     #: The least acceptable ratio of this scenario's median req/s to bare's.
     target: float | None = None
@@ -65,8 +77,10 @@ SCENARIOS = (
     BARE,
     Scenario("token-memory", "memory", "token", 0.30),
     Scenario("token-sqlite", "sqlite", "token", 0.20),
+    Scenario("token-postgres", "postgres", "token", 0.08),
     Scenario("introspect-memory", "memory", "introspect", 0.35),
     Scenario("introspect-sqlite", "sqlite", "introspect", 0.25),
+    Scenario("introspect-postgres", "postgres", "introspect", 0.08),
 )
 MEMORY = "memory"
 NAMES = (*(s.name for s in SCENARIOS), MEMORY)
@@ -304,10 +318,123 @@ def rss_kib(pid: int) -> int:
     raise BenchError(f"no VmRSS for pid {pid}")
 
 
+# -- PostgreSQL -----------------------------------------------------------------------------
+
+
+def postgres_url() -> str:
+    """The database the PostgreSQL scenarios use: ``BENCH_POSTGRES_URL`` or the default."""
+    return os.environ.get("BENCH_POSTGRES_URL") or DEFAULT_POSTGRES_URL
+
+
+def redact(url: str) -> str:
+    """``url`` without its password, for reports."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")
+    user = netloc[0].partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[2]}"))
+
+
+def postgres_values(url: str, *statements: str) -> list[object]:
+    """Run ``statements`` on a connection of the bench's own (not the server's pool),
+    each one's first value; a failure is a ``BenchError``."""
+    try:
+        import asyncpg
+    except ImportError:
+        raise BenchError(
+            "the PostgreSQL scenarios need asyncpg: pip install -e '.[postgres]'"
+        ) from None
+
+    async def run() -> list[object]:
+        conn = await asyncpg.connect(url, timeout=5)
+        try:
+            return [await conn.fetchval(statement) for statement in statements]
+        finally:
+            await conn.close()
+
+    try:
+        return asyncio.run(run())
+    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise BenchError(f"PostgreSQL at {redact(url)}: {type(exc).__name__}: {exc}") from exc
+
+
+@contextlib.contextmanager
+def postgres_schema(url: str) -> Iterator[str]:
+    """A fresh, empty schema, dropped (with everything in it) on the way out, whatever
+    happened: an error, Ctrl-C, SIGTERM. Leave it only after the server has stopped."""
+    name = f"asgi_oauth_bench_{secrets.token_hex(6)}"
+    postgres_values(url, f'CREATE SCHEMA "{name}"')
+    try:
+        yield name
+    finally:
+        try:
+            postgres_values(url, f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        except BenchError as exc:
+            print(
+                f"WARNING: schema {name} was not dropped ({exc}); drop it by hand: "
+                f'DROP SCHEMA "{name}" CASCADE',
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+def postgres_cpu() -> dict[int, float]:
+    """CPU seconds (user + system) of every PostgreSQL process on this machine (``comm``
+    ``postgres``: the postmaster, its background processes, the backends), by pid."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found: dict[int, float] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as stat:
+                text = stat.read()
+        except OSError:
+            continue  # gone meanwhile
+        head, _, rest = text.rpartition(")")
+        if head.partition("(")[2] != "postgres":
+            continue
+        fields = rest.split()  # fields[0] is the state; utime and stime follow at 11, 12
+        found[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    return found
+
+
+def cpu_since(before: Mapping[int, float], after: Mapping[int, float]) -> float:
+    """CPU seconds the processes of ``after`` used since ``before`` (new ones: all of it)."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+
+
+def postgres_env(schema: str, pool: int) -> dict[str, str]:
+    return {
+        "BENCH_STORE": "postgres",
+        "BENCH_POSTGRES_URL": postgres_url(),
+        "BENCH_POSTGRES_SCHEMA": schema,
+        "BENCH_POSTGRES_POOL": str(pool),
+    }
+
+
+def postgres_environment(pool: int) -> list[str]:
+    """The report's lines about the database, or why it cannot be used (``BenchError``)."""
+    url = postgres_url()
+    version, sync, fsync, delay = postgres_values(
+        url, "SHOW server_version", "SHOW synchronous_commit", "SHOW fsync", "SHOW commit_delay"
+    )
+    local = "found" if postgres_cpu() else "not found (its CPU time cannot be reported)"
+    return [
+        f"- PostgreSQL {version} at {redact(url)}: synchronous_commit={sync}, fsync={fsync}, "
+        f"commit_delay={delay}; a fresh schema per round, dropped after it; "
+        f"PostgresStorage pool of {pool} connections (min_size = max_size)",
+        "- PostgreSQL is NOT pinned: its processes run on either core, beside the server "
+        f"and wrk; its processes on this machine: {local}",
+    ]
+
+
 # -- scenarios ------------------------------------------------------------------------------
 
 
 def store_env(store: str, workdir: Path) -> dict[str, str]:
+    """The environment of a memory or SQLite store (PostgreSQL's: ``postgres_env``)."""
     if store == "sqlite":
         return {"BENCH_STORE": "sqlite", "BENCH_DB": str(workdir / "oauth.db")}
     return {"BENCH_STORE": "memory"}
@@ -356,6 +483,8 @@ class Outcome:
     results: list[WrkResult] = dataclasses.field(default_factory=list)
     failures: list[str] = dataclasses.field(default_factory=list)
     server_logs: list[str] = dataclasses.field(default_factory=list)
+    #: Cores PostgreSQL kept busy during each measured run (CPU seconds / duration).
+    db_cores: list[float] = dataclasses.field(default_factory=list)
 
     def median(self, values: Sequence[float]) -> float:
         return statistics.median(values) if values else float("nan")
@@ -368,28 +497,39 @@ class Outcome:
 def run_round(scenario: Scenario, outcome: Outcome, args: argparse.Namespace, tmp: Path) -> None:
     workdir = Path(tempfile.mkdtemp(prefix=f"{scenario.name}-", dir=tmp))
     try:
-        env = store_env(scenario.store, workdir)
-        with serve(scenario.app, env, workdir, args.server_cpu) as server:
+        with contextlib.ExitStack() as stack:  # unwinds in reverse: server, then schema
+            if scenario.store == "postgres":
+                schema = stack.enter_context(postgres_schema(postgres_url()))
+                env = postgres_env(schema, args.postgres_pool)
+            else:
+                env = store_env(scenario.store, workdir)
+            server = stack.enter_context(serve(scenario.app, env, workdir, args.server_cpu))
             try:
                 lua = prepare(scenario.kind, server, workdir)
                 load = {"connections": args.connections, "cpu": args.wrk_cpu}
                 run_wrk(server.url, lua, duration=WARMUP_SECONDS, **load)
                 server.check_alive()
+                db_before = postgres_cpu() if scenario.store == "postgres" else {}
                 result = run_wrk(server.url, lua, duration=args.duration, **load)
+                db_used = cpu_since(db_before, postgres_cpu()) if db_before else None
                 server.check_alive()
             finally:
                 log = server.log().strip()
                 if log:
                     outcome.server_logs.append(log)
         outcome.results.append(result)
+        db = ""
+        if db_used is not None:
+            outcome.db_cores.append(db_used / (result.duration_us / 1e6))
+            db = f"  PostgreSQL {outcome.db_cores[-1]:.2f} cores"
         print(
-            f"  {scenario.name:<18} {result.rps:>9.0f} req/s  p50 {result.p50_us / 1e3:6.2f} ms"
-            f"  p99 {result.p99_us / 1e3:6.2f} ms  errors {result.errors}",
+            f"  {scenario.name:<19} {result.rps:>9.0f} req/s  p50 {result.p50_us / 1e3:6.2f} ms"
+            f"  p99 {result.p99_us / 1e3:6.2f} ms  errors {result.errors}{db}",
             flush=True,
         )
     except (BenchError, httpx.HTTPError) as exc:
         outcome.failures.append(str(exc))
-        print(f"  {scenario.name:<18} FAILED: {str(exc).splitlines()[0]}", flush=True)
+        print(f"  {scenario.name:<19} FAILED: {str(exc).splitlines()[0]}", flush=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -505,6 +645,19 @@ def rounds_table(outcomes: Sequence[Outcome], rounds: int) -> list[str]:
     return lines
 
 
+def database_lines(outcomes: Sequence[Outcome]) -> list[str]:
+    """How much of the two cores PostgreSQL (unpinned) took from the server and wrk."""
+    lines = []
+    for o in outcomes:
+        if o.db_cores:
+            rounds = ", ".join(f"{c:.2f}" for c in o.db_cores)
+            lines.append(
+                f"- {o.scenario.name}: PostgreSQL's processes used {o.median(o.db_cores):.2f} "
+                f"cores (median; per round {rounds}) of the 2 that the server and wrk also use"
+            )
+    return lines
+
+
 def error_details(outcomes: Sequence[Outcome]) -> list[str]:
     lines: list[str] = []
     for o in outcomes:
@@ -570,9 +723,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--server-cpu", type=int, default=0, help="core the server runs on")
     parser.add_argument("--wrk-cpu", type=int, default=1, help="core wrk runs on")
+    add_postgres_pool_argument(parser)
     args = parser.parse_args(argv)
     if min(args.duration, args.connections, args.rounds, args.memory_duration) < 1:
         parser.error("--duration, --connections, --rounds and --memory-duration must be >= 1")
+    if args.postgres_pool < 1:
+        parser.error("--postgres-pool must be >= 1")
     if args.server_cpu == args.wrk_cpu:
         parser.error("the server and wrk must run on different cores")
     missing = [tool for tool in ("wrk", "taskset") if shutil.which(tool) is None]
@@ -582,6 +738,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if not {args.server_cpu, args.wrk_cpu} <= cores:
         parser.error(f"cores {args.server_cpu} and {args.wrk_cpu} must be among {sorted(cores)}")
     return args
+
+
+def add_postgres_pool_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--postgres-pool",
+        type=int,
+        default=DEFAULT_POSTGRES_POOL,
+        metavar="N",
+        help=f"connections in PostgresStorage's pool ({DEFAULT_POSTGRES_POOL}); "
+        "the database is BENCH_POSTGRES_URL",
+    )
+
+
+POSTGRES_MISSING = (
+    "(start PostgreSQL, point BENCH_POSTGRES_URL at one, "
+    "or leave the postgres scenarios out with --only)"
+)
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -597,6 +770,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         selected.insert(0, BARE)  # ratios need the ceiling, measured alongside
         print("(bare added: the ratios need it)")
     header = environment(args)
+    if any(s.store == "postgres" for s in selected):
+        try:
+            header += postgres_environment(args.postgres_pool)
+        except BenchError as exc:
+            print(f"error: {exc}\n{POSTGRES_MISSING}", file=sys.stderr)
+            return 2
     try:
         with tempfile.TemporaryDirectory(prefix="asgi-oauth-bench-") as tmp_name:
             tmp = Path(tmp_name)
@@ -613,7 +792,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 except (BenchError, httpx.HTTPError) as exc:
                     memory = f"FAILED: {exc}"
     except KeyboardInterrupt:
-        print("\ninterrupted: servers stopped, temporary files removed", file=sys.stderr)
+        print(
+            "\ninterrupted: servers stopped, temporary files and schemas removed", file=sys.stderr
+        )
         return 130
 
     load_after = ", ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -627,6 +808,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "",
             *rounds_table(outcomes, args.rounds),
         ]
+        database = database_lines(outcomes)
+        if database:
+            report += ["", "PostgreSQL (not pinned) during the measured runs:", "", *database]
         details = error_details(outcomes)
         report += ["", "Errors and server output:", "", *(details or ["- none"])]
     if memory is not None:
