@@ -203,22 +203,12 @@ class PostgresStorage:
     async def redeem_authorization_code(
         self, code_hash: str, *, tokens: Sequence[Token], now: int
     ) -> bool:
-        columns = _pg.token_columns(tokens)
-
-        async def redeem(conn: Any) -> bool:
-            consumed = await conn.execute(
-                "UPDATE authorization_codes SET consumed_at = $1"
-                " WHERE code_hash = $2 AND consumed_at IS NULL AND expires_at > $1",
-                now,
-                code_hash,
-            )
-            if consumed != "UPDATE 1":
-                return False
-            await conn.execute(_pg.INSERT_TOKENS, *columns)
-            return True
-
-        redeemed: bool = await self._transaction(redeem)
-        return redeemed
+        return await self._consume_then_save(
+            "UPDATE authorization_codes SET consumed_at = $1"
+            " WHERE code_hash = $2 AND consumed_at IS NULL AND expires_at > $1",
+            (now, code_hash),
+            tokens,
+        )
 
     async def save_tokens(self, tokens: Sequence[Token]) -> None:
         if tokens:
@@ -321,16 +311,21 @@ class PostgresStorage:
     async def redeem_device_code(
         self, device_code_hash: str, *, tokens: Sequence[Token], now: int
     ) -> bool:
+        return await self._consume_then_save(
+            "UPDATE device_authorizations SET status = 'consumed'"
+            " WHERE device_code_hash = $1 AND status = 'approved' AND expires_at > $2",
+            (device_code_hash, now),
+            tokens,
+        )
+
+    async def _consume_then_save(
+        self, consume: str, args: tuple[object, ...], tokens: Sequence[Token]
+    ) -> bool:
+        """One transaction: a guarded UPDATE of one row; the tokens only if it matched."""
         columns = _pg.token_columns(tokens)
 
         async def redeem(conn: Any) -> bool:
-            consumed = await conn.execute(
-                "UPDATE device_authorizations SET status = 'consumed'"
-                " WHERE device_code_hash = $1 AND status = 'approved' AND expires_at > $2",
-                device_code_hash,
-                now,
-            )
-            if consumed != "UPDATE 1":
+            if await conn.execute(consume, *args) != "UPDATE 1":
                 return False
             await conn.execute(_pg.INSERT_TOKENS, *columns)
             return True

@@ -183,20 +183,12 @@ class SQLiteStorage:
     async def redeem_authorization_code(
         self, code_hash: str, *, tokens: Sequence[Token], now: int
     ) -> bool:
-        insert, rows = schema.insert_tokens(len(tokens)), schema.token_rows(tokens)
-
-        def redeem(conn: sqlite3.Connection) -> bool:
-            consumed = conn.execute(
-                "UPDATE authorization_codes SET consumed_at = ?"
-                " WHERE code_hash = ? AND consumed_at IS NULL AND expires_at > ?",
-                (now, code_hash, now),
-            )
-            if consumed.rowcount != 1:
-                return False
-            conn.execute(insert, rows)
-            return True
-
-        return await self._write(redeem)
+        return await self._consume_then_save(
+            "UPDATE authorization_codes SET consumed_at = ?"
+            " WHERE code_hash = ? AND consumed_at IS NULL AND expires_at > ?",
+            (now, code_hash, now),
+            tokens,
+        )
 
     async def save_tokens(self, tokens: Sequence[Token]) -> None:
         if not tokens:
@@ -293,15 +285,21 @@ class SQLiteStorage:
     async def redeem_device_code(
         self, device_code_hash: str, *, tokens: Sequence[Token], now: int
     ) -> bool:
+        return await self._consume_then_save(
+            "UPDATE device_authorizations SET status = 'consumed'"
+            " WHERE device_code_hash = ? AND status = 'approved' AND expires_at > ?",
+            (device_code_hash, now),
+            tokens,
+        )
+
+    async def _consume_then_save(
+        self, consume: str, args: tuple[object, ...], tokens: Sequence[Token]
+    ) -> bool:
+        """One job: a guarded UPDATE of one row; the tokens only if it matched."""
         insert, rows = schema.insert_tokens(len(tokens)), schema.token_rows(tokens)
 
         def redeem(conn: sqlite3.Connection) -> bool:
-            consumed = conn.execute(
-                "UPDATE device_authorizations SET status = 'consumed'"
-                " WHERE device_code_hash = ? AND status = 'approved' AND expires_at > ?",
-                (device_code_hash, now),
-            )
-            if consumed.rowcount != 1:
+            if conn.execute(consume, args).rowcount != 1:
                 return False
             conn.execute(insert, rows)
             return True
