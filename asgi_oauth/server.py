@@ -63,7 +63,7 @@ from .requests import OAuthRequest
 from .scopes import narrow_scope, parse_scope
 from .storage.base import Storage
 from .storage.urls import DEFAULT_DATABASE_URL, open_storage
-from .throttle import Throttle
+from .throttle import SharedThrottle, Throttle
 from .types import DEVICE_CODE, GRANT_TYPES, RESPONSE_MODES, CodeChallengeMethod, GrantType
 from .users import authenticate_user
 
@@ -95,9 +95,14 @@ class AuthorizationServer:
         self.storage = storage
         self.settings = settings
         self.throttle = Throttle(settings.max_failed_attempts, settings.failed_attempts_window)
+        self.guesses = SharedThrottle(
+            storage, settings.max_failed_attempts, settings.failed_attempts_window, clock=clock
+        )
         self._clock = clock
         self._revocation_listeners: list[Callable[[], None]] = []
-        ctx = GrantContext(storage, settings, self.throttle, clock, self._notify_revoked)
+        ctx = GrantContext(
+            storage, settings, self.throttle, self.guesses, clock, self._notify_revoked
+        )
         self._ctx = ctx
         grants: tuple[Grant, ...] = (
             AuthorizationCodeGrant(ctx),
@@ -388,22 +393,22 @@ class AuthorizationServer:
         counts as a failure, and a throttled address learns nothing more.
         """
         key = request.throttle_key("user_code")
-        self.throttle.check(key, InvalidGrantError, "too many wrong codes; retry later")
-        normalized = normalize_user_code(user_code)
-        device = client = None
-        if normalized is not None:
-            with _storage_guard:
+        with _storage_guard:
+            await self.guesses.check(key, InvalidGrantError, "too many wrong codes; retry later")
+            normalized = normalize_user_code(user_code)
+            device = client = None
+            if normalized is not None:
                 device = await self.storage.get_device_authorization(hash_user_code(normalized))
                 if device is not None:
                     client = await self.storage.get_client(device.client_id)
-        # Every miss counts, and a hit does not clear the count: anyone can get a
-        # valid code of their own, which must not buy more guesses at others'.
-        if device is None or client is None or device.status != "pending":
-            self.throttle.failed(key)
-            raise InvalidGrantError("that code is not valid; check it and try again")
-        if device.expires_at <= self.now():
-            self.throttle.failed(key)
-            raise InvalidGrantError("that code has expired; start again on your device")
+            # Every miss counts, and a hit does not clear the count: anyone can get a
+            # valid code of their own, which must not buy more guesses at others'.
+            if device is None or client is None or device.status != "pending":
+                await self.guesses.failed(key)
+                raise InvalidGrantError("that code is not valid; check it and try again")
+            if device.expires_at <= self.now():
+                await self.guesses.failed(key)
+                raise InvalidGrantError("that code has expired; start again on your device")
         return device, client
 
     async def decide_device_authorization(
@@ -431,7 +436,7 @@ class AuthorizationServer:
     async def authenticate_user(self, request: OAuthRequest, username: str, password: str) -> User:
         """The user these credentials name, for a sign-in page (throttled like the grant)."""
         with _storage_guard:
-            return await authenticate_user(request, self.storage, self.throttle, username, password)
+            return await authenticate_user(request, self.storage, self.guesses, username, password)
 
     # -- issuing codes, registering clients and users ------------------------
 

@@ -1,8 +1,11 @@
-"""A bound on guessing: failed authentications per key in a fixed window.
+"""A bound on guessing: failed attempts per key in a window, checked before verifying,
+so a blocked key costs no hashing and learns nothing.
 
-Client secrets and passwords are both checked here before they are verified,
-so a blocked key costs no hashing and learns nothing. The state is per process
-and bounded in size.
+``Throttle`` counts in the process (bounded in size): client secrets carry 256
+random bits, so it is there against load, and it costs nothing per request.
+``SharedThrottle`` counts in the store, for what people can guess (passwords,
+user codes): every instance on one database sees every failure, so N
+instances do not give N times the guesses.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Callable
 
 from .errors import OAuth2Error
 from .events import security_event
+from .storage.base import Storage
 
 _MAX_KEYS = 100_000
 
@@ -42,11 +46,7 @@ class Throttle:
         """Refuse with ``error`` (429, ``Retry-After``) while ``key`` is blocked."""
         retry_after = self.retry_after(key)
         if retry_after:
-            subject, _, address = key.partition("\x00")
-            security_event(
-                "throttled", level=logging.WARNING, subject=subject[:64], address=address or None
-            )
-            raise error(description, status_code=429, headers={"Retry-After": str(retry_after)})
+            raise _refusal(key, retry_after, error, description)
 
     def failed(self, key: str) -> None:
         now = self._clock()
@@ -67,3 +67,38 @@ class Throttle:
         # Still too many live keys: forget the oldest (insertion order) first.
         for key in list(self._failures)[: len(self._failures) - _MAX_KEYS]:
             del self._failures[key]
+
+
+class SharedThrottle:
+    """Failed attempts per key in a sliding window, counted in the store."""
+
+    def __init__(
+        self, storage: Storage, limit: int, window: int, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._storage = storage
+        self._limit = limit
+        self._window = window
+        self._clock = clock
+
+    async def check(self, key: str, error: type[OAuth2Error], description: str) -> None:
+        """Refuse with ``error`` (429, ``Retry-After``) while ``key`` is blocked."""
+        now = int(self._clock())
+        # A failure counts for ``window`` seconds: one exactly that old has left.
+        since = now - self._window + 1
+        count, first = await self._storage.recent_failures(key, since=since)
+        if count >= self._limit and first is not None:
+            raise _refusal(key, max(1, first + self._window - now), error, description)
+
+    async def failed(self, key: str) -> None:
+        await self._storage.record_failure(key, now=int(self._clock()))
+
+    async def succeeded(self, key: str) -> None:
+        await self._storage.clear_failures(key)
+
+
+def _refusal(key: str, retry_after: int, error: type[OAuth2Error], description: str) -> OAuth2Error:
+    subject, _, address = key.partition("\x00")
+    security_event(
+        "throttled", level=logging.WARNING, subject=subject[:64], address=address or None
+    )
+    return error(description, status_code=429, headers={"Retry-After": str(retry_after)})

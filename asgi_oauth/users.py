@@ -11,11 +11,15 @@ from .events import security_event
 from .models import User
 from .requests import OAuthRequest
 from .storage.base import Storage
-from .throttle import Throttle
+from .throttle import SharedThrottle
 
 
 async def authenticate_user(
-    request: OAuthRequest, storage: Storage, throttle: Throttle, username: str, password: str
+    request: OAuthRequest,
+    storage: Storage,
+    throttle: SharedThrottle,
+    username: str,
+    password: str,
 ) -> User:
     """The user these credentials name, or ``invalid_grant`` (429 once throttled).
 
@@ -23,11 +27,11 @@ async def authenticate_user(
     and an unknown username costs the same scrypt as a known one.
     """
     throttle_key = request.throttle_key(f"user:{username}")
-    throttle.check(throttle_key, InvalidGrantError, "too many failed sign-ins; retry later")
+    await throttle.check(throttle_key, InvalidGrantError, "too many failed sign-ins; retry later")
     user = await storage.get_user(username)
     stored = user.password_hash if user is not None else None
     if not await asyncio.to_thread(verify_password, password, stored) or user is None:
-        throttle.failed(throttle_key)
+        await throttle.failed(throttle_key)
         security_event(
             "sign_in_failed",
             level=logging.WARNING,
@@ -35,6 +39,6 @@ async def authenticate_user(
             address=request.client_address,
         )
         raise InvalidGrantError("invalid username or password")
-    throttle.succeeded(throttle_key)
+    await throttle.succeeded(throttle_key)
     security_event("signed_in", user_id=user.user_id, address=request.client_address)
     return user

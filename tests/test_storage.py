@@ -13,6 +13,7 @@ import pytest
 from asgi_oauth.errors import StorageError
 from asgi_oauth.models import AuthorizationCode, Client, DeviceAuthorization, Token, User
 from asgi_oauth.storage import MemoryStorage, SQLiteStorage, Storage
+from asgi_oauth.storage.base import FAILURE_RETENTION
 
 from .postgres import POSTGRES_URL
 
@@ -261,6 +262,28 @@ async def test_deleting_a_user_forgets_their_consents_only(storage: Storage) -> 
     assert await storage.get_consent("user-2", "client-1") == frozenset({"read"})
     assert await storage.delete_user("alice") is False
     assert [u.username for u in await storage.list_users()] == ["bob"]
+
+
+# -- failed guesses ------------------------------------------------------------------------
+
+
+async def test_failures_are_counted_per_key_since_a_time(storage: Storage) -> None:
+    assert await storage.recent_failures("user:alice", since=NOW - 300) == (0, None)
+    for at in (NOW - 400, NOW - 200, NOW - 100):
+        await storage.record_failure("user:alice", now=at)
+    await storage.record_failure("user:bob", now=NOW)
+    assert await storage.recent_failures("user:alice", since=NOW - 300) == (2, NOW - 200)
+    assert await storage.recent_failures("user:alice", since=NOW - 500) == (3, NOW - 400)
+    await storage.clear_failures("user:alice")
+    assert await storage.recent_failures("user:alice", since=NOW - 500) == (0, None)
+    assert await storage.recent_failures("user:bob", since=NOW - 1) == (1, NOW)
+
+
+async def test_purge_drops_failures_older_than_the_retention_only(storage: Storage) -> None:
+    await storage.record_failure("k", now=NOW - FAILURE_RETENTION - 1)
+    await storage.record_failure("k", now=NOW - 10)
+    assert await storage.purge_expired(now=NOW) == 1
+    assert await storage.recent_failures("k", since=0) == (1, NOW - 10)
 
 
 # -- consents ------------------------------------------------------------------------------

@@ -52,6 +52,7 @@ TABLES = {
     "tokens",
     "consents",
     "device_authorizations",
+    "failures",
 }
 
 

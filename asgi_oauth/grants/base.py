@@ -12,7 +12,7 @@ from ..crypto import hash_token, time_ordered_token
 from ..models import Client, Token, TokenResponse
 from ..requests import OAuthRequest
 from ..storage.base import Storage
-from ..throttle import Throttle
+from ..throttle import SharedThrottle, Throttle
 from ..types import GrantType
 
 
@@ -21,6 +21,8 @@ class GrantContext:
     storage: Storage
     settings: Settings
     throttle: Throttle
+    #: Guessable secrets (passwords) are counted in the store, across instances.
+    guesses: SharedThrottle
     clock: Callable[[], float] = field(default=time.time)
     #: Called after tokens were revoked, so in-process caches can forget them.
     revoked: Callable[[], None] = field(default=lambda: None)

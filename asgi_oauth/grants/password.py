@@ -26,7 +26,7 @@ class PasswordGrant:
         password = request.require("password")
         scope = narrow_scope(parse_scope(request.form.get("scope")), client.scope)
         user = await authenticate_user(
-            request, self.ctx.storage, self.ctx.throttle, username, password
+            request, self.ctx.storage, self.ctx.guesses, username, password
         )
         tokens = mint_tokens(
             self.ctx,

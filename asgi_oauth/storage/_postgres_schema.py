@@ -104,6 +104,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # Deleting a user deletes what was issued on their behalf.
         "CREATE INDEX tokens_subject ON tokens (subject) WHERE subject IS NOT NULL",
         "CREATE INDEX authorization_codes_subject ON authorization_codes (subject)",
+        # Failed guesses, shared by every instance on the database.
+        """CREATE TABLE failures (
+            key TEXT NOT NULL,
+            at BIGINT NOT NULL
+        )""",
+        "CREATE INDEX failures_key_at ON failures (key, at)",
+        "CREATE INDEX failures_at ON failures (at)",
     ),
 )
 

@@ -133,11 +133,25 @@ class Storage(Protocol):
         Returns False, writing nothing, otherwise: a device code is exchanged once.
         """
 
+    async def record_failure(self, key: str, *, now: int) -> None:
+        """Count one failed guess (a password, a user code) against ``key``."""
+
+    async def recent_failures(self, key: str, *, since: int) -> tuple[int, int | None]:
+        """How many failures ``key`` has had at or after ``since``, and when the first was."""
+
+    async def clear_failures(self, key: str) -> None:
+        """Forget ``key``'s failures (it succeeded)."""
+
     async def purge_expired(self, *, now: int) -> int:
-        """Delete expired codes, device codes and tokens; returns how many rows went."""
+        """Delete expired codes, device codes and tokens, and failures older than a day
+        (``FAILURE_RETENTION``); returns how many rows went."""
 
     async def close(self) -> None:
         """Release connections and threads; the store is unusable afterwards."""
+
+
+#: Seconds a failed guess is kept, whatever the throttle's window (which must be shorter).
+FAILURE_RETENTION = 24 * 3600
 
 
 def successor_of(tokens: Sequence[Token]) -> str:

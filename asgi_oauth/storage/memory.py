@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from ..errors import StorageError
 from ..models import AuthorizationCode, Client, DeviceAuthorization, Token, User
-from .base import successor_of
+from .base import FAILURE_RETENTION, successor_of
 
 
 class MemoryStorage:
@@ -23,6 +23,7 @@ class MemoryStorage:
         self._families: dict[str, set[str]] = {}
         self._children: dict[str, set[str]] = {}
         self._consents: dict[tuple[str, str], frozenset[str]] = {}
+        self._failures: dict[str, list[int]] = {}
         self._devices: dict[str, DeviceAuthorization] = {}
         self._user_codes: dict[str, str] = {}  # user code hash -> device code hash
 
@@ -197,7 +198,25 @@ class MemoryStorage:
         devices = [d for d in self._devices.values() if d.expires_at <= now]
         for device in devices:
             self._forget_device(device)
-        return len(codes) + len(tokens) + len(devices)
+        failures = 0
+        for key, times in list(self._failures.items()):
+            kept = [t for t in times if t > now - FAILURE_RETENTION]
+            failures += len(times) - len(kept)
+            if kept:
+                self._failures[key] = kept
+            else:
+                del self._failures[key]
+        return len(codes) + len(tokens) + len(devices) + failures
+
+    async def record_failure(self, key: str, *, now: int) -> None:
+        self._failures.setdefault(key, []).append(now)
+
+    async def recent_failures(self, key: str, *, since: int) -> tuple[int, int | None]:
+        recent = [t for t in self._failures.get(key, ()) if t >= since]
+        return len(recent), min(recent, default=None)
+
+    async def clear_failures(self, key: str) -> None:
+        self._failures.pop(key, None)
 
     async def close(self) -> None:
         return None

@@ -30,7 +30,7 @@ from ..models import AuthorizationCode, Client, DeviceAuthorization, Token, User
 from . import _postgres_schema as _pg
 from . import _rows
 from ._client_cache import ClientCache
-from .base import successor_of
+from .base import FAILURE_RETENTION, successor_of
 
 _T = TypeVar("_T")
 
@@ -339,10 +339,22 @@ class PostgresStorage:
             for table in ("authorization_codes", "tokens", "device_authorizations"):
                 sql = f"DELETE FROM {table} WHERE expires_at <= $1"  # noqa: S608 (constants)
                 purged += _count(await conn.execute(sql, now))
-            return purged
+            sql = "DELETE FROM failures WHERE at <= $1"
+            return purged + _count(await conn.execute(sql, now - FAILURE_RETENTION))
 
         purged: int = await self._transaction(purge)
         return purged
+
+    async def record_failure(self, key: str, *, now: int) -> None:
+        await self._execute("INSERT INTO failures (key, at) VALUES ($1, $2)", key, now)
+
+    async def recent_failures(self, key: str, *, since: int) -> tuple[int, int | None]:
+        sql = "SELECT count(*), min(at) FROM failures WHERE key = $1 AND at >= $2"
+        row = await self._fetchrow(sql, key, since)
+        return int(row[0]), row[1]
+
+    async def clear_failures(self, key: str) -> None:
+        await self._execute("DELETE FROM failures WHERE key = $1", key)
 
     async def close(self) -> None:
         self._closed = True

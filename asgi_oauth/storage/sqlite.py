@@ -31,7 +31,7 @@ from ..models import AuthorizationCode, Client, DeviceAuthorization, Token, User
 from . import _rows
 from . import _sqlite_schema as schema
 from ._client_cache import ClientCache
-from .base import successor_of
+from .base import FAILURE_RETENTION, successor_of
 
 _T = TypeVar("_T")
 
@@ -313,9 +313,25 @@ class SQLiteStorage:
             devices = conn.execute(
                 "DELETE FROM device_authorizations WHERE expires_at <= ?", (now,)
             )
-            return codes.rowcount + tokens.rowcount + devices.rowcount
+            failures = conn.execute(
+                "DELETE FROM failures WHERE at <= ?", (now - FAILURE_RETENTION,)
+            )
+            return codes.rowcount + tokens.rowcount + devices.rowcount + failures.rowcount
 
         return await self._write(purge)
+
+    async def record_failure(self, key: str, *, now: int) -> None:
+        sql = "INSERT INTO failures (key, at) VALUES (?, ?)"
+        await self._write(lambda conn: conn.execute(sql, (key, now)).close(), atomic=True)
+
+    async def recent_failures(self, key: str, *, since: int) -> tuple[int, int | None]:
+        sql = "SELECT count(*), min(at) FROM failures WHERE key = ? AND at >= ?"
+        rows = await self._read(sql, (key, since))
+        return int(rows[0][0]), rows[0][1]
+
+    async def clear_failures(self, key: str) -> None:
+        sql = "DELETE FROM failures WHERE key = ?"
+        await self._write(lambda conn: conn.execute(sql, (key,)).close(), atomic=True)
 
     async def close(self) -> None:
         if self._closed:
