@@ -10,6 +10,7 @@ instances do not give N times the guesses.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -85,15 +86,21 @@ class SharedThrottle:
         now = int(self._clock())
         # A failure counts for ``window`` seconds: one exactly that old has left.
         since = now - self._window + 1
-        count, first = await self._storage.recent_failures(key, since=since)
+        count, first = await self._storage.recent_failures(_stored(key), since=since)
         if count >= self._limit and first is not None:
             raise _refusal(key, max(1, first + self._window - now), error, description)
 
     async def failed(self, key: str) -> None:
-        await self._storage.record_failure(key, now=int(self._clock()))
+        await self._storage.record_failure(_stored(key), now=int(self._clock()))
 
     async def succeeded(self, key: str) -> None:
-        await self._storage.clear_failures(key)
+        await self._storage.clear_failures(_stored(key))
+
+
+def _stored(key: str) -> str:
+    """What the store keeps of a key: a digest, so no username or address is kept, and
+    whatever bytes were typed (a NUL, for one) fit any database's text column."""
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _refusal(key: str, retry_after: int, error: type[OAuth2Error], description: str) -> OAuth2Error:

@@ -82,3 +82,24 @@ async def test_user_code_guesses_on_one_instance_count_on_the_other(
     with pytest.raises(InvalidGrantError) as refused:
         await first.find_device_authorization("BCDF-GHJK", FROM_ATTACKER)
     assert refused.value.status == 429
+
+
+async def test_any_typed_username_is_counted_even_on_postgresql(pg_schema: str) -> None:
+    from asgi_oauth.storage.postgres import PostgresStorage
+
+    from .postgres import POSTGRES_URL
+
+    server = AuthorizationServer(
+        PostgresStorage(POSTGRES_URL, schema=pg_schema),
+        Settings(issuer=ISSUER, max_failed_attempts=1, failed_attempts_window=WINDOW),
+    )
+    try:
+        # A NUL fits no PostgreSQL text column: the store keeps a digest of the key.
+        with pytest.raises(InvalidGrantError) as wrong:
+            await server.authenticate_user(FROM_ATTACKER, "al\x00ice", "guess")
+        assert wrong.value.status == 400
+        with pytest.raises(InvalidGrantError) as refused:
+            await server.authenticate_user(FROM_ATTACKER, "al\x00ice", "guess")
+        assert refused.value.status == 429
+    finally:
+        await server.close()
