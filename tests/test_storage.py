@@ -264,6 +264,16 @@ async def test_deleting_a_user_forgets_their_consents_only(storage: Storage) -> 
     assert [u.username for u in await storage.list_users()] == ["bob"]
 
 
+async def test_lookups_of_text_with_a_nul_find_nothing(storage: Storage) -> None:
+    """A client id or username typed with %00 is no error (PostgreSQL text holds no NUL)."""
+    assert await storage.get_client("client\x00-1") is None
+    assert await storage.get_user("al\x00ice") is None
+    assert await storage.get_user_by_id("user\x00") is None
+    assert await storage.get_token("t\x00") is None
+    assert await storage.get_consent("u\x00", "c") is None
+    assert await storage.is_allowed_origin("https://a\x00.example") is False
+
+
 # -- failed guesses ------------------------------------------------------------------------
 
 

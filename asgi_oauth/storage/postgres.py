@@ -428,9 +428,13 @@ class PostgresStorage:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _fetchrow(self, sql: str, *args: object) -> Any:
+        if _has_nul(args):
+            return None
         return await self._run(lambda conn: conn.fetchrow(sql, *args), retry=True)
 
     async def _fetch(self, sql: str, *args: object) -> list[Any]:
+        if _has_nul(args):
+            return []
         rows: list[Any] = await self._run(lambda conn: conn.fetch(sql, *args), retry=True)
         return rows
 
@@ -449,6 +453,13 @@ class PostgresStorage:
 async def _keep_session(conn: Any) -> None:
     """Skip asyncpg's reset query on release (an extra round trip each time): this store
     keeps no session state; its transactions and advisory locks end with themselves."""
+
+
+def _has_nul(args: Sequence[object]) -> bool:
+    """Whether a lookup names text with a NUL: PostgreSQL text cannot hold one, so no row
+    matches, and a client id or username typed with ``%00`` finds nothing instead of
+    failing the request."""
+    return any(isinstance(arg, str) and "\x00" in arg for arg in args)
 
 
 def _count(status: str) -> int:
