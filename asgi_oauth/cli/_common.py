@@ -139,6 +139,14 @@ def read_password(*, from_stdin: bool, confirm: bool = True) -> str:
     return password
 
 
+def report(args: argparse.Namespace, value: object, text: str) -> None:
+    """A command's result: ``value`` as JSON with ``--json``, else ``text`` for people."""
+    if args.json:
+        print_json(value)
+    else:
+        print(text)
+
+
 def print_json(value: object, out: TextIO = sys.stdout) -> None:
     json.dump(value, out, indent=2, sort_keys=True)
     out.write("\n")

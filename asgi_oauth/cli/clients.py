@@ -21,6 +21,7 @@ from ._common import (
     client_json,
     print_json,
     print_table,
+    report,
     settings,
     with_storage,
 )
@@ -200,10 +201,7 @@ async def _update(args: argparse.Namespace, storage: Storage) -> int:
         raise CommandError(str(exc)) from None
     await storage.save_client(updated)
     security_event("client_updated", client_id=updated.client_id, source="cli")
-    if args.json:
-        print_json(client_json(updated))
-    else:
-        print(f"updated client {updated.client_id}")
+    report(args, client_json(updated), f"updated client {updated.client_id}")
     return 0
 
 
@@ -212,10 +210,11 @@ async def _delete(args: argparse.Namespace, storage: Storage) -> int:
     if not await storage.delete_client(args.client_id):
         raise CommandError(f"no client with id {args.client_id!r}")
     security_event("client_deleted", client_id=args.client_id, source="cli")
-    if args.json:
-        print_json({"deleted": args.client_id})
-    else:
-        print(f"deleted client {args.client_id} and every code and token issued to it")
+    report(
+        args,
+        {"deleted": args.client_id},
+        f"deleted client {args.client_id} and every code and token issued to it",
+    )
     return 0
 
 

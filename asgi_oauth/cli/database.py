@@ -14,7 +14,7 @@ from ._common import (
     add_command,
     add_database_option,
     add_json_option,
-    print_json,
+    report,
     shown_database,
     with_storage,
 )
@@ -48,20 +48,18 @@ async def migrate_storage(storage: Storage) -> None:
 @with_storage(create=True)
 async def _migrate(args: argparse.Namespace, storage: Storage) -> int:
     await migrate_storage(storage)
-    if args.json:
-        print_json({"database": shown_database(args), "ready": True})
-    else:
-        print(f"database ready: {shown_database(args)}")
+    report(
+        args,
+        {"database": shown_database(args), "ready": True},
+        f"database ready: {shown_database(args)}",
+    )
     return 0
 
 
 @with_storage()
 async def _purge(args: argparse.Namespace, storage: Storage) -> int:
     purged = await storage.purge_expired(now=int(time.time()))
-    if args.json:
-        print_json({"purged": purged})
-    else:
-        print(f"purged {purged} expired codes, device codes and tokens")
+    report(args, {"purged": purged}, f"purged {purged} expired codes, device codes and tokens")
     return 0
 
 
@@ -80,8 +78,9 @@ async def _revoke(args: argparse.Namespace, storage: Storage) -> int:
     else:
         revoked = int(await storage.revoke_token(token.token_hash, now=now))
     security_event("token_revoked", client_id=token.client_id, token_kind=token.kind, source="cli")
-    if args.json:
-        print_json({"revoked": revoked, "client_id": token.client_id, "kind": token.kind})
-    else:
-        print(f"revoked {revoked} token(s) of client {token.client_id}")
+    report(
+        args,
+        {"revoked": revoked, "client_id": token.client_id, "kind": token.kind},
+        f"revoked {revoked} token(s) of client {token.client_id}",
+    )
     return 0

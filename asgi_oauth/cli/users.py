@@ -23,6 +23,7 @@ from ._common import (
     print_json,
     print_table,
     read_password,
+    report,
     user_json,
     with_storage,
 )
@@ -77,10 +78,7 @@ async def _create(args: argparse.Namespace, storage: Storage) -> int:
     )
     await storage.save_user(user)
     security_event("user_created", user_id=user.user_id, source="cli")
-    if args.json:
-        print_json(user_json(user))
-    else:
-        print(f"created user {user.username!r} (user_id {user.user_id})")
+    report(args, user_json(user), f"created user {user.username!r} (user_id {user.user_id})")
     return 0
 
 
@@ -91,10 +89,11 @@ async def _set_password(args: argparse.Namespace, storage: Storage) -> int:
         raise CommandError(f"no user named {args.username!r}")
     await storage.save_user(dataclasses.replace(user, password_hash=await _hash(args)))
     security_event("user_password_changed", user_id=user.user_id, source="cli")
-    if args.json:
-        print_json(user_json(user))
-    else:
-        print(f"changed the password of {user.username!r}; their sign-in sessions have ended")
+    report(
+        args,
+        user_json(user),
+        f"changed the password of {user.username!r}; their sign-in sessions have ended",
+    )
     return 0
 
 
@@ -104,10 +103,11 @@ async def _delete(args: argparse.Namespace, storage: Storage) -> int:
     if user is None or not await storage.delete_user(args.username):
         raise CommandError(f"no user named {args.username!r}")
     security_event("user_deleted", user_id=user.user_id, source="cli")
-    if args.json:
-        print_json({"deleted": args.username})
-    else:
-        print(f"deleted user {args.username!r} and everything issued on their behalf")
+    report(
+        args,
+        {"deleted": args.username},
+        f"deleted user {args.username!r} and everything issued on their behalf",
+    )
     return 0
 
 
