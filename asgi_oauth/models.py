@@ -10,7 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .types import CodeChallengeMethod, GrantType, TokenKind
+from .types import (
+    AccessTokenFormat,
+    CodeChallengeMethod,
+    GrantType,
+    SigningAlgorithm,
+    TokenKind,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +36,10 @@ class Client:
     is_resource_server: bool = False
     require_pkce: bool = False
     created_at: int = 0
+    #: Opaque or JWT (RFC 9068) access tokens; None follows ``Settings.access_token_format``.
+    access_token_format: AccessTokenFormat | None = None
+    #: How this client's ID tokens are signed (OpenID Connect Registration §2).
+    id_token_signed_response_alg: SigningAlgorithm = "RS256"
 
     @property
     def is_public(self) -> bool:
@@ -63,6 +73,10 @@ class AuthorizationCode:
     code_challenge_method: CodeChallengeMethod | None = None
     nonce: str | None = None
     consumed_at: int | None = None
+    #: When and how the user signed in, for the ID token (OpenID Connect Core §2).
+    auth_time: int | None = None
+    acr: str | None = None
+    amr: tuple[str, ...] = ()
 
 
 #: Where a device authorization stands (RFC 8628 §3.3 to §3.5).
@@ -101,6 +115,33 @@ class ResourceOwner:
     name: str = ""
     #: Seconds since the epoch at sign-in, when known.
     auth_time: int | None = None
+    #: How they signed in (OpenID Connect Core §2, RFC 8176): ``("pwd",)`` for a password.
+    acr: str | None = None
+    amr: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """A key that signs ID tokens and JWT access tokens, as the store keeps it.
+
+    ``public_jwk`` is the public JWK as JSON text. ``private_jwk`` is the
+    private JWK encrypted with the key-encryption key (see ``keys``), so the
+    store alone cannot sign. One key per algorithm signs at a time; a rotation
+    retires it, and it stays published until ``expires_at``, when every token
+    it signed has expired.
+    """
+
+    kid: str
+    alg: SigningAlgorithm
+    public_jwk: str
+    private_jwk: str
+    created_at: int
+    retired_at: int | None = None
+    expires_at: int | None = None
+
+    @property
+    def is_active(self) -> bool:
+        return self.retired_at is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +181,8 @@ class TokenResponse:
     scope: frozenset[str]
     refresh_token: str | None = None
     token_type: str = "Bearer"
+    #: OpenID Connect Core §3.1.3.3: when the grant had the ``openid`` scope.
+    id_token: str | None = None
 
     def to_dict(self) -> dict[str, str | int]:
         body: dict[str, str | int] = {
@@ -151,6 +194,8 @@ class TokenResponse:
             body["scope"] = " ".join(sorted(self.scope))
         if self.refresh_token is not None:
             body["refresh_token"] = self.refresh_token
+        if self.id_token is not None:
+            body["id_token"] = self.id_token
         return body
 
 

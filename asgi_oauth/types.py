@@ -17,8 +17,18 @@ GrantType = Literal[
 
 DEVICE_CODE: Final = "urn:ietf:params:oauth:grant-type:device_code"
 
-#: RFC 6749 §3.1.1 and OAuth 2.0 Multiple Response Type Encoding Practices §5.
-ResponseType = Literal["code", "token", "none"]
+#: RFC 6749 §3.1.1, OAuth 2.0 Multiple Response Type Encoding Practices §5 and
+#: OpenID Connect Core §3.2, §3.3: space-separated words in a fixed order here.
+ResponseType = Literal[
+    "code",
+    "token",
+    "none",
+    "id_token",
+    "id_token token",
+    "code id_token",
+    "code token",
+    "code id_token token",
+]
 
 #: OAuth 2.0 Multiple Response Type Encoding Practices §2.1, OAuth 2.0 Form Post Response Mode.
 ResponseMode = Literal["query", "fragment", "form_post"]
@@ -41,5 +51,22 @@ GRANT_TYPES: tuple[GrantType, ...] = (
     "urn:ietf:params:oauth:grant-type:device_code",
 )
 
-RESPONSE_TYPES: tuple[ResponseType, ...] = ("code", "token", "none")
+RESPONSE_TYPES: tuple[ResponseType, ...] = (
+    "code",
+    "token",
+    "none",
+    "id_token",
+    "id_token token",
+    "code id_token",
+    "code token",
+    "code id_token token",
+)
 RESPONSE_MODES: tuple[ResponseMode, ...] = ("query", "fragment", "form_post")
+
+#: JWS algorithms (RFC 7518 §3.1) the server signs ID tokens and JWT access tokens
+#: with. RS256 is the default OpenID Connect Core §15.1 requires; never ``none`` or HMAC.
+SigningAlgorithm = Literal["RS256", "ES256"]
+SIGNING_ALGORITHMS: tuple[SigningAlgorithm, ...] = ("RS256", "ES256")
+
+#: An access token is an opaque random string, or a signed JWT (RFC 9068).
+AccessTokenFormat = Literal["opaque", "jwt"]

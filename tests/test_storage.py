@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,17 @@ from typing import Any
 import pytest
 
 from asgi_oauth.errors import StorageError
-from asgi_oauth.models import AuthorizationCode, Client, DeviceAuthorization, Token, User
+from asgi_oauth.models import (
+    AuthorizationCode,
+    Client,
+    DeviceAuthorization,
+    SigningKey,
+    Token,
+    User,
+)
 from asgi_oauth.storage import MemoryStorage, SQLiteStorage, Storage
 from asgi_oauth.storage.base import FAILURE_RETENTION
+from asgi_oauth.types import SigningAlgorithm
 
 from .postgres import POSTGRES_URL
 
@@ -115,6 +124,13 @@ def make_pair(prefix: str, family_id: str = "family-1", parent: str | None = Non
     ]
 
 
+def make_key(
+    kid: str, alg: SigningAlgorithm = "RS256", created_at: int = NOW, **kw: Any
+) -> SigningKey:
+    fields: dict[str, Any] = {"public_jwk": f'{{"kid": "{kid}"}}', "private_jwk": f"sealed-{kid}"}
+    return SigningKey(kid=kid, alg=alg, created_at=created_at, **{**fields, **kw})
+
+
 async def exist(storage: Storage, hashes: list[str]) -> list[bool]:
     return [await storage.get_token(h) is not None for h in hashes]
 
@@ -127,13 +143,25 @@ async def test_client_round_trips_every_field(storage: Storage) -> None:
         grant_types=frozenset({"authorization_code", "refresh_token", "client_credentials"}),
         is_resource_server=True,
         require_pkce=True,
+        access_token_format="jwt",
+        id_token_signed_response_alg="ES256",
     )
     public = make_client("client-2", secret_hash=None, redirect_uris=(), allowed_origins=())
-    await storage.save_client(client)
-    await storage.save_client(public)
+    opaque = make_client("client-3", access_token_format="opaque")
+    for each in (client, public, opaque):
+        await storage.save_client(each)
     assert await storage.get_client("client-1") == client
     assert await storage.get_client("client-2") == public
+    assert (public.access_token_format, public.id_token_signed_response_alg) == (None, "RS256")
+    assert await storage.get_client("client-3") == opaque
     assert await storage.get_client("nobody") is None
+    assert await storage.list_clients() == [client, public, opaque]
+
+
+async def test_save_client_replaces_the_token_formats_too(storage: Storage) -> None:
+    await storage.save_client(make_client(access_token_format="jwt"))
+    await storage.save_client(make_client(id_token_signed_response_alg="ES256"))
+    assert await storage.get_client("client-1") == make_client(id_token_signed_response_alg="ES256")
 
 
 async def test_save_client_replaces_the_one_with_the_same_id(storage: Storage) -> None:
@@ -152,24 +180,52 @@ async def test_list_clients_is_ordered_by_id(storage: Storage) -> None:
     assert [c.client_id for c in await storage.list_clients()] == ["a", "b", "c"]
 
 
-async def test_delete_client_removes_its_codes_and_tokens_only(storage: Storage) -> None:
+async def test_delete_client_removes_its_codes_and_refresh_tokens_only(storage: Storage) -> None:
     await storage.save_client(make_client("client-1"))
     await storage.save_client(make_client("client-2"))
     await storage.save_authorization_code(make_code("code-1", client_id="client-1"))
     await storage.save_authorization_code(make_code("code-2", client_id="client-2"))
-    await storage.save_tokens([make_token("t1", client_id="client-1")])
-    await storage.save_tokens([make_token("t2", client_id="client-2")])
+    await storage.save_tokens(make_pair("c1", family_id="f1"))
+    await storage.save_tokens(
+        [dataclasses.replace(t, client_id="client-2") for t in make_pair("c2")]
+    )
 
     assert await storage.delete_client("client-1") is True
 
     assert await storage.get_client("client-1") is None
     assert await storage.get_authorization_code("code-1") is None
-    assert await storage.get_token("t1") is None
+    assert await exist(storage, ["c1-rt"]) == [False]
     assert await storage.get_client("client-2") is not None
     assert await storage.get_authorization_code("code-2") is not None
-    assert await storage.get_token("t2") is not None
+    assert await storage.get_token("c2-at") == make_token("c2-at", client_id="client-2")
+    assert await exist(storage, ["c2-rt"]) == [True]
     assert await storage.delete_client("client-1") is False
     assert await storage.delete_client("nobody") is False
+
+
+async def test_delete_client_revokes_its_access_tokens_for_the_revocation_list(
+    storage: Storage,
+) -> None:
+    await storage.save_client(make_client("client-1"))
+    await storage.save_tokens(
+        [make_token("t-live"), make_token("t-revoked", revoked_at=NOW - 5), make_token("t-other")]
+    )
+    await storage.revoke_token("t-other", now=NOW - 1)
+    await storage.save_tokens([make_token("t-kept", client_id="client-2")])
+    before = int(time.time())
+
+    assert await storage.delete_client("client-1") is True
+
+    revoked = await storage.get_token("t-live")
+    assert revoked is not None
+    assert revoked.revoked_at is not None and before <= revoked.revoked_at <= time.time()
+    assert revoked == make_token("t-live", revoked_at=revoked.revoked_at)
+    assert await storage.get_token("t-revoked") == make_token("t-revoked", revoked_at=NOW - 5)
+    assert await storage.get_token("t-kept") == make_token("t-kept", client_id="client-2")
+    listed = await storage.list_revoked_access_tokens(now=NOW)
+    assert sorted(listed) == ["t-live", "t-other", "t-revoked"]
+    assert await storage.purge_expired(now=NOW + 3600) == 4
+    assert await storage.list_revoked_access_tokens(now=NOW) == []
 
 
 async def test_is_allowed_origin_follows_the_registered_clients(storage: Storage) -> None:
@@ -234,20 +290,28 @@ async def test_deleting_a_user_deletes_what_was_issued_on_their_behalf(
     storage: Storage,
 ) -> None:
     await storage.save_user(make_user("user-1", "alice"))
-    await storage.save_tokens(
-        [make_token("t-alice", subject="user-1"), make_token("t-bob", subject="user-2")]
-    )
+    await storage.save_tokens(make_pair("alice", family_id="f-alice"))
+    bobs = [dataclasses.replace(t, subject="user-2") for t in make_pair("bob", family_id="f-bob")]
+    await storage.save_tokens(bobs)
     await storage.save_authorization_code(make_code("c-alice", subject="user-1"))
     await storage.save_authorization_code(make_code("c-bob", subject="user-2"))
     await storage.save_device_authorization(make_device("d-alice", "u-alice", subject="user-1"))
     await storage.save_device_authorization(make_device("d-bob", "u-bob", subject="user-2"))
+    before = int(time.time())
+
     assert await storage.delete_user("alice") is True
-    assert await storage.get_token("t-alice") is None
+
+    assert await exist(storage, ["alice-rt"]) == [False]
+    revoked = await storage.get_token("alice-at")
+    assert revoked is not None
+    assert revoked.revoked_at is not None and before <= revoked.revoked_at <= time.time()
+    assert await storage.list_revoked_access_tokens(now=NOW) == ["alice-at"]
     assert await storage.get_authorization_code("c-alice") is None
     assert await storage.get_device_authorization("u-alice") is None
-    assert await storage.get_token("t-bob") is not None
+    assert [await storage.get_token(t.token_hash) for t in bobs] == bobs
     assert await storage.get_authorization_code("c-bob") is not None
     assert await storage.get_device_authorization("u-bob") is not None
+    assert await storage.revoke_family("f-alice", now=NOW) == 0
 
 
 async def test_deleting_a_user_forgets_their_consents_only(storage: Storage) -> None:
@@ -329,13 +393,28 @@ async def test_code_round_trips_every_field(storage: Storage) -> None:
         code_challenge="E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
         code_challenge_method="S256",
         nonce="n-0S6_WzA2Mj",
+        auth_time=NOW - 30,
+        acr="urn:mace:incommon:iap:silver",
+        amr=("pwd", "otp", "mfa"),
     )
     bare = make_code("code-2", redirect_uri=None, scope=frozenset())
-    await storage.save_authorization_code(code)
-    await storage.save_authorization_code(bare)
+    single = make_code("code-3", amr=("pwd",), auth_time=NOW)
+    for each in (code, bare, single):
+        await storage.save_authorization_code(each)
     assert await storage.get_authorization_code("code-1") == code
     assert await storage.get_authorization_code("code-2") == bare
+    assert (bare.auth_time, bare.acr, bare.amr) == (None, None, ())
+    assert await storage.get_authorization_code("code-3") == single
     assert await storage.get_authorization_code("nothing") is None
+
+
+async def test_a_redeemed_code_keeps_how_the_user_signed_in(storage: Storage) -> None:
+    code = make_code(auth_time=NOW - 30, acr="1", amr=("pwd",))
+    await storage.save_authorization_code(code)
+    assert await storage.redeem_authorization_code("code-1", tokens=make_pair("x"), now=NOW)
+    assert await storage.get_authorization_code("code-1") == dataclasses.replace(
+        code, consumed_at=NOW
+    )
 
 
 async def test_a_code_redeems_once_and_writes_the_tokens(storage: Storage) -> None:
@@ -619,6 +698,29 @@ async def test_purge_expired_removes_only_expired_rows(storage: Storage) -> None
     assert await storage.purge_expired(now=NOW) == 0
 
 
+async def test_revoked_access_tokens_are_listed_until_they_expire(storage: Storage) -> None:
+    await storage.save_tokens(
+        [
+            make_token("revoked", revoked_at=NOW - 10),
+            make_token("revoked-edge", revoked_at=NOW - 10, expires_at=NOW + 1),
+            make_token("revoked-expired", revoked_at=NOW - 10, expires_at=NOW),
+            make_token("unrevoked"),
+            make_token("rotated", rotated_at=NOW - 10),
+            make_token("revoked-refresh", kind="refresh_token", revoked_at=NOW - 10),
+        ]
+    )
+    await storage.save_tokens(make_pair("family", family_id="family-2"))
+    assert await storage.revoke_family("family-2", now=NOW) == 2
+
+    listed = await storage.list_revoked_access_tokens(now=NOW)
+    assert sorted(listed) == ["family-at", "revoked", "revoked-edge"]
+    assert sorted(await storage.list_revoked_access_tokens(now=NOW + 1)) == [
+        "family-at",
+        "revoked",
+    ]
+    assert await storage.list_revoked_access_tokens(now=NOW + 3600) == []
+
+
 async def test_purged_successors_do_not_hinder_a_grace_rotation(storage: Storage) -> None:
     await storage.save_tokens(make_pair("g0"))
     first = [dataclasses.replace(t, expires_at=NOW + 1) for t in make_pair("g1", parent="g0-rt")]
@@ -631,6 +733,109 @@ async def test_purged_successors_do_not_hinder_a_grace_rotation(storage: Storage
     )
     assert [await storage.get_token(t.token_hash) for t in retry] == retry
     assert await storage.revoke_family("family-1", now=NOW + 2) == 4
+
+
+# -- signing keys --------------------------------------------------------------------------
+
+
+async def active_keys(storage: Storage) -> list[SigningKey]:
+    return [k for k in await storage.list_signing_keys(now=NOW) if k.is_active]
+
+
+async def test_a_first_signing_key_is_added_once_per_algorithm(storage: Storage) -> None:
+    assert await storage.list_signing_keys(now=NOW) == []
+    first = make_key("rs-1")
+    assert await storage.add_signing_key(first, retire_active_until=None, now=NOW) is True
+    late = make_key("rs-2", created_at=NOW + 1)
+    assert await storage.add_signing_key(late, retire_active_until=None, now=NOW + 1) is False
+    assert await storage.list_signing_keys(now=NOW) == [first]
+
+    other = make_key("es-1", "ES256", created_at=NOW + 2)
+    assert await storage.add_signing_key(other, retire_active_until=None, now=NOW + 2) is True
+    assert await storage.list_signing_keys(now=NOW) == [first, other]
+
+
+async def test_a_rotation_retires_the_active_key_until_the_given_time(storage: Storage) -> None:
+    old, es = make_key("rs-1"), make_key("es-1", "ES256")
+    await storage.add_signing_key(old, retire_active_until=None, now=NOW)
+    await storage.add_signing_key(es, retire_active_until=None, now=NOW)
+    new = make_key("rs-2", created_at=NOW + 10)
+
+    assert await storage.add_signing_key(new, retire_active_until=NOW + 900, now=NOW + 10) is True
+
+    retired = dataclasses.replace(old, retired_at=NOW + 10, expires_at=NOW + 900)
+    assert await storage.list_signing_keys(now=NOW + 10) == [es, retired, new]
+    assert await active_keys(storage) == [es, new]
+    refused = make_key("rs-3", created_at=NOW + 11)
+    assert await storage.add_signing_key(refused, retire_active_until=None, now=NOW + 11) is False
+    assert await active_keys(storage) == [es, new]
+
+
+async def test_signing_keys_are_listed_oldest_first_until_they_expire(storage: Storage) -> None:
+    """Keys made in the same second come in code point order of their kid ("B" < "a")."""
+    rs_1, es = make_key("a-rs"), make_key("B-es", "ES256")
+    rs_2, rs_3 = make_key("c-rs", created_at=NOW + 10), make_key("d-rs", created_at=NOW + 20)
+    await storage.add_signing_key(rs_1, retire_active_until=None, now=NOW)
+    await storage.add_signing_key(es, retire_active_until=None, now=NOW)
+    await storage.add_signing_key(rs_2, retire_active_until=NOW + 50, now=NOW + 10)
+    await storage.add_signing_key(rs_3, retire_active_until=NOW + 60, now=NOW + 20)
+    rs_1 = dataclasses.replace(rs_1, retired_at=NOW + 10, expires_at=NOW + 50)
+    rs_2 = dataclasses.replace(rs_2, retired_at=NOW + 20, expires_at=NOW + 60)
+
+    assert await storage.list_signing_keys(now=NOW + 49) == [es, rs_1, rs_2, rs_3]
+    assert await storage.list_signing_keys(now=NOW + 50) == [es, rs_2, rs_3]
+    assert await storage.list_signing_keys(now=NOW + 60) == [es, rs_3]
+
+
+async def test_purge_deletes_expired_signing_keys_and_counts_them(storage: Storage) -> None:
+    await storage.add_signing_key(make_key("rs-1"), retire_active_until=None, now=NOW)
+    await storage.add_signing_key(
+        make_key("rs-2", created_at=NOW + 1), retire_active_until=NOW + 5, now=NOW + 1
+    )
+    await storage.add_signing_key(
+        make_key("rs-3", created_at=NOW + 2), retire_active_until=NOW + 10, now=NOW + 2
+    )
+    await storage.save_tokens([make_token("t-old", expires_at=NOW + 5)])
+
+    assert await storage.purge_expired(now=NOW + 4) == 0
+    assert await storage.purge_expired(now=NOW + 5) == 2
+    assert [k.kid for k in await storage.list_signing_keys(now=0)] == ["rs-2", "rs-3"]
+    assert await storage.purge_expired(now=NOW + 1000) == 1
+    assert await storage.list_signing_keys(now=0) == [make_key("rs-3", created_at=NOW + 2)]
+
+
+async def test_a_duplicate_kid_is_refused_and_nothing_is_written(storage: Storage) -> None:
+    first = make_key("kid-1")
+    await storage.add_signing_key(first, retire_active_until=None, now=NOW)
+    with pytest.raises(StorageError):
+        await storage.add_signing_key(make_key("kid-1", "ES256"), retire_active_until=None, now=NOW)
+    with pytest.raises(StorageError):
+        await storage.add_signing_key(
+            make_key("kid-1", created_at=NOW + 1), retire_active_until=NOW + 50, now=NOW + 1
+        )
+    assert await storage.list_signing_keys(now=NOW) == [first]
+
+
+async def test_concurrent_first_signing_keys_have_one_winner(storage: Storage) -> None:
+    keys = [make_key(f"rs-{i:02}") for i in range(10)]
+    results = await asyncio.gather(
+        *(storage.add_signing_key(k, retire_active_until=None, now=NOW) for k in keys)
+    )
+    assert results.count(True) == 1
+    assert await storage.list_signing_keys(now=NOW) == [keys[results.index(True)]]
+
+
+async def test_concurrent_rotations_leave_one_active_key(storage: Storage) -> None:
+    await storage.add_signing_key(make_key("rs-old"), retire_active_until=None, now=NOW)
+    keys = [make_key(f"rs-{i:02}", created_at=NOW + 1) for i in range(10)]
+    results = await asyncio.gather(
+        *(storage.add_signing_key(k, retire_active_until=NOW + 99, now=NOW + 1) for k in keys)
+    )
+    listed = await storage.list_signing_keys(now=NOW + 1)
+    added = {k.kid for k, won in zip(keys, results, strict=True) if won}
+    assert added and {k.kid for k in listed} == {"rs-old"} | added
+    active = await active_keys(storage)
+    assert len(active) == 1 and active[0].kid in added
 
 
 # -- device authorizations (RFC 8628) ------------------------------------------------------

@@ -29,14 +29,22 @@ from asgi_oauth import (
 )
 from asgi_oauth.cli import main
 from asgi_oauth.crypto import hash_token
-from asgi_oauth.storage import Storage, open_storage
+from asgi_oauth.storage import Storage, _rows, open_storage
 
 from .conftest import ISSUER, REDIRECT_URI, Credentials
 from .helpers import request
 from .postgres import POSTGRES_URL
 from .tcp_proxy import TCPProxy, tcp_proxy
 from .test_grant_authorization_code import exchange, issue_code
-from .test_storage import NOW, make_client, make_code, make_device, make_pair, make_token
+from .test_storage import (
+    NOW,
+    make_client,
+    make_code,
+    make_device,
+    make_key,
+    make_pair,
+    make_token,
+)
 
 if TYPE_CHECKING:
     from asgi_oauth.storage.postgres import PostgresStorage
@@ -53,6 +61,7 @@ TABLES = {
     "consents",
     "device_authorizations",
     "failures",
+    "signing_keys",
 }
 
 
@@ -288,7 +297,82 @@ async def test_first_use_migrates_without_an_explicit_migrate(stores: Stores, ad
     assert await version_in(admin, stores.schema) == [schema_version()]
 
 
+async def test_a_version_2_schema_gains_the_openid_connect_columns(
+    stores: Stores, admin: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from asgi_oauth.storage import _postgres_schema
+
+    monkeypatch.setattr(_postgres_schema, "MIGRATIONS", _postgres_schema.MIGRATIONS[:2])
+    monkeypatch.setattr(_postgres_schema, "SCHEMA_VERSION", 2)
+    assert await stores().migrate() == 2
+    monkeypatch.undo()
+    schema = stores.schema
+    await admin.execute(
+        f'INSERT INTO "{schema}".clients (client_id, secret_hash, name, redirect_uris,'
+        " grant_types, scope, allowed_origins, is_resource_server, require_pkce, created_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        *_rows.client_row(make_client())[:10],
+    )
+    await admin.execute(
+        f'INSERT INTO "{schema}".authorization_codes (code_hash, client_id, subject, scope,'
+        " redirect_uri, family_id, issued_at, expires_at, code_challenge,"
+        " code_challenge_method, nonce, consumed_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        *_rows.code_row(make_code())[:12],
+    )
+
+    store = stores()
+    assert await store.migrate() == schema_version() - 2
+    assert await tables_in(admin, schema) == TABLES
+    assert await store.get_client("client-1") == make_client()
+    assert await store.get_authorization_code("code-1") == make_code()
+    assert await store.add_signing_key(make_key("kid-1"), retire_active_until=None, now=NOW)
+
+
 # -- one winner across instances -----------------------------------------------------------
+
+
+async def test_first_signing_keys_on_two_instances_leave_one_active_key(
+    stores: Stores, admin: Any
+) -> None:
+    first, second = stores(), stores()
+    await warm(first, second)
+    keys = [make_key(f"rs-{i:02}") for i in range(30)]
+    outcomes = await asyncio.gather(
+        *(
+            (first, second)[i % 2].add_signing_key(key, retire_active_until=None, now=NOW)
+            for i, key in enumerate(keys)
+        )
+    )
+    assert outcomes.count(True) == 1
+    rows = await admin.fetch(f'SELECT kid, retired_at FROM "{stores.schema}".signing_keys')
+    assert [tuple(row) for row in rows] == [(keys[outcomes.index(True)].kid, None)]
+
+
+async def test_concurrent_key_rotations_on_two_instances_leave_one_active_key(
+    stores: Stores, admin: Any
+) -> None:
+    first, second = stores(), stores()
+    await warm(first, second)
+    assert await first.add_signing_key(make_key("rs-old"), retire_active_until=None, now=NOW)
+    keys = [make_key(f"rs-{i:02}", created_at=NOW + 1) for i in range(30)]
+    outcomes = await asyncio.gather(
+        *(
+            (first, second)[i % 2].add_signing_key(key, retire_active_until=NOW + 99, now=NOW + 1)
+            for i, key in enumerate(keys)
+        )
+    )
+    won = {key.kid for key, added in zip(keys, outcomes, strict=True) if added is True}
+    assert won and all(added is False for added in outcomes if added is not True)
+    rows = await admin.fetch(
+        f'SELECT kid, retired_at, expires_at FROM "{stores.schema}".signing_keys'
+    )
+    active = [row["kid"] for row in rows if row["retired_at"] is None]
+    assert len(active) == 1 and active[0] in won
+    assert {row["kid"] for row in rows} == {"rs-old"} | won
+    retired = {(row["retired_at"], row["expires_at"]) for row in rows if row["kid"] not in active}
+    assert retired == {(NOW + 1, NOW + 99)}
+    assert [k.kid for k in await second.list_signing_keys(now=NOW) if k.is_active] == active
 
 
 async def test_concurrent_code_redemptions_on_two_instances_have_one_winner(
@@ -674,7 +758,9 @@ def test_cli_purge_deletes_expired_rows_and_keeps_live_ones(
 
     asyncio.run(populate())
     assert main(["purge", "--db", url]) == 0
-    assert capsys.readouterr().out == "purged 3 expired codes, device codes and tokens\n"
+    assert (
+        capsys.readouterr().out == "purged 3 expired codes, device codes, tokens and signing keys\n"
+    )
     assert asyncio.run(remaining()) == {
         "authorization_codes": ["code-new"],
         "tokens": ["token-new"],

@@ -14,7 +14,14 @@ from typing import Any
 import pytest
 
 from asgi_oauth.errors import StorageError
-from asgi_oauth.models import AuthorizationCode, Client, DeviceAuthorization, Token, User
+from asgi_oauth.models import (
+    AuthorizationCode,
+    Client,
+    DeviceAuthorization,
+    SigningKey,
+    Token,
+    User,
+)
 from asgi_oauth.storage import SQLiteStorage, _rows, _sqlite_schema, sqlite
 
 pytestmark = pytest.mark.anyio
@@ -174,16 +181,29 @@ async def test_migrate_is_idempotent_and_keeps_existing_tables(path: Path) -> No
         conn.close()
 
 
-def make_version_1_file(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A file as the first release left it: only the first migration, with some rows."""
-    monkeypatch.setattr(_sqlite_schema, "MIGRATIONS", _sqlite_schema.MIGRATIONS[:1])
-    monkeypatch.setattr(_sqlite_schema, "SCHEMA_VERSION", 1)
+#: Clients and codes as schema versions 1 to 3 stored them.
+OLD_INSERT_CLIENT = (
+    "INSERT INTO clients (client_id, secret_hash, name, redirect_uris, grant_types, scope,"
+    " allowed_origins, is_resource_server, require_pkce, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+OLD_INSERT_CODE = (
+    "INSERT INTO authorization_codes (code_hash, client_id, subject, scope, redirect_uri,"
+    " family_id, issued_at, expires_at, code_challenge, code_challenge_method, nonce,"
+    " consumed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def make_old_file(path: Path, monkeypatch: pytest.MonkeyPatch, version: int) -> None:
+    """A file as an earlier release left it: its first ``version`` migrations, some rows."""
+    monkeypatch.setattr(_sqlite_schema, "MIGRATIONS", _sqlite_schema.MIGRATIONS[:version])
+    monkeypatch.setattr(_sqlite_schema, "SCHEMA_VERSION", version)
     conn = sqlite3.connect(path, isolation_level=None)
     try:
-        assert _sqlite_schema.migrate(conn) == 1
-        conn.execute(_sqlite_schema.INSERT_CLIENT, _rows.client_row(make_client()))
+        assert _sqlite_schema.migrate(conn) == version
+        conn.execute(OLD_INSERT_CLIENT, _rows.client_row(make_client())[:10])
         conn.execute(_sqlite_schema.INSERT_USER, _rows.user_row(make_user()))
-        conn.execute(_sqlite_schema.INSERT_CODE, _rows.code_row(make_code()))
+        conn.execute(OLD_INSERT_CODE, _rows.code_row(make_code())[:12])
         tokens = make_pair("g0")
         conn.execute(_sqlite_schema.insert_tokens(2), _sqlite_schema.token_rows(tokens))
     finally:
@@ -194,7 +214,7 @@ def make_version_1_file(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 async def test_a_version_1_file_is_upgraded_in_place(
     path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    make_version_1_file(path, monkeypatch)
+    make_old_file(path, monkeypatch, 1)
     tables = {name for (name,) in read_file(path, "SELECT name FROM sqlite_schema")}
     assert "tokens" in tables
     assert "device_authorizations" not in tables
@@ -234,6 +254,62 @@ async def test_a_version_1_file_is_upgraded_in_place(
         assert _sqlite_schema.migrate(conn) == 0
     finally:
         conn.close()
+
+
+async def test_a_version_3_file_gains_the_openid_connect_columns_and_keys(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_old_file(path, monkeypatch, 3)
+    store = SQLiteStorage(path)
+    try:
+        await store.migrate()
+        clients = "SELECT access_token_format, id_token_signed_response_alg FROM clients"
+        assert read_file(path, clients) == [(None, "RS256")]
+        assert read_file(path, "SELECT auth_time, acr, amr FROM authorization_codes") == [
+            (None, None, "")
+        ]
+        client = await store.get_client("client-1")
+        assert client == make_client()
+        assert client is not None and client.access_token_format is None
+        assert client.id_token_signed_response_alg == "RS256"
+        code = await store.get_authorization_code("code-1")
+        assert code == make_code()
+        assert code is not None and (code.auth_time, code.acr, code.amr) == (None, None, ())
+        assert [await store.get_token(t.token_hash) for t in make_pair("g0")] == make_pair("g0")
+
+        jwt = dataclasses.replace(
+            make_client(), access_token_format="jwt", id_token_signed_response_alg="ES256"
+        )
+        await store.save_client(jwt)
+        assert await store.get_client("client-1") == jwt
+        key = SigningKey("kid-1", "ES256", "{}", "sealed", NOW)
+        assert await store.add_signing_key(key, retire_active_until=None, now=NOW)
+        assert await store.list_signing_keys(now=NOW) == [key]
+        assert await store.delete_client("client-1") is True
+        assert await store.list_revoked_access_tokens(now=NOW) == ["g0-at"]
+        assert await store.get_token("g0-rt") is None
+    finally:
+        await store.close()
+    assert read_file(path, "SELECT version FROM schema_version") == [
+        (_sqlite_schema.SCHEMA_VERSION,)
+    ]
+
+
+async def test_the_revocation_list_and_the_active_keys_have_indexes(path: Path) -> None:
+    store = SQLiteStorage(path)
+    await store.migrate()
+    await store.close()
+    indexes = read_file(
+        path, "SELECT name, \"unique\", partial FROM pragma_index_list('signing_keys')"
+    )
+    assert ("signing_keys_active_alg", 1, 1) in indexes
+    conn = sqlite3.connect(path)
+    try:
+        sql = "EXPLAIN QUERY PLAN " + _sqlite_schema.SELECT_REVOKED_ACCESS_TOKENS
+        plan = conn.execute(sql, (NOW,)).fetchall()
+    finally:
+        conn.close()
+    assert "tokens_revoked_access" in str(plan)
 
 
 async def test_the_device_user_code_is_unique_and_purge_has_an_index(path: Path) -> None:

@@ -112,6 +112,28 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX failures_key_at ON failures (key, at)",
         "CREATE INDEX failures_at ON failures (at)",
     ),
+    (
+        # OpenID Connect: what a client's tokens look like, how a user signed in.
+        "ALTER TABLE clients ADD COLUMN access_token_format TEXT,"
+        " ADD COLUMN id_token_signed_response_alg TEXT NOT NULL DEFAULT 'RS256'",
+        "ALTER TABLE authorization_codes ADD COLUMN auth_time BIGINT, ADD COLUMN acr TEXT,"
+        " ADD COLUMN amr TEXT NOT NULL DEFAULT ''",
+        # Keys that sign ID tokens and JWT access tokens: one active per algorithm.
+        """CREATE TABLE signing_keys (
+            kid TEXT PRIMARY KEY,
+            alg TEXT NOT NULL,
+            public_jwk TEXT NOT NULL,
+            private_jwk TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            retired_at BIGINT,
+            expires_at BIGINT
+        )""",
+        "CREATE UNIQUE INDEX signing_keys_active_alg ON signing_keys (alg)"
+        " WHERE retired_at IS NULL",
+        # The revocation list of JWT access tokens.
+        "CREATE INDEX tokens_revoked_access ON tokens (expires_at)"
+        " WHERE revoked_at IS NOT NULL AND kind = 'access_token'",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -157,18 +179,22 @@ async def migrate(conn: asyncpg.Connection, schema: str | None) -> int:
 
 SELECT_CLIENTS = (
     "SELECT client_id, secret_hash, name, redirect_uris, grant_types, scope,"
-    " allowed_origins, is_resource_server, require_pkce, created_at FROM clients"
+    " allowed_origins, is_resource_server, require_pkce, created_at,"
+    " access_token_format, id_token_signed_response_alg FROM clients"
 )
 UPSERT_CLIENT = (
     "INSERT INTO clients (client_id, secret_hash, name, redirect_uris, grant_types,"
-    " scope, allowed_origins, is_resource_server, require_pkce, created_at)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+    " scope, allowed_origins, is_resource_server, require_pkce, created_at,"
+    " access_token_format, id_token_signed_response_alg)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
     " ON CONFLICT (client_id) DO UPDATE SET secret_hash = excluded.secret_hash,"
     " name = excluded.name, redirect_uris = excluded.redirect_uris,"
     " grant_types = excluded.grant_types, scope = excluded.scope,"
     " allowed_origins = excluded.allowed_origins,"
     " is_resource_server = excluded.is_resource_server,"
-    " require_pkce = excluded.require_pkce, created_at = excluded.created_at"
+    " require_pkce = excluded.require_pkce, created_at = excluded.created_at,"
+    " access_token_format = excluded.access_token_format,"
+    " id_token_signed_response_alg = excluded.id_token_signed_response_alg"
 )
 SELECT_USERS = "SELECT user_id, username, password_hash, created_at FROM users"
 INSERT_USER = (
@@ -176,13 +202,14 @@ INSERT_USER = (
 )
 SELECT_CODE = (
     "SELECT code_hash, client_id, subject, scope, redirect_uri, family_id, issued_at,"
-    " expires_at, code_challenge, code_challenge_method, nonce, consumed_at"
-    " FROM authorization_codes WHERE code_hash = $1"
+    " expires_at, code_challenge, code_challenge_method, nonce, consumed_at,"
+    " auth_time, acr, amr FROM authorization_codes WHERE code_hash = $1"
 )
 INSERT_CODE = (
     "INSERT INTO authorization_codes (code_hash, client_id, subject, scope, redirect_uri,"
     " family_id, issued_at, expires_at, code_challenge, code_challenge_method, nonce,"
-    " consumed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+    " consumed_at, auth_time, acr, amr)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
 )
 SELECT_CONSENT = "SELECT scope FROM consents WHERE subject = $1 AND client_id = $2"
 UPSERT_CONSENT = (
@@ -202,6 +229,22 @@ SELECT_TOKEN = (
     "SELECT token_hash, kind, client_id, scope, family_id, issued_at, expires_at, subject,"
     " audience, parent_hash, replaced_by, rotated_at, revoked_at"
     " FROM tokens WHERE token_hash = $1"
+)
+#: The revocation list: partial index ``tokens_revoked_access`` covers exactly these rows.
+SELECT_REVOKED_ACCESS_TOKENS = (
+    "SELECT token_hash FROM tokens"
+    " WHERE revoked_at IS NOT NULL AND kind = 'access_token' AND expires_at > $1"
+)
+SELECT_SIGNING_KEYS = (
+    "SELECT kid, alg, public_jwk, private_jwk, created_at, retired_at, expires_at"
+    " FROM signing_keys WHERE expires_at IS NULL OR expires_at > $1"
+    ' ORDER BY created_at, kid COLLATE "C"'
+)
+#: Adds a key unless one of its algorithm is active (a duplicate kid still fails).
+INSERT_SIGNING_KEY = (
+    "INSERT INTO signing_keys (kid, alg, public_jwk, private_jwk, created_at, retired_at,"
+    " expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+    " ON CONFLICT (alg) WHERE retired_at IS NULL DO NOTHING"
 )
 #: Every token of a response in one statement, whatever their number: one array per column.
 INSERT_TOKENS = (

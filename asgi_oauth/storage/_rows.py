@@ -1,8 +1,9 @@
 """Rows as both SQL stores keep them: one tuple per model, in column order.
 
-Scopes and grant types are sorted, space-joined words; lists of URIs are
-space-joined in their order (a URI never holds white space, RFC 3986 §2);
-times are integer seconds. SQLite and PostgreSQL share these mappers, so a
+Scopes and grant types are sorted, space-joined words; lists of URIs and of
+authentication methods (``amr``) are space-joined in their order, and refused
+if an item holds white space (a URI never does, RFC 3986 §2; nor does an
+RFC 8176 §2 method name); times are integer seconds. SQLite and PostgreSQL share these mappers, so a
 row means the same in either.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..models import AuthorizationCode, Client, DeviceAuthorization, Token, User
+from ..models import AuthorizationCode, Client, DeviceAuthorization, SigningKey, Token, User
 
 Row = tuple[object, ...]
 
@@ -19,11 +20,16 @@ def _words(words: frozenset[str]) -> str:
     return " ".join(sorted(words))
 
 
+def _in_order(items: tuple[str, ...], what: str) -> str:
+    """Items in order, space-separated; refused if one would not come back from ``split``."""
+    if any(item.split() != [item] for item in items):
+        raise ValueError(f"not a {what} list: {items!r}")
+    return " ".join(items)
+
+
 def _uris(uris: tuple[str, ...]) -> str:
     """URIs in order, space-separated: a URI never holds white space (RFC 3986 §2)."""
-    if any(not uri or len(uri.split()) != 1 for uri in uris):
-        raise ValueError(f"not a URI list: {uris!r}")
-    return " ".join(uris)
+    return _in_order(uris, "URI")
 
 
 def client_row(c: Client) -> Row:
@@ -38,6 +44,8 @@ def client_row(c: Client) -> Row:
         c.is_resource_server,
         c.require_pkce,
         c.created_at,
+        c.access_token_format,
+        c.id_token_signed_response_alg,
     )
 
 
@@ -53,6 +61,8 @@ def client_from_row(row: Any) -> Client:
         is_resource_server=bool(row[7]),
         require_pkce=bool(row[8]),
         created_at=row[9],
+        access_token_format=row[10],
+        id_token_signed_response_alg=row[11],
     )
 
 
@@ -78,6 +88,9 @@ def code_row(c: AuthorizationCode) -> Row:
         c.code_challenge_method,
         c.nonce,
         c.consumed_at,
+        c.auth_time,
+        c.acr,
+        _in_order(c.amr, "amr"),
     )
 
 
@@ -95,6 +108,9 @@ def code_from_row(row: Any) -> AuthorizationCode:
         code_challenge_method=row[9],
         nonce=row[10],
         consumed_at=row[11],
+        auth_time=row[12],
+        acr=row[13],
+        amr=tuple(row[14].split()),
     )
 
 
@@ -131,6 +147,22 @@ def token_from_row(row: Any) -> Token:
         replaced_by=row[10],
         rotated_at=row[11],
         revoked_at=row[12],
+    )
+
+
+def signing_key_row(k: SigningKey) -> Row:
+    return (k.kid, k.alg, k.public_jwk, k.private_jwk, k.created_at, k.retired_at, k.expires_at)
+
+
+def signing_key_from_row(row: Any) -> SigningKey:
+    return SigningKey(
+        kid=row[0],
+        alg=row[1],
+        public_jwk=row[2],
+        private_jwk=row[3],
+        created_at=row[4],
+        retired_at=row[5],
+        expires_at=row[6],
     )
 
 

@@ -120,6 +120,29 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX failures_key_at ON failures (key, at)",
         "CREATE INDEX failures_at ON failures (at)",
     ),
+    (
+        # OpenID Connect: what a client's tokens look like, how a user signed in.
+        "ALTER TABLE clients ADD COLUMN access_token_format TEXT",
+        "ALTER TABLE clients ADD COLUMN id_token_signed_response_alg TEXT NOT NULL DEFAULT 'RS256'",
+        "ALTER TABLE authorization_codes ADD COLUMN auth_time INTEGER",
+        "ALTER TABLE authorization_codes ADD COLUMN acr TEXT",
+        "ALTER TABLE authorization_codes ADD COLUMN amr TEXT NOT NULL DEFAULT ''",
+        # Keys that sign ID tokens and JWT access tokens: one active per algorithm.
+        """CREATE TABLE signing_keys (
+            kid TEXT PRIMARY KEY,
+            alg TEXT NOT NULL,
+            public_jwk TEXT NOT NULL,
+            private_jwk TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            retired_at INTEGER,
+            expires_at INTEGER
+        )""",
+        "CREATE UNIQUE INDEX signing_keys_active_alg ON signing_keys (alg)"
+        " WHERE retired_at IS NULL",
+        # The revocation list of JWT access tokens.
+        "CREATE INDEX tokens_revoked_access ON tokens (expires_at)"
+        " WHERE revoked_at IS NOT NULL AND kind = 'access_token'",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -165,12 +188,14 @@ def migrate(conn: sqlite3.Connection) -> int:
 
 SELECT_CLIENTS = (
     "SELECT client_id, secret_hash, name, redirect_uris, grant_types, scope,"
-    " allowed_origins, is_resource_server, require_pkce, created_at FROM clients"
+    " allowed_origins, is_resource_server, require_pkce, created_at,"
+    " access_token_format, id_token_signed_response_alg FROM clients"
 )
 INSERT_CLIENT = (
     "INSERT OR REPLACE INTO clients (client_id, secret_hash, name, redirect_uris, grant_types,"
-    " scope, allowed_origins, is_resource_server, require_pkce, created_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " scope, allowed_origins, is_resource_server, require_pkce, created_at,"
+    " access_token_format, id_token_signed_response_alg)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 SELECT_USERS = "SELECT user_id, username, password_hash, created_at FROM users"
 SELECT_USER = SELECT_USERS + " WHERE username = ?"
@@ -178,13 +203,14 @@ SELECT_USER_BY_ID = SELECT_USERS + " WHERE user_id = ?"
 INSERT_USER = "INSERT INTO users (user_id, username, password_hash, created_at) VALUES (?, ?, ?, ?)"
 SELECT_CODE = (
     "SELECT code_hash, client_id, subject, scope, redirect_uri, family_id, issued_at,"
-    " expires_at, code_challenge, code_challenge_method, nonce, consumed_at"
-    " FROM authorization_codes WHERE code_hash = ?"
+    " expires_at, code_challenge, code_challenge_method, nonce, consumed_at,"
+    " auth_time, acr, amr FROM authorization_codes WHERE code_hash = ?"
 )
 INSERT_CODE = (
     "INSERT INTO authorization_codes (code_hash, client_id, subject, scope, redirect_uri,"
     " family_id, issued_at, expires_at, code_challenge, code_challenge_method, nonce,"
-    " consumed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " consumed_at, auth_time, acr, amr)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 SELECT_CONSENT = "SELECT scope FROM consents WHERE subject = ? AND client_id = ?"
 INSERT_CONSENT = "INSERT OR REPLACE INTO consents (subject, client_id, scope) VALUES (?, ?, ?)"
@@ -201,6 +227,21 @@ SELECT_TOKEN = (
     "SELECT token_hash, kind, client_id, scope, family_id, issued_at, expires_at, subject,"
     " audience, parent_hash, replaced_by, rotated_at, revoked_at"
     " FROM tokens WHERE token_hash = ?"
+)
+#: The revocation list: partial index ``tokens_revoked_access`` covers exactly these rows.
+SELECT_REVOKED_ACCESS_TOKENS = (
+    "SELECT token_hash FROM tokens"
+    " WHERE revoked_at IS NOT NULL AND kind = 'access_token' AND expires_at > ?"
+)
+SELECT_SIGNING_KEYS = (
+    "SELECT kid, alg, public_jwk, private_jwk, created_at, retired_at, expires_at"
+    " FROM signing_keys WHERE expires_at IS NULL OR expires_at > ? ORDER BY created_at, kid"
+)
+#: Adds a key unless one of its algorithm is active (a duplicate kid still fails).
+INSERT_SIGNING_KEY = (
+    "INSERT INTO signing_keys (kid, alg, public_jwk, private_jwk, created_at, retired_at,"
+    " expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (alg) WHERE retired_at IS NULL DO NOTHING"
 )
 _TOKEN_COLUMNS = (
     "token_hash, kind, client_id, scope, family_id, issued_at, expires_at,"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from ..models import AuthorizationCode, Client, DeviceAuthorization, Token, User
+from ..models import AuthorizationCode, Client, DeviceAuthorization, SigningKey, Token, User
 
 
 @runtime_checkable
@@ -24,7 +24,9 @@ class Storage(Protocol):
         """Insert the client, or replace the one with the same id."""
 
     async def delete_client(self, client_id: str) -> bool:
-        """Remove a client with its codes, tokens, device codes and consents; False if unknown."""
+        """Remove a client with its codes, refresh tokens, device codes and consents;
+        False if unknown. Its access tokens are revoked rather than deleted, and go
+        at the purge after they expire, so ``list_revoked_access_tokens`` names them."""
 
     async def list_clients(self) -> list[Client]:
         """Every client, ordered by id."""
@@ -46,7 +48,8 @@ class Storage(Protocol):
 
     async def delete_user(self, username: str) -> bool:
         """Remove a user with the consents they gave and every code, device code and
-        token issued on their behalf; False if unknown."""
+        refresh token issued on their behalf; False if unknown. Their access tokens
+        are revoked rather than deleted, as ``delete_client`` does."""
 
     async def get_consent(self, subject: str, client_id: str) -> frozenset[str] | None:
         """The scopes this user let this client have without asking again; None if never."""
@@ -99,6 +102,26 @@ class Storage(Protocol):
     async def revoke_family(self, family_id: str, *, now: int) -> int:
         """Revoke every token of a grant; returns how many were still unrevoked."""
 
+    async def list_revoked_access_tokens(self, *, now: int) -> list[str]:
+        """The hashes of access tokens revoked before they expired and not yet expired:
+        the revocation list a resource server checks JWT access tokens against."""
+
+    async def list_signing_keys(self, *, now: int) -> list[SigningKey]:
+        """Every signing key not yet expired (active or retired), oldest first."""
+
+    async def add_signing_key(
+        self, key: SigningKey, *, retire_active_until: int | None, now: int
+    ) -> bool:
+        """Make ``key`` the active key of its algorithm.
+
+        With ``retire_active_until`` None (a first key) it is added only if no key
+        of that algorithm is active, so instances starting together agree on one;
+        False, writing nothing, otherwise. With a time (a rotation), the active key
+        of the algorithm gets ``retired_at=now`` and ``expires_at`` that time in
+        the same transaction. Two rotations racing: one wins, the other fails with
+        ``StorageError`` or returns False, and nothing of it is written.
+        """
+
     async def save_device_authorization(self, device: DeviceAuthorization) -> None:
         """Persist a device authorization request (RFC 8628 §3.2)."""
 
@@ -143,8 +166,8 @@ class Storage(Protocol):
         """Forget ``key``'s failures (it succeeded)."""
 
     async def purge_expired(self, *, now: int) -> int:
-        """Delete expired codes, device codes and tokens, and failures older than a day
-        (``FAILURE_RETENTION``); returns how many rows went."""
+        """Delete expired codes, device codes, tokens and signing keys, and failures
+        older than a day (``FAILURE_RETENTION``); returns how many rows went."""
 
     async def close(self) -> None:
         """Release connections and threads; the store is unusable afterwards."""

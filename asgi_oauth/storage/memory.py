@@ -7,10 +7,11 @@ database, it checks everything before it writes anything.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Sequence
 
 from ..errors import StorageError
-from ..models import AuthorizationCode, Client, DeviceAuthorization, Token, User
+from ..models import AuthorizationCode, Client, DeviceAuthorization, SigningKey, Token, User
 from .base import FAILURE_RETENTION, successor_of
 
 
@@ -26,6 +27,7 @@ class MemoryStorage:
         self._failures: dict[str, list[int]] = {}
         self._devices: dict[str, DeviceAuthorization] = {}
         self._user_codes: dict[str, str] = {}  # user code hash -> device code hash
+        self._signing_keys: dict[str, SigningKey] = {}
 
     async def get_client(self, client_id: str) -> Client | None:
         return self._clients.get(client_id)
@@ -38,8 +40,7 @@ class MemoryStorage:
             return False
         for code_hash in [h for h, c in self._codes.items() if c.client_id == client_id]:
             del self._codes[code_hash]
-        for token in [t for t in self._tokens.values() if t.client_id == client_id]:
-            self._forget(token)
+        self._end_tokens([t for t in self._tokens.values() if t.client_id == client_id])
         for device in [d for d in self._devices.values() if d.client_id == client_id]:
             self._forget_device(device)
         for key in [k for k in self._consents if k[1] == client_id]:
@@ -77,8 +78,7 @@ class MemoryStorage:
             del self._codes[code_hash]
         for device in [d for d in self._devices.values() if d.subject == user.user_id]:
             self._forget_device(device)
-        for token in [t for t in self._tokens.values() if t.subject == user.user_id]:
-            self._forget(token)
+        self._end_tokens([t for t in self._tokens.values() if t.subject == user.user_id])
         return True
 
     async def get_consent(self, subject: str, client_id: str) -> frozenset[str] | None:
@@ -143,6 +143,32 @@ class MemoryStorage:
     async def revoke_family(self, family_id: str, *, now: int) -> int:
         return sum(self._revoke(h, now) for h in self._families.get(family_id, ()))
 
+    async def list_revoked_access_tokens(self, *, now: int) -> list[str]:
+        return [
+            t.token_hash
+            for t in self._tokens.values()
+            if t.kind == "access_token" and t.revoked_at is not None and t.expires_at > now
+        ]
+
+    async def list_signing_keys(self, *, now: int) -> list[SigningKey]:
+        keys = [k for k in self._signing_keys.values() if not _expired(k, now)]
+        return sorted(keys, key=lambda k: (k.created_at, k.kid))
+
+    async def add_signing_key(
+        self, key: SigningKey, *, retire_active_until: int | None, now: int
+    ) -> bool:
+        if key.kid in self._signing_keys:
+            raise StorageError("duplicate signing key id")
+        active = [k for k in self._signing_keys.values() if k.alg == key.alg and k.is_active]
+        if active and retire_active_until is None and key.is_active:
+            return False
+        for old in active:
+            self._signing_keys[old.kid] = dataclasses.replace(
+                old, retired_at=now, expires_at=retire_active_until
+            )
+        self._signing_keys[key.kid] = key
+        return True
+
     async def save_device_authorization(self, device: DeviceAuthorization) -> None:
         if device.device_code_hash in self._devices or device.user_code_hash in self._user_codes:
             raise StorageError("duplicate device code or user code hash")
@@ -198,6 +224,9 @@ class MemoryStorage:
         devices = [d for d in self._devices.values() if d.expires_at <= now]
         for device in devices:
             self._forget_device(device)
+        kids = [kid for kid, k in self._signing_keys.items() if _expired(k, now)]
+        for kid in kids:
+            del self._signing_keys[kid]
         failures = 0
         for key, times in list(self._failures.items()):
             kept = [t for t in times if t > now - FAILURE_RETENTION]
@@ -206,7 +235,7 @@ class MemoryStorage:
                 self._failures[key] = kept
             else:
                 del self._failures[key]
-        return len(codes) + len(tokens) + len(devices) + failures
+        return len(codes) + len(tokens) + len(devices) + len(kids) + failures
 
     async def record_failure(self, key: str, *, now: int) -> None:
         self._failures.setdefault(key, []).append(now)
@@ -232,6 +261,16 @@ class MemoryStorage:
             self._families.setdefault(token.family_id, set()).add(token.token_hash)
             if token.parent_hash is not None:
                 self._children.setdefault(token.parent_hash, set()).add(token.token_hash)
+
+    def _end_tokens(self, tokens: list[Token]) -> None:
+        """Revoke access tokens (the revocation list names them until they expire);
+        forget refresh tokens."""
+        now = int(time.time())
+        for token in tokens:
+            if token.kind == "access_token":
+                self._revoke(token.token_hash, now)
+            else:
+                self._forget(token)
 
     def _revoke(self, token_hash: str, now: int) -> bool:
         token = self._tokens.get(token_hash)
@@ -262,3 +301,7 @@ class MemoryStorage:
                 siblings.discard(token.token_hash)
                 if not siblings:
                     del self._children[token.parent_hash]
+
+
+def _expired(key: SigningKey, now: int) -> bool:
+    return key.expires_at is not None and key.expires_at <= now

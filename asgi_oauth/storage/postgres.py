@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 try:
     import asyncpg
@@ -26,7 +27,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError("PostgresStorage needs asyncpg: pip install 'asgi_oauth[postgres]'") from exc
 
 from ..errors import StorageError
-from ..models import AuthorizationCode, Client, DeviceAuthorization, Token, User
+from ..models import AuthorizationCode, Client, DeviceAuthorization, SigningKey, Token, User
 from . import _postgres_schema as _pg
 from . import _rows
 from ._client_cache import ClientCache
@@ -130,11 +131,11 @@ class PostgresStorage:
             for table in (
                 "client_origins",
                 "authorization_codes",
-                "tokens",
                 "device_authorizations",
                 "consents",
             ):
                 await conn.execute(f"DELETE FROM {table} WHERE client_id = $1", client_id)  # noqa: S608
+            await _end_tokens_of(conn, "client_id", client_id)
             return True
 
         deleted: bool = await self._transaction(delete)
@@ -176,9 +177,10 @@ class PostgresStorage:
             )
             if user_id is None:
                 return False
-            for table in ("consents", "authorization_codes", "device_authorizations", "tokens"):
+            for table in ("consents", "authorization_codes", "device_authorizations"):
                 sql = f"DELETE FROM {table} WHERE subject = $1"  # noqa: S608 (constants)
                 await conn.execute(sql, user_id)
+            await _end_tokens_of(conn, "subject", user_id)
             return True
 
         deleted: bool = await self._transaction(delete)
@@ -262,6 +264,40 @@ class PostgresStorage:
         sql = "UPDATE tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL"
         return _count(await self._execute(sql, now, family_id))
 
+    async def list_revoked_access_tokens(self, *, now: int) -> list[str]:
+        rows = await self._fetch(_pg.SELECT_REVOKED_ACCESS_TOKENS, now)
+        return [row[0] for row in rows]
+
+    # -- signing keys ------------------------------------------------------------------
+
+    async def list_signing_keys(self, *, now: int) -> list[SigningKey]:
+        rows = await self._fetch(_pg.SELECT_SIGNING_KEYS, now)
+        return [_rows.signing_key_from_row(row) for row in rows]
+
+    async def add_signing_key(
+        self, key: SigningKey, *, retire_active_until: int | None, now: int
+    ) -> bool:
+        row = _rows.signing_key_row(key)
+
+        async def add(conn: Any) -> None:
+            if retire_active_until is not None:
+                await conn.execute(
+                    "UPDATE signing_keys SET retired_at = $1, expires_at = $2"
+                    " WHERE alg = $3 AND retired_at IS NULL",
+                    now,
+                    retire_active_until,
+                    key.alg,
+                )
+            # A racing rotation's key, committed while the UPDATE waited, makes this a no-op.
+            if await conn.execute(_pg.INSERT_SIGNING_KEY, *row) != "INSERT 0 1":
+                raise _Lost
+
+        try:
+            await self._transaction(add)
+        except _Lost:
+            return False
+        return True
+
     # -- device authorizations ---------------------------------------------------------
 
     async def save_device_authorization(self, device: DeviceAuthorization) -> None:
@@ -336,7 +372,7 @@ class PostgresStorage:
     async def purge_expired(self, *, now: int) -> int:
         async def purge(conn: Any) -> int:
             purged = 0
-            for table in ("authorization_codes", "tokens", "device_authorizations"):
+            for table in ("authorization_codes", "tokens", "device_authorizations", "signing_keys"):
                 sql = f"DELETE FROM {table} WHERE expires_at <= $1"  # noqa: S608 (constants)
                 purged += _count(await conn.execute(sql, now))
             sql = "DELETE FROM failures WHERE at <= $1"
@@ -448,6 +484,23 @@ class PostgresStorage:
                 return await fn(conn)
 
         return await self._run(in_transaction, retry=False)
+
+
+class _Lost(Exception):
+    """Another instance's key became active first: roll the transaction back."""
+
+
+async def _end_tokens_of(conn: Any, column: Literal["client_id", "subject"], value: str) -> None:
+    """Revoke the access tokens of a client or user (the revocation list names them until
+    they expire) and delete their refresh tokens."""
+    await conn.execute(
+        f"UPDATE tokens SET revoked_at = $1 WHERE {column} = $2"  # noqa: S608 (constants)
+        " AND kind = 'access_token' AND revoked_at IS NULL",
+        int(time.time()),
+        value,
+    )
+    sql = f"DELETE FROM tokens WHERE {column} = $1 AND kind <> 'access_token'"  # noqa: S608
+    await conn.execute(sql, value)
 
 
 async def _keep_session(conn: Any) -> None:

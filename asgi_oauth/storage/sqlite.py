@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Generic, Literal, TypeVar
 
 from ..errors import StorageError
-from ..models import AuthorizationCode, Client, DeviceAuthorization, Token, User
+from ..models import AuthorizationCode, Client, DeviceAuthorization, SigningKey, Token, User
 from . import _rows
 from . import _sqlite_schema as schema
 from ._client_cache import ClientCache
@@ -110,7 +110,7 @@ class SQLiteStorage:
                 return False
             conn.execute("DELETE FROM client_origins WHERE client_id = ?", (client_id,))
             conn.execute("DELETE FROM authorization_codes WHERE client_id = ?", (client_id,))
-            conn.execute("DELETE FROM tokens WHERE client_id = ?", (client_id,))
+            _end_tokens_of(conn, "client_id", client_id)
             conn.execute("DELETE FROM device_authorizations WHERE client_id = ?", (client_id,))
             conn.execute("DELETE FROM consents WHERE client_id = ?", (client_id,))
             return True
@@ -155,8 +155,9 @@ class SQLiteStorage:
             if not found:
                 return False
             user_id = found[0][0]
-            for table in ("consents", "authorization_codes", "device_authorizations", "tokens"):
+            for table in ("consents", "authorization_codes", "device_authorizations"):
                 conn.execute(f"DELETE FROM {table} WHERE subject = ?", (user_id,))  # noqa: S608
+            _end_tokens_of(conn, "subject", user_id)
             conn.execute("DELETE FROM users WHERE username = ?", (username,))
             return True
 
@@ -241,6 +242,31 @@ class SQLiteStorage:
             lambda conn: conn.execute(sql, (now, family_id)).rowcount, atomic=True
         )
 
+    async def list_revoked_access_tokens(self, *, now: int) -> list[str]:
+        rows = await self._read(schema.SELECT_REVOKED_ACCESS_TOKENS, (now,))
+        return [token_hash for (token_hash,) in rows]
+
+    async def list_signing_keys(self, *, now: int) -> list[SigningKey]:
+        rows = await self._read(schema.SELECT_SIGNING_KEYS, (now,))
+        return [_rows.signing_key_from_row(row) for row in rows]
+
+    async def add_signing_key(
+        self, key: SigningKey, *, retire_active_until: int | None, now: int
+    ) -> bool:
+        row = _rows.signing_key_row(key)
+
+        def add(conn: sqlite3.Connection) -> bool:
+            # The writer holds the file's lock: nobody adds a key between the two.
+            if retire_active_until is not None:
+                conn.execute(
+                    "UPDATE signing_keys SET retired_at = ?, expires_at = ?"
+                    " WHERE alg = ? AND retired_at IS NULL",
+                    (now, retire_active_until, key.alg),
+                )
+            return conn.execute(schema.INSERT_SIGNING_KEY, row).rowcount == 1
+
+        return await self._write(add)
+
     async def save_device_authorization(self, device: DeviceAuthorization) -> None:
         row = _rows.device_row(device)
         await self._write(lambda conn: conn.execute(schema.INSERT_DEVICE, row).close(), atomic=True)
@@ -313,10 +339,11 @@ class SQLiteStorage:
             devices = conn.execute(
                 "DELETE FROM device_authorizations WHERE expires_at <= ?", (now,)
             )
+            keys = conn.execute("DELETE FROM signing_keys WHERE expires_at <= ?", (now,))
             failures = conn.execute(
                 "DELETE FROM failures WHERE at <= ?", (now - FAILURE_RETENTION,)
             )
-            return codes.rowcount + tokens.rowcount + devices.rowcount + failures.rowcount
+            return sum(c.rowcount for c in (codes, tokens, devices, keys, failures))
 
         return await self._write(purge)
 
@@ -585,3 +612,19 @@ def _as_storage_error(exc: Exception) -> BaseException:
 
 def _nothing(conn: sqlite3.Connection) -> None:
     return None
+
+
+def _end_tokens_of(
+    conn: sqlite3.Connection, column: Literal["client_id", "subject"], value: str
+) -> None:
+    """Revoke the access tokens of a client or user (the revocation list names them until
+    they expire) and delete their refresh tokens."""
+    conn.execute(
+        f"UPDATE tokens SET revoked_at = ? WHERE {column} = ?"  # noqa: S608 (constants)
+        " AND kind = 'access_token' AND revoked_at IS NULL",
+        (int(time.time()), value),
+    )
+    conn.execute(
+        f"DELETE FROM tokens WHERE {column} = ? AND kind <> 'access_token'",  # noqa: S608
+        (value,),
+    )
