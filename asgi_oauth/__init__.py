@@ -27,17 +27,21 @@ from .errors import (
     UnsupportedResponseTypeError,
     UnsupportedTokenTypeError,
 )
+from .keys import KeyEncryptionError
 from .models import (
     AuthorizationCode,
     Client,
     DeviceAuthorization,
     IntrospectionResult,
     ResourceOwner,
+    SigningKey,
     Token,
     TokenResponse,
     User,
 )
+from .openid import UserClaims
 from .requests import OAuthRequest
+from .revocation import RevocationList
 from .server import AuthorizationServer
 
 __version__ = "0.1.0"
@@ -58,13 +62,16 @@ __all__ = [
     "InvalidGrantError",
     "InvalidRequestError",
     "InvalidScopeError",
+    "KeyEncryptionError",
     "LoginRequiredError",
     "OAuth2Error",
     "OAuthRequest",
     "RegisteredClient",
     "ResourceOwner",
+    "RevocationList",
     "ServerError",
     "Settings",
+    "SigningKey",
     "SlowDownError",
     "StorageError",
     "TemporarilyUnavailableError",
@@ -75,5 +82,6 @@ __all__ = [
     "UnsupportedResponseTypeError",
     "UnsupportedTokenTypeError",
     "User",
+    "UserClaims",
     "__version__",
 ]

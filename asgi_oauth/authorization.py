@@ -17,18 +17,31 @@ from .config import Settings
 from .errors import (
     InvalidRequestError,
     OAuth2Error,
+    RequestNotSupportedError,
+    RequestUriNotSupportedError,
     UnauthorizedClientError,
     UnsupportedResponseTypeError,
 )
 from .models import Client
+from .openid import is_openid
 from .pkce import is_valid_challenge
 from .scopes import narrow_scope, parse_scope
-from .types import RESPONSE_MODES, CodeChallengeMethod, ResponseMode, ResponseType
+from .types import RESPONSE_MODES, RESPONSE_TYPES, CodeChallengeMethod, ResponseMode, ResponseType
 
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 _PROMPTS = frozenset({"none", "login", "consent", "select_account"})
-#: What a ``response_type`` needs among the client's grant types (RFC 7591 §2.1).
-_NEEDS_GRANT = {"code": "authorization_code", "token": "implicit", "none": "authorization_code"}
+#: What each word of a ``response_type`` needs among the client's grant types
+#: (RFC 7591 §2.1, OpenID Connect Registration §2).
+_NEEDS_GRANT = {
+    "code": "authorization_code",
+    "token": "implicit",
+    "id_token": "implicit",
+    "none": "authorization_code",
+}
+#: Response types by their words: the order of the words is not significant
+#: (OAuth 2.0 Multiple Response Type Encoding Practices §5).
+_BY_WORDS: dict[frozenset[str], ResponseType] = {frozenset(t.split()): t for t in RESPONSE_TYPES}
+_MAX_NONCE = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +63,23 @@ class AuthorizationRequest:
     prompt: frozenset[str] = frozenset()
     #: The request's own parameters, for a page to send again with the user's decision.
     params: Mapping[str, str] = field(default_factory=dict)
+    #: OpenID Connect Core §3.1.2.1: the oldest sign-in to accept, in seconds
+    #: (0 asks for a new one, as ``prompt=login`` does).
+    max_age: int | None = None
+    login_hint: str | None = None
+    id_token_hint: str | None = None
+    #: Who ``id_token_hint`` names, once the server has verified it.
+    hint_subject: str | None = None
+
+    @property
+    def is_openid(self) -> bool:
+        """An OpenID Connect request: the ``openid`` scope was granted (Core §3.1.2.1)."""
+        return is_openid(self.scope)
+
+    @property
+    def returns(self) -> frozenset[str]:
+        """The words of the response type: what the authorization response carries."""
+        return frozenset(self.response_type.split())
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,14 +166,17 @@ def validate_authorization_request(
         raise InvalidRequestError("unknown client")
     redirect_uri = _resolve_redirect_uri(client, params.get("redirect_uri"))
 
-    response_type = params.get("response_type")
-    default_mode: ResponseMode = "fragment" if response_type == "token" else "query"
+    given_type = params.get("response_type")
+    words = frozenset(given_type.split(" ")) if given_type else frozenset()
+    returns_tokens = bool(words & {"token", "id_token"})
+    # Multiple Response Type Encoding Practices §5: the default for anything
+    # that returns a token is the fragment, and tokens (and so their errors)
+    # never travel in a query; the refusal below goes in the fragment.
+    default_mode: ResponseMode = "fragment" if returns_tokens else "query"
     mode = params.get("response_mode", default_mode)
     state = params.get("state")
     response_mode: ResponseMode = mode if mode in RESPONSE_MODES else default_mode
-    if response_type == "token" and response_mode == "query":
-        # Multiple Response Type Encoding Practices §5: tokens (and so their
-        # errors) never travel in a query; the refusal below goes in the fragment.
+    if returns_tokens and response_mode == "query":
         response_mode = "fragment"
 
     def fail(error: OAuth2Error) -> AuthorizationRedirectError:
@@ -162,18 +195,26 @@ def validate_authorization_request(
         raise fail(InvalidRequestError(f"repeated parameter: {sorted(repeated)[0][:64]}"))
     if mode not in RESPONSE_MODES:
         raise fail(InvalidRequestError(f"unsupported response_mode: {mode[:64]}"))
-    if response_type is None:
+    # OpenID Connect Core §6: refuse request objects rather than ignore what they say.
+    if "request" in params:
+        raise fail(RequestNotSupportedError("request objects are not supported"))
+    if "request_uri" in params:
+        raise fail(RequestUriNotSupportedError("request_uri is not supported"))
+    if given_type is None:
         raise fail(InvalidRequestError("missing parameter: response_type"))
-    if response_type not in settings.response_types:
-        raise fail(UnsupportedResponseTypeError(f"unsupported response_type: {response_type[:64]}"))
-    if response_type == "token" and mode == "query":
+    response_type = _BY_WORDS.get(words)
+    if response_type is None or response_type not in settings.response_types:
+        raise fail(UnsupportedResponseTypeError(f"unsupported response_type: {given_type[:64]}"))
+    if returns_tokens and mode == "query":
         raise fail(InvalidRequestError("response_mode=query is not allowed with tokens"))
-    if _NEEDS_GRANT[response_type] not in client.grant_types:
+    if any(_NEEDS_GRANT[word] not in client.grant_types for word in words):
         raise fail(UnauthorizedClientError(f"client may not use response_type={response_type}"))
     try:
         scope = narrow_scope(parse_scope(params.get("scope")), client.scope)
-        challenge, method = _check_pkce(params, client, settings, response_type)
+        challenge, method = _check_pkce(params, client, settings, words)
         prompt = _parse_prompt(params.get("prompt"))
+        nonce = _check_openid(params, words, scope)
+        max_age = _parse_max_age(params.get("max_age"))
     except OAuth2Error as exc:
         raise fail(exc) from None
     return AuthorizationRequest(
@@ -186,9 +227,12 @@ def validate_authorization_request(
         scope=scope,
         code_challenge=challenge,
         code_challenge_method=method,
-        nonce=params.get("nonce"),
+        nonce=nonce,
         prompt=prompt,
         params=dict(params),
+        max_age=max_age,
+        login_hint=params.get("login_hint"),
+        id_token_hint=params.get("id_token_hint"),
     )
 
 
@@ -204,11 +248,11 @@ def _resolve_redirect_uri(client: Client, given: str | None) -> str:
 
 
 def _check_pkce(
-    params: Mapping[str, str], client: Client, settings: Settings, response_type: str
+    params: Mapping[str, str], client: Client, settings: Settings, words: frozenset[str]
 ) -> tuple[str | None, CodeChallengeMethod | None]:
     challenge = params.get("code_challenge")
     method = params.get("code_challenge_method")
-    if response_type != "code":
+    if "code" not in words:
         return None, None
     if challenge is None:
         if method is not None:
@@ -235,3 +279,28 @@ def _parse_prompt(value: str | None) -> frozenset[str]:
     if "none" in prompt and len(prompt) > 1:
         raise InvalidRequestError("prompt=none must stand alone")
     return prompt
+
+
+def _check_openid(
+    params: Mapping[str, str], words: frozenset[str], scope: frozenset[str]
+) -> str | None:
+    """The nonce, which an ID token from the authorization endpoint must carry."""
+    nonce = params.get("nonce")
+    if nonce is not None and (not nonce or len(nonce) > _MAX_NONCE):
+        raise InvalidRequestError(f"nonce must be 1 to {_MAX_NONCE} characters")
+    if "id_token" in words:
+        if not is_openid(scope):
+            raise InvalidRequestError("response_type id_token needs the openid scope")
+        # OpenID Connect Core §3.2.2.1, §3.3.2.11: replay protection in the front channel.
+        if nonce is None:
+            raise InvalidRequestError("nonce is required when the response has an id_token")
+    return nonce
+
+
+def _parse_max_age(value: str | None) -> int | None:
+    # OpenID Connect Core §3.1.2.1: a non-negative number of seconds.
+    if value is None:
+        return None
+    if not value.isdigit() or not value.isascii() or len(value) > 10:
+        raise InvalidRequestError("max_age must be a non-negative integer")
+    return int(value)

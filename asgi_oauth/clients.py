@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from .crypto import generate_token, hash_secret
 from .models import Client
 from .scopes import is_scope_token
-from .types import GRANT_TYPES, GrantType
+from .types import GRANT_TYPES, SIGNING_ALGORITHMS, AccessTokenFormat, GrantType, SigningAlgorithm
 
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
@@ -77,6 +77,10 @@ def check_client(client: Client, *, insecure_transport: bool = False) -> Client:
         raise ValueError("authorization at /authorize needs at least one redirect URI")
     for origin in client.allowed_origins:
         validate_origin(origin)
+    if client.access_token_format not in (None, "opaque", "jwt"):
+        raise ValueError("access_token_format must be opaque or jwt")
+    if client.id_token_signed_response_alg not in SIGNING_ALGORITHMS:
+        raise ValueError(f"id_token_signed_response_alg must be one of {SIGNING_ALGORITHMS}")
     if not all(is_scope_token(scope) for scope in client.scope):
         raise ValueError("scopes must be printable ASCII without spaces, quotes or '\\' (§3.3)")
     # RFC 6749 Appendix A.1: client_id = *VSCHAR (printable ASCII, space included).
@@ -97,6 +101,8 @@ def new_client(
     require_pkce: bool = False,
     insecure_transport: bool = False,
     client_id: str | None = None,
+    access_token_format: AccessTokenFormat | None = None,
+    id_token_signed_response_alg: SigningAlgorithm = "RS256",
 ) -> RegisteredClient:
     """Build a validated client with a fresh id and, unless public, a fresh secret."""
     secret = None if public else generate_token()
@@ -111,6 +117,8 @@ def new_client(
         is_resource_server=is_resource_server,
         require_pkce=require_pkce,
         created_at=int(time.time()),
+        access_token_format=access_token_format,
+        id_token_signed_response_alg=id_token_signed_response_alg,
     )
     return RegisteredClient(check_client(client, insecure_transport=insecure_transport), secret)
 

@@ -8,7 +8,15 @@ from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
-from .types import DEVICE_CODE, GRANT_TYPES, GrantType, ResponseType
+from .types import (
+    DEVICE_CODE,
+    GRANT_TYPES,
+    SIGNING_ALGORITHMS,
+    AccessTokenFormat,
+    GrantType,
+    ResponseType,
+    SigningAlgorithm,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +71,20 @@ class Settings:
     #: RFC 8628 §3.2: how long a device code lives and how often it may be polled.
     device_code_lifetime: int = 600
     device_poll_interval: int = 5
+    #: Encrypts the private signing keys in the store (see ``keys``). Setting it
+    #: turns OpenID Connect on: ID tokens, JWKS, discovery and userinfo.
+    key_encryption_key: str | None = None
+    id_token_lifetime: int = 3600
+    #: ``jwt`` issues RFC 9068 access tokens that resource servers check locally;
+    #: a client's own ``access_token_format`` overrides this.
+    access_token_format: AccessTokenFormat = "opaque"
+    #: RS256 is what RFC 9068 §2.1 requires resource servers to accept; ES256
+    #: signs about four times faster.
+    access_token_signing_alg: SigningAlgorithm = "RS256"
+    #: The ``aud`` of a JWT access token (RFC 9068 §3); None means the issuer.
+    access_token_audience: str | None = None
+    #: Seconds of clock difference tolerated when checking a JWT's times.
+    clock_skew: int = 60
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.issuer)
@@ -86,11 +108,20 @@ class Settings:
             "session_lifetime",
             "device_code_lifetime",
             "device_poll_interval",
+            "id_token_lifetime",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
-        if self.refresh_token_grace_period < 0 or self.purge_interval < 0:
-            raise ValueError("refresh_token_grace_period and purge_interval must be >= 0")
+        if self.refresh_token_grace_period < 0 or self.purge_interval < 0 or self.clock_skew < 0:
+            raise ValueError("refresh_token_grace_period, purge_interval, clock_skew must be >= 0")
+        if self.key_encryption_key is not None and len(self.key_encryption_key) < 32:
+            raise ValueError("key_encryption_key must be at least 32 characters")
+        if self.access_token_format not in ("opaque", "jwt"):
+            raise ValueError("access_token_format must be opaque or jwt")
+        if self.access_token_signing_alg not in SIGNING_ALGORITHMS:
+            raise ValueError(f"access_token_signing_alg must be one of {SIGNING_ALGORITHMS}")
+        if self.access_token_format == "jwt" and self.key_encryption_key is None:
+            raise ValueError("JWT access tokens need signing keys: set key_encryption_key")
         if self.secret_key is not None and len(self.secret_key) < 32:
             raise ValueError("secret_key must be at least 32 characters")
         object.__setattr__(
@@ -124,15 +155,39 @@ class Settings:
         return urlsplit(self.issuer).path.rstrip("/")
 
     @property
+    def openid_enabled(self) -> bool:
+        """OpenID Connect is on when the signing keys can be kept: a key-encryption key."""
+        return self.key_encryption_key is not None
+
+    @property
+    def jwt_audience(self) -> str:
+        """The ``aud`` of JWT access tokens."""
+        return self.access_token_audience or self.issuer
+
+    @property
     def response_types(self) -> tuple[ResponseType, ...]:
-        """The ``response_type`` values the authorization endpoint accepts."""
+        """The ``response_type`` values the authorization endpoint accepts.
+
+        Anything that returns a token from the authorization endpoint, ID tokens
+        included, needs the implicit grant (RFC 9700 §2.1.2; OpenID Connect
+        Registration §2 maps ``id_token`` to ``implicit``).
+        """
+        code = "authorization_code" in self.enabled_grants
+        implicit = "implicit" in self.enabled_grants
+        oidc = self.openid_enabled
         types: list[ResponseType] = []
-        if "authorization_code" in self.enabled_grants:
+        if code:
             types.append("code")
-        if "implicit" in self.enabled_grants:
+        if implicit:
             types.append("token")
         if self.allow_response_type_none:
             types.append("none")
+        if implicit and oidc:
+            types += ["id_token", "id_token token"]
+        if code and implicit:
+            types += (
+                ["code id_token", "code token", "code id_token token"] if oidc else ["code token"]
+            )
         return tuple(types)
 
 

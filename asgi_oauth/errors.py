@@ -19,6 +19,8 @@ any web framework. The ASGI app renders them in one place::
      ├── ExpiredTokenError            expired_token             400
      ├── LoginRequiredError           login_required            400  (OpenID Connect Core §3.1.2.6)
      ├── ConsentRequiredError         consent_required          400
+     ├── RequestNotSupportedError     request_not_supported     400  (OpenID Connect Core §6)
+     ├── RequestUriNotSupportedError  request_uri_not_supported 400
      ├── ServerError                  server_error              500
      └── TemporarilyUnavailableError  temporarily_unavailable   503
 
@@ -147,6 +149,18 @@ class ConsentRequiredError(OAuth2Error):
     """``prompt=none`` was asked but the user has not consented to this request."""
 
     error = "consent_required"
+
+
+class RequestNotSupportedError(OAuth2Error):
+    """A request object (``request``) was sent; this server takes none (Core §6.1)."""
+
+    error = "request_not_supported"
+
+
+class RequestUriNotSupportedError(OAuth2Error):
+    """A ``request_uri`` was sent; this server takes none (Core §6.2)."""
+
+    error = "request_uri_not_supported"
 
 
 class ServerError(OAuth2Error):

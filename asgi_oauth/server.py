@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from types import TracebackType
 from typing import Final
 from urllib.parse import urlencode
@@ -48,6 +49,8 @@ from .grants import (
     RefreshTokenGrant,
 )
 from .grants.base import TokenSet, mint_tokens, new_family_id
+from .jwt_access_tokens import JWT_ACCESS_TOKEN_TYPE, jti_key, looks_like_jwt
+from .keys import InvalidJWTError, KeyEncryption, KeySet
 from .models import (
     INACTIVE,
     AuthorizationCode,
@@ -55,16 +58,33 @@ from .models import (
     DeviceAuthorization,
     IntrospectionResult,
     ResourceOwner,
+    SigningKey,
     Token,
     TokenResponse,
     User,
+)
+from .openid import (
+    Authentication,
+    UserClaims,
+    allowed_claims,
+    id_token_claims,
+    id_token_hint_subject,
 )
 from .requests import OAuthRequest
 from .scopes import narrow_scope, parse_scope
 from .storage.base import Storage
 from .storage.urls import DEFAULT_DATABASE_URL, open_storage
 from .throttle import SharedThrottle, Throttle
-from .types import DEVICE_CODE, GRANT_TYPES, RESPONSE_MODES, CodeChallengeMethod, GrantType
+from .types import (
+    DEVICE_CODE,
+    GRANT_TYPES,
+    RESPONSE_MODES,
+    SIGNING_ALGORITHMS,
+    AccessTokenFormat,
+    CodeChallengeMethod,
+    GrantType,
+    SigningAlgorithm,
+)
 from .users import authenticate_user
 
 logger = logging.getLogger("asgi_oauth")
@@ -80,10 +100,19 @@ DEVICE_AUTHORIZATION_PATH: Final = "/device_authorization"
 LOGIN_PATH: Final = "/login"
 LOGOUT_PATH: Final = "/logout"
 DEVICE_VERIFICATION_PATH: Final = "/device"
+#: OpenID Connect: discovery (Discovery 1.0 §4, appended to the issuer), keys, userinfo.
+OPENID_CONFIGURATION_PATH: Final = "/.well-known/openid-configuration"
+JWKS_PATH: Final = "/jwks"
+USERINFO_PATH: Final = "/userinfo"
 
 
 class AuthorizationServer:
-    """Issues, introspects and revokes tokens on a ``Storage`` under ``Settings``."""
+    """Issues, introspects and revokes tokens on a ``Storage`` under ``Settings``.
+
+    With ``Settings.key_encryption_key`` it is an OpenID Connect provider too;
+    ``user_claims`` then says what ID tokens and userinfo tell of a user beyond
+    ``sub`` (by default ``preferred_username``, with the ``profile`` scope).
+    """
 
     def __init__(
         self,
@@ -91,9 +120,14 @@ class AuthorizationServer:
         settings: Settings,
         *,
         clock: Callable[[], float] = time.time,
+        user_claims: UserClaims | None = None,
     ) -> None:
         self.storage = storage
         self.settings = settings
+        self.keys: KeySet | None = None
+        if settings.key_encryption_key is not None:
+            self.keys = KeySet(storage, KeyEncryption(settings.key_encryption_key), clock=clock)
+        self._user_claims = user_claims or self._stored_user_claims
         self.throttle = Throttle(settings.max_failed_attempts, settings.failed_attempts_window)
         self.guesses = SharedThrottle(
             storage, settings.max_failed_attempts, settings.failed_attempts_window, clock=clock
@@ -101,7 +135,14 @@ class AuthorizationServer:
         self._clock = clock
         self._revocation_listeners: list[Callable[[], None]] = []
         ctx = GrantContext(
-            storage, settings, self.throttle, self.guesses, clock, self._notify_revoked
+            storage,
+            settings,
+            self.throttle,
+            self.guesses,
+            clock,
+            self._notify_revoked,
+            keys=self.keys,
+            id_token=self._id_token if self.keys is not None else None,
         )
         self._ctx = ctx
         grants: tuple[Grant, ...] = (
@@ -141,6 +182,8 @@ class AuthorizationServer:
             )
             if grant.grant_type not in client.grant_types:
                 raise UnauthorizedClientError(f"client may not use {grant.grant_type}")
+            if self.keys is not None:
+                await self.keys.ready()
             response = await grant.issue(request, client)
         security_event(
             "token_issued",
@@ -163,7 +206,7 @@ class AuthorizationServer:
             caller = await authenticate_client(
                 request, self.storage, self.throttle, allow_public=False
             )
-            token = await self.storage.get_token(hash_token(token_value))
+            token = await self._find_token(token_value)
         if token is None or not (caller.is_resource_server or token.client_id == caller.client_id):
             return INACTIVE
         return self._describe(token)
@@ -171,8 +214,22 @@ class AuthorizationServer:
     async def introspect_token(self, token_value: str) -> IntrospectionResult:
         """What ``introspect`` tells a resource server: for in-process middleware."""
         with _storage_guard:
-            token = await self.storage.get_token(hash_token(token_value))
+            token = await self._find_token(token_value)
         return INACTIVE if token is None else self._describe(token)
+
+    async def _find_token(self, token_value: str) -> Token | None:
+        """The stored token ``token_value`` is; a JWT access token by its ``jti`` once
+        its signature checks out (see ``jwt_access_tokens``)."""
+        if self.keys is None or not looks_like_jwt(token_value):
+            return await self.storage.get_token(hash_token(token_value))
+        try:
+            header, claims = await self.keys.verify_fresh(token_value)
+        except InvalidJWTError:
+            return None
+        key = jti_key(claims)
+        if header.get("typ") != JWT_ACCESS_TOKEN_TYPE or key is None:
+            return None
+        return await self.storage.get_token(key)
 
     async def revoke(self, request: OAuthRequest) -> None:
         """The revocation endpoint (RFC 7009 §2.1).
@@ -186,7 +243,7 @@ class AuthorizationServer:
             client = await authenticate_client(
                 request, self.storage, self.throttle, allow_public=True
             )
-            token = await self.storage.get_token(hash_token(token_value))
+            token = await self._find_token(token_value)
             if token is None or token.client_id != client.client_id:
                 return
             now = self.now()
@@ -227,9 +284,98 @@ class AuthorizationServer:
                 "authorization_response_iss_parameter_supported": True,
             }
         )
-        if settings.scopes_supported:
-            metadata["scopes_supported"] = list(settings.scopes_supported)
+        scopes = list(settings.scopes_supported)
+        if settings.openid_enabled:
+            scopes = ["openid", *(s for s in scopes if s != "openid")]
+            metadata.update(
+                {
+                    "jwks_uri": issuer + JWKS_PATH,
+                    "userinfo_endpoint": issuer + USERINFO_PATH,
+                    "subject_types_supported": ["public"],
+                    "id_token_signing_alg_values_supported": list(SIGNING_ALGORITHMS),
+                    "claims_parameter_supported": False,
+                    "request_parameter_supported": False,
+                    # Discovery §3: the default is true, so say no.
+                    "request_uri_parameter_supported": False,
+                }
+            )
+        if scopes:
+            metadata["scopes_supported"] = scopes
         return metadata
+
+    def openid_configuration(self) -> dict[str, object]:
+        """OpenID Connect Discovery 1.0 §3: the RFC 8414 metadata, which carries it all."""
+        if not self.settings.openid_enabled:
+            raise InvalidRequestError("no such endpoint", status_code=404)
+        return self.metadata()
+
+    async def jwks(self) -> Mapping[str, object]:
+        """The JWK Set of every published signing key (RFC 7517 §5)."""
+        keys = self._require_keys()
+        with _storage_guard:
+            await keys.ready()
+        return keys.jwks()
+
+    async def userinfo(self, subject: str, scope: frozenset[str]) -> dict[str, object]:
+        """The UserInfo response (OpenID Connect Core §5.3.2): what ``scope`` lets a
+        client learn of the user a valid token with ``openid`` was issued for."""
+        self._require_keys()
+        claims = allowed_claims(await self._user_claims(subject, scope), scope)
+        return {**claims, "sub": subject}
+
+    async def rotate_signing_keys(
+        self, algorithms: Iterable[SigningAlgorithm] | None = None
+    ) -> list[SigningKey]:
+        """Replace the signing keys; the old ones stay published until every ID token
+        and JWT access token they signed has expired."""
+        settings = self.settings
+        keep = max(settings.id_token_lifetime, settings.access_token_lifetime) + settings.clock_skew
+        rotated = await self._require_keys().rotate(keep_published=keep, algorithms=algorithms)
+        security_event("signing_keys_rotated", kids=" ".join(k.kid for k in rotated))
+        return rotated
+
+    def _require_keys(self) -> KeySet:
+        if self.keys is None:
+            raise InvalidRequestError("no such endpoint", status_code=404)
+        return self.keys
+
+    async def _id_token(
+        self,
+        client: Client,
+        authentication: Authentication,
+        scope: frozenset[str],
+        *,
+        access_token: str | None = None,
+        code: str | None = None,
+        with_user_claims: bool = True,
+    ) -> str:
+        keys = self._require_keys()
+        user_claims = None
+        if with_user_claims:
+            user_claims = allowed_claims(
+                await self._user_claims(authentication.subject, scope), scope
+            )
+        claims = id_token_claims(
+            issuer=self.settings.issuer,
+            client=client,
+            authentication=authentication,
+            now=self.now(),
+            lifetime=self.settings.id_token_lifetime,
+            user_claims=user_claims,
+            access_token=access_token,
+            code=code,
+        )
+        return keys.sign(claims, alg=client.id_token_signed_response_alg, typ="JWT")
+
+    async def _stored_user_claims(
+        self, subject: str, scope: frozenset[str]
+    ) -> Mapping[str, object]:
+        """What the store knows of a user: their username, for the ``profile`` scope."""
+        if "profile" not in scope:
+            return {}
+        with _storage_guard:
+            user = await self.storage.get_user_by_id(subject)
+        return {"preferred_username": user.username} if user is not None else {}
 
     # -- the authorization endpoint (RFC 6749 §3.1) --------------------------
 
@@ -242,7 +388,35 @@ class AuthorizationServer:
         if client_id is not None and "client_id" not in repeated:
             with _storage_guard:
                 client = await self.storage.get_client(client_id)
-        return validate_authorization_request(params, repeated, client, self.settings)
+        request = validate_authorization_request(params, repeated, client, self.settings)
+        if request.id_token_hint is not None:
+            request = replace(request, hint_subject=await self._hint_subject(request))
+        return request
+
+    async def _hint_subject(self, request: AuthorizationRequest) -> str:
+        """Who ``id_token_hint`` names: an unexpired ID token we issued to this client."""
+        settings = self.settings
+        hint = request.id_token_hint or ""
+        try:
+            if self.keys is None:
+                raise InvalidJWTError("OpenID Connect is off here")
+            with _storage_guard:
+                return await id_token_hint_subject(
+                    self.keys,
+                    hint,
+                    issuer=settings.issuer,
+                    client_id=request.client.client_id,
+                    now=self.now(),
+                    leeway=settings.clock_skew,
+                )
+        except InvalidJWTError as exc:
+            raise authorization_error(
+                InvalidRequestError(f"id_token_hint is not valid: {str(exc)[:64]}"),
+                redirect_uri=request.redirect_uri,
+                response_mode=request.response_mode,
+                state=request.state,
+                issuer=settings.issuer,
+            ) from None
 
     async def needs_consent(self, request: AuthorizationRequest, owner: ResourceOwner) -> bool:
         """Whether to ask the user: ``prompt=consent``, or scopes not granted before."""
@@ -271,10 +445,28 @@ class AuthorizationServer:
                 await self.storage.save_consent(
                     owner.subject, client.client_id, request.scope | (granted or frozenset())
                 )
-            if request.response_type == "code":
-                params["code"] = await self._issue_code(request, owner.subject)
-            elif request.response_type == "token":
+            returns = request.returns
+            if self.keys is not None:
+                await self.keys.ready()
+            if "code" in returns:
+                params["code"] = await self._issue_code(request, owner)
+            if "token" in returns:
                 params.update(await self._issue_implicit(request, owner.subject))
+            if "id_token" in returns:
+                authentication = Authentication(
+                    owner.subject, owner.auth_time, owner.acr, owner.amr, request.nonce
+                )
+                params["id_token"] = await self._id_token(
+                    client,
+                    authentication,
+                    request.scope,
+                    access_token=params.get("access_token"),
+                    code=params.get("code"),
+                    # Core §5.4: a front-channel ID token carries user claims only
+                    # when no access token can fetch them from userinfo. (The token
+                    # endpoint's, sent to the client directly, always carries them.)
+                    with_user_claims=request.response_type == "id_token",
+                )
         security_event(
             "authorization_granted",
             client_id=client.client_id,
@@ -305,14 +497,14 @@ class AuthorizationServer:
             issuer=self.settings.issuer,
         ).response
 
-    async def _issue_code(self, request: AuthorizationRequest, subject: str) -> str:
+    async def _issue_code(self, request: AuthorizationRequest, owner: ResourceOwner) -> str:
         code = time_ordered_token()
         now = self.now()
         await self.storage.save_authorization_code(
             AuthorizationCode(
                 code_hash=hash_token(code),
                 client_id=request.client.client_id,
-                subject=subject,
+                subject=owner.subject,
                 scope=request.scope,
                 # §4.1.3: the token request repeats it only if the authorization request had it.
                 redirect_uri=request.redirect_uri if request.redirect_uri_given else None,
@@ -322,6 +514,9 @@ class AuthorizationServer:
                 code_challenge=request.code_challenge,
                 code_challenge_method=request.code_challenge_method,
                 nonce=request.nonce,
+                auth_time=owner.auth_time,
+                acr=owner.acr,
+                amr=owner.amr,
             )
         )
         return code
@@ -470,7 +665,7 @@ class AuthorizationServer:
         except AuthorizationRedirectError as exc:
             raise exc.error from None
         with _storage_guard:
-            return await self._issue_code(request, subject)
+            return await self._issue_code(request, ResourceOwner(subject))
 
     async def register_client(
         self,
@@ -484,6 +679,8 @@ class AuthorizationServer:
         is_resource_server: bool = False,
         require_pkce: bool = False,
         client_id: str | None = None,
+        access_token_format: AccessTokenFormat | None = None,
+        id_token_signed_response_alg: SigningAlgorithm = "RS256",
     ) -> RegisteredClient:
         """Register a client; the returned secret is never shown again.
 
@@ -492,6 +689,8 @@ class AuthorizationServer:
         """
         if client_id is not None and await self.storage.get_client(client_id) is not None:
             raise ValueError(f"client_id already registered: {client_id!r}")
+        if access_token_format == "jwt" and self.keys is None:
+            raise ValueError("JWT access tokens need signing keys: set key_encryption_key")
         registered = new_client(
             name=name,
             redirect_uris=redirect_uris,
@@ -503,6 +702,8 @@ class AuthorizationServer:
             require_pkce=require_pkce,
             insecure_transport=self.settings.insecure_transport,
             client_id=client_id,
+            access_token_format=access_token_format,
+            id_token_signed_response_alg=id_token_signed_response_alg,
         )
         await self.storage.save_client(registered.client)
         return registered
@@ -543,6 +744,11 @@ class AuthorizationServer:
     def now(self) -> int:
         """The server clock, in whole seconds."""
         return int(self._clock())
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The server's clock, for what judges its tokens elsewhere in the process."""
+        return self._clock
 
     def _describe(self, token: Token) -> IntrospectionResult:
         if not token.is_active(self.now()):

@@ -225,6 +225,7 @@ async def test_unknown_decision_is_refused_on_a_page(
         ({"scope": "admin"}, "invalid_scope"),
         ({"response_type": "token"}, "unsupported_response_type"),
         ({"response_type": "code id_token"}, "unsupported_response_type"),
+        ({"response_type": "code bogus"}, "unsupported_response_type"),
         ({"response_type": None}, "invalid_request"),
         ({"code_challenge": None}, "invalid_request"),
         ({"prompt": "none"}, "login_required"),
@@ -245,7 +246,10 @@ async def test_every_error_at_the_redirect_uri_carries_state_and_iss(
         else:
             params[name] = value
     response = await start(http, **params)
-    mode = "fragment" if params.get("response_type") == "token" else "query"
+    # Multiple Response Type Encoding Practices §5: anything returning a token,
+    # ID tokens included, answers in the fragment, refusals too.
+    returns_tokens = {"token", "id_token"} & set(str(params.get("response_type")).split())
+    mode = "fragment" if returns_tokens else "query"
     assert_redirect_error(response, error, state="a b&c=d", mode=mode)
 
 
@@ -274,7 +278,8 @@ async def test_metadata_lists_legacy_response_types_once_enabled(
     http: httpx.AsyncClient,
 ) -> None:
     metadata = (await http.get(ISSUER + "/.well-known/oauth-authorization-server")).json()
-    assert metadata["response_types_supported"] == ["code", "token", "none"]
+    # "code token" (Multiple Response Types §5) comes with the implicit grant too.
+    assert metadata["response_types_supported"] == ["code", "token", "none", "code token"]
     assert {"implicit", "password"} <= set(metadata["grant_types_supported"])
 
 
@@ -746,7 +751,7 @@ async def test_missing_or_unsupported_response_type(
     del params["response_type"]
     assert_redirect_error(await start(http, **params), "invalid_request")
     params["response_type"] = "id_token"
-    assert_redirect_error(await start(http, **params), "unsupported_response_type")
+    assert_redirect_error(await start(http, **params), "unsupported_response_type", mode="fragment")
 
 
 # -- rule 10: remembered consent -----------------------------------------------

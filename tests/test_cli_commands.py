@@ -259,6 +259,7 @@ def test_create_prints_the_secret_once_and_nothing_shows_it_again(cli: Cli) -> N
     assert set(as_json) == {
         "client_id", "client_secret", "name", "public", "redirect_uris", "grant_types", "scope",
         "allowed_origins", "is_resource_server", "require_pkce", "created_at",
+        "access_token_format", "id_token_signed_response_alg",
     }  # fmt: skip
     assert client_credentials(cli.db, as_json["client_id"], as_json["client_secret"]) is not None
     assert cli.json("clients", "show", *on(as_json["client_id"])) == {
@@ -371,7 +372,7 @@ def test_updating_a_public_client_is_checked_like_creating_one(cli: Cli) -> None
     assert changed["redirect_uris"] == ["http://dev.test/cb"]
 
 
-def test_delete_removes_the_client_and_every_token_it_was_issued(cli: Cli) -> None:
+def test_delete_removes_the_client_and_revokes_every_token_it_was_issued(cli: Cli) -> None:
     created = cli.create_client("Billing", "--grant-type", "client_credentials")
     client_id = created["client_id"]
     issued = client_credentials(cli.db, client_id, created["client_secret"])
@@ -379,8 +380,11 @@ def test_delete_removes_the_client_and_every_token_it_was_issued(cli: Cli) -> No
     keep = cli.create_client("Other", "--grant-type", "client_credentials")
 
     deleted = cli.ok("clients", "delete", *on(client_id))
-    assert deleted.out == f"deleted client {client_id} and every code and token issued to it\n"
-    assert stored_token(cli.db, issued.access_token) is None
+    assert deleted.out == (
+        f"deleted client {client_id}, what was issued to it, and revoked its access tokens\n"
+    )
+    access = stored_token(cli.db, issued.access_token)  # kept revoked until it expires
+    assert access is not None and access.revoked_at is not None
     assert stored_client(cli.db, client_id) is None
     assert client_credentials(cli.db, client_id, created["client_secret"]) is None
     assert [c["client_id"] for c in cli.json("clients", "list")] == [keep["client_id"]]
@@ -673,7 +677,7 @@ def test_purge_deletes_what_has_expired(cli: Cli) -> None:
     old = asyncio.run(issue_long_ago())
     live = client_credentials(cli.db, created["client_id"], created["client_secret"])
     assert live is not None and stored_token(cli.db, old) is not None
-    assert cli.ok("purge").out == "purged 1 expired codes, device codes and tokens\n"
+    assert cli.ok("purge").out == "purged 1 expired codes, device codes, tokens and signing keys\n"
     assert stored_token(cli.db, old) is None
     assert stored_token(cli.db, live.access_token) is not None
     assert cli.json("purge") == {"purged": 0}

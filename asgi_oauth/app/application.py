@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -21,11 +21,14 @@ from ..server import (
     DEVICE_AUTHORIZATION_PATH,
     DEVICE_VERIFICATION_PATH,
     INTROSPECTION_PATH,
+    JWKS_PATH,
     LOGIN_PATH,
     LOGOUT_PATH,
     METADATA_PATH,
+    OPENID_CONFIGURATION_PATH,
     REVOCATION_PATH,
     TOKEN_PATH,
+    USERINFO_PATH,
     AuthorizationServer,
 )
 from ..types import DEVICE_CODE
@@ -37,10 +40,13 @@ from .login import LoginEndpoint, LogoutEndpoint
 from .pages import Pages
 from .requests import RequestHeaders, read_form
 from .responses import NO_STORE, Headers, send_empty, send_error, send_json
+from .userinfo import UserinfoEndpoint
 
 logger = logging.getLogger("asgi_oauth")
 
 _CACHEABLE: Headers = [(b"cache-control", b"public, max-age=3600")]
+#: Relying parties refetch a JWK Set on an unknown ``kid``; a short life helps the rest.
+_KEYS_CACHEABLE: Headers = [(b"cache-control", b"public, max-age=300")]
 
 #: An endpoint's core call: the request in, the JSON body out.
 Handler = Callable[[OAuthRequest], Awaitable[object]]
@@ -53,6 +59,8 @@ class Endpoint:
     cors: bool = False
     #: A POST endpoint that reads a form and answers with token data (RFC 6749 §5.1).
     form: bool = True
+    #: The caching headers of a GET endpoint's answer.
+    cache: Headers = field(default_factory=lambda: _CACHEABLE)
 
 
 class OAuth2App:
@@ -81,6 +89,13 @@ class OAuth2App:
             REVOCATION_PATH: Endpoint(("POST",), self._revoke, cors=True),
             METADATA_PATH: Endpoint(("GET",), self._metadata, cors=True, form=False),
         }
+        if settings.openid_enabled:
+            self._endpoints[OPENID_CONFIGURATION_PATH] = Endpoint(
+                ("GET",), self._openid_configuration, cors=True, form=False
+            )
+            self._endpoints[JWKS_PATH] = Endpoint(
+                ("GET",), self._jwks, cors=True, form=False, cache=_KEYS_CACHEABLE
+            )
         browser = Browser(server, pages or Pages(), current_user=current_user, login_url=login_url)
         self._pages: dict[str, ASGIApp] = {}
         if settings.response_types:
@@ -93,6 +108,8 @@ class OAuth2App:
         if current_user is None and self._pages:
             self._pages[LOGIN_PATH] = LoginEndpoint(browser)
             self._pages[LOGOUT_PATH] = LogoutEndpoint(browser)
+        if settings.openid_enabled:
+            self._pages[USERINFO_PATH] = UserinfoEndpoint(server)
         self._mount_checked = False
         #: Serve this at :attr:`metadata_path` of the host application (RFC 8414 §3.1).
         self.metadata_app = _MetadataApp(self)
@@ -142,7 +159,7 @@ class OAuth2App:
             if endpoint.form:
                 request, extra = await read_form(scope, receive, headers, self._max_body), NO_STORE
             else:
-                request, extra = OAuthRequest(), _CACHEABLE
+                request, extra = OAuthRequest(), endpoint.cache
             body = await endpoint.handler(request)
         except Exception as exc:
             await send_error(send, exc, cors)
@@ -164,6 +181,12 @@ class OAuth2App:
 
     async def _metadata(self, request: OAuthRequest) -> object:
         return self.server.metadata()
+
+    async def _openid_configuration(self, request: OAuthRequest) -> object:
+        return self.server.openid_configuration()
+
+    async def _jwks(self, request: OAuthRequest) -> object:
+        return await self.server.jwks()
 
     async def _preflight(self, send: Send, endpoint: Endpoint, cors: Headers) -> None:
         if not cors:

@@ -47,16 +47,20 @@ class AuthorizeEndpoint(PageEndpoint):
             params.pop(name, None)
         request = await self.server.authorization_request(params, browser_request.repeated)
         owner = await self.browser.owner(browser_request)
+        if owner is not None and request.hint_subject not in (None, owner.subject):
+            # OpenID Connect Core §3.1.2.1: the hint names someone else, who must sign in.
+            owner = None
 
         if decision is not None:
             return await self._decide(browser_request, request, owner, decision)
+        too_old = owner is not None and self._too_old(request, owner)
         if "none" in request.prompt:
             # OpenID Connect Core §3.1.2.1: answer without showing any page.
-            if owner is None:
+            if owner is None or too_old:
                 return self._fail(request, LoginRequiredError("the user is not signed in"))
             if await self.server.needs_consent(request, owner):
                 return self._fail(request, ConsentRequiredError("the user must consent"))
-        if owner is None or "login" in request.prompt:
+        if owner is None or too_old or "login" in request.prompt:
             return self.browser.login_redirect(_without_login_prompt(request))
         if not await self.server.needs_consent(request, owner):
             return self._respond(await self.server.authorize(request, owner))
@@ -92,6 +96,17 @@ class AuthorizeEndpoint(PageEndpoint):
             return self._fail(request, AccessDeniedError("the user denied the request"))
         raise InvalidRequestError("decision must be approve or deny")
 
+    def _too_old(self, request: AuthorizationRequest, owner: ResourceOwner) -> bool:
+        """Whether the sign-in is older than ``max_age`` allows (Core §3.1.2.1); 0 always
+        asks for a new one. A host hook that gives no ``auth_time`` is trusted otherwise."""
+        if request.max_age is None:
+            return False
+        if request.max_age == 0:
+            return True
+        if owner.auth_time is None:
+            return False
+        return self.server.now() - owner.auth_time > request.max_age
+
     def _consent_page(
         self, browser_request: BrowserRequest, request: AuthorizationRequest, owner: ResourceOwner
     ) -> Response:
@@ -118,8 +133,10 @@ class AuthorizeEndpoint(PageEndpoint):
 
 
 def _without_login_prompt(request: AuthorizationRequest) -> str:
-    """The request to come back to after signing in, its ``prompt=login`` satisfied."""
+    """The request to come back to after signing in, its ``prompt=login`` and
+    ``max_age`` satisfied by that sign-in (the ID token's ``auth_time`` says when)."""
     params = dict(request.params)
+    params.pop("max_age", None)
     prompt = " ".join(sorted(request.prompt - {"login"}))
     if prompt:
         params["prompt"] = prompt

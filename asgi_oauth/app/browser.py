@@ -35,6 +35,7 @@ from .sessions import CSRF_FIELD, Session, SessionCookie
 CurrentUser = Callable[[Request], Awaitable[ResourceOwner | None]]
 
 _ERROR_TITLES = {400: "This request cannot be completed", 403: "Please start again"}
+_PASSWORD_AMR = ("pwd",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +113,12 @@ class Browser:
         user = await self.server.user_by_id(session.user_id)
         if user is None or not session.belongs_to(user):
             return None
-        return ResourceOwner(subject=user.user_id, name=user.username, auth_time=session.auth_time)
+        return ResourceOwner(
+            subject=user.user_id,
+            name=user.username,
+            auth_time=session.auth_time,
+            amr=_PASSWORD_AMR,  # RFC 8176 §2: the built-in page asks for a password
+        )
 
     def ensure_session(self, request: BrowserRequest) -> tuple[Session, list[str]]:
         """The request's session, or a new anonymous one and the cookie that carries it."""

@@ -1,7 +1,7 @@
 """CORS for browser-based clients (Fetch standard), only for origins a client registered.
 
-Only the token, revocation and metadata endpoints take part; the rest of the
-server answers browsers as any other caller.
+Only the token, revocation, metadata, JWK Set and userinfo endpoints take part;
+the rest of the server answers browsers as any other caller.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ so does a new password (the session remembers a digest of the one it was opened 
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs, urlsplit
+
 from starlette.responses import Response
 
 from ..errors import InvalidRequestError, OAuth2Error
@@ -25,11 +27,12 @@ class LoginEndpoint(PageEndpoint):
 
     def _form(self, request: BrowserRequest, *, error: OAuth2Error | None = None) -> Response:
         session, cookies = self.browser.ensure_session(request)
+        next_path = request.params.get("next", "")
         page = LoginPage(
             action=self.browser.issuer + LOGIN_PATH,
             csrf_token=session.csrf,
-            next=request.params.get("next", ""),
-            username=request.params.get("username", "") if error else "",
+            next=next_path,
+            username=request.params.get("username", "") if error else _login_hint(next_path),
             error="" if error is None else error.description or error.error,
         )
         status = 200 if error is None else error.status
@@ -76,3 +79,10 @@ class LogoutEndpoint(PageEndpoint):
             )
         done = MessagePage(title="Signed out", message="You are signed out.")
         return self.browser.page(done, cookies=[self.browser.cookie.clear_cookie()])
+
+
+def _login_hint(next_path: str) -> str:
+    """The ``login_hint`` of the authorization request being signed in for (OpenID
+    Connect Core §3.1.2.1), to fill in the username."""
+    values = parse_qs(urlsplit(next_path).query).get("login_hint", [""])
+    return values[0][:256] if len(values) == 1 else ""

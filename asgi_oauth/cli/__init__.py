@@ -1,7 +1,7 @@
 """The ``asgi-oauth`` command (also ``python -m asgi_oauth``).
 
-``serve`` runs a standalone server; ``clients``, ``users`` and ``tokens``
-manage what it knows; ``migrate`` and ``purge`` look after its database. Every
+``serve`` runs a standalone server; ``clients``, ``users``, ``keys`` and
+``tokens`` manage what it knows; ``migrate`` and ``purge`` look after its database. Every
 command takes ``--db`` (or ``ASGI_OAUTH_DATABASE_URL``) and ``--help``. A
 mistake prints one line on stderr and exits non-zero, leaving the database as
 it was.
@@ -14,7 +14,8 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import StorageError
-from . import clients, database, serve, users
+from ..keys import KeyEncryptionError
+from . import clients, database, keys, serve, users
 from ._common import CommandError
 
 
@@ -25,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Settings come from flags, then ASGI_OAUTH_* environment variables, then defaults.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (serve, clients, users, database):
+    for module in (serve, clients, users, keys, database):
         module.add_commands(commands)
     return parser
 
@@ -37,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as exc:
         print(f"asgi-oauth: {exc}", file=sys.stderr)
         return 1
-    except (ValueError, StorageError) as exc:
+    except (ValueError, StorageError, KeyEncryptionError) as exc:
         print(f"asgi-oauth: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

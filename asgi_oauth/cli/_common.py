@@ -19,6 +19,7 @@ from typing import TextIO
 
 from ..config import Settings
 from ..errors import StorageError
+from ..keys import read_key_file
 from ..models import Client, User
 from ..storage import DEFAULT_DATABASE_URL, Storage, open_storage
 from ..storage.urls import redact_url, sqlite_path
@@ -71,6 +72,21 @@ def settings(args: argparse.Namespace, **flags: object) -> Settings:
         overrides["issuer"] = _OFFLINE_ISSUER
         overrides.setdefault("insecure_transport", _env_flag("ASGI_OAUTH_INSECURE_TRANSPORT"))
     return Settings.from_env(None, **overrides)
+
+
+def key_encryption_key(args: argparse.Namespace) -> str | None:
+    """``ASGI_OAUTH_KEY_ENCRYPTION_KEY``, else the key file beside a SQLite database
+    (made on first use, so the zero-setup server speaks OpenID Connect); None on
+    another database without the variable."""
+    configured = os.environ.get("ASGI_OAUTH_KEY_ENCRYPTION_KEY")
+    if configured:
+        return configured
+    path = sqlite_path(database_url(args))
+    return None if path is None else read_key_file(key_file_path(path))
+
+
+def key_file_path(database_path: str) -> str:
+    return database_path + ".key"
 
 
 def open_database(args: argparse.Namespace, *, create: bool) -> Storage:
@@ -164,6 +180,8 @@ def client_json(client: Client) -> dict[str, object]:
         "allowed_origins": list(client.allowed_origins),
         "is_resource_server": client.is_resource_server,
         "require_pkce": client.require_pkce,
+        "access_token_format": client.access_token_format,
+        "id_token_signed_response_alg": client.id_token_signed_response_alg,
         "created_at": client.created_at,
     }
 

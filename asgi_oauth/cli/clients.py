@@ -13,6 +13,7 @@ from ..clients import RegisteredClient, check_client, new_client, rotate_secret
 from ..events import security_event
 from ..models import Client
 from ..storage import Storage
+from ..types import SIGNING_ALGORITHMS
 from ._common import (
     CommandError,
     add_command,
@@ -83,6 +84,16 @@ def _metadata_options(parser: argparse.ArgumentParser) -> None:
         "--require-pkce", action=argparse.BooleanOptionalAction, help="require PKCE of it"
     )
     parser.add_argument(
+        "--access-token-format",
+        choices=("opaque", "jwt"),
+        help="jwt: RFC 9068 access tokens (default: the server's setting)",
+    )
+    parser.add_argument(
+        "--id-token-alg",
+        choices=SIGNING_ALGORITHMS,
+        help="how its ID tokens are signed (default RS256)",
+    )
+    parser.add_argument(
         "--insecure-transport",
         action="store_true",
         default=None,
@@ -113,6 +124,8 @@ async def _create(args: argparse.Namespace, storage: Storage) -> int:
             is_resource_server=bool(args.resource_server),
             require_pkce=bool(args.require_pkce),
             insecure_transport=insecure,
+            access_token_format=args.access_token_format,
+            id_token_signed_response_alg=args.id_token_alg or "RS256",
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from None
@@ -194,6 +207,10 @@ async def _update(args: argparse.Namespace, storage: Storage) -> int:
         changes["is_resource_server"] = args.resource_server
     if args.require_pkce is not None:
         changes["require_pkce"] = args.require_pkce
+    if args.access_token_format is not None:
+        changes["access_token_format"] = args.access_token_format
+    if args.id_token_alg is not None:
+        changes["id_token_signed_response_alg"] = args.id_token_alg
     insecure = settings(args, insecure_transport=args.insecure_transport).insecure_transport
     try:
         updated = check_client(dataclasses.replace(client, **changes), insecure_transport=insecure)  # type: ignore[arg-type]
@@ -213,7 +230,7 @@ async def _delete(args: argparse.Namespace, storage: Storage) -> int:
     report(
         args,
         {"deleted": args.client_id},
-        f"deleted client {args.client_id} and every code and token issued to it",
+        f"deleted client {args.client_id}, what was issued to it, and revoked its access tokens",
     )
     return 0
 

@@ -8,6 +8,7 @@ import time
 
 from ..crypto import hash_token
 from ..events import security_event
+from ..jwt_access_tokens import looks_like_jwt, unverified_jti_key
 from ..storage import Storage
 from ._common import (
     CommandError,
@@ -24,7 +25,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     migrate = add_command(commands, "migrate", "create or upgrade the database schema")
     migrate.set_defaults(run=_migrate)
     purge = add_command(
-        commands, "purge", "delete expired codes, device codes and tokens (for a scheduled job)"
+        commands,
+        "purge",
+        "delete expired codes, device codes, tokens and keys (for a scheduled job)",
     )
     purge.set_defaults(run=_purge)
     tokens = add_command(commands, "tokens", "act on issued tokens")
@@ -59,7 +62,11 @@ async def _migrate(args: argparse.Namespace, storage: Storage) -> int:
 @with_storage()
 async def _purge(args: argparse.Namespace, storage: Storage) -> int:
     purged = await storage.purge_expired(now=int(time.time()))
-    report(args, {"purged": purged}, f"purged {purged} expired codes, device codes and tokens")
+    report(
+        args,
+        {"purged": purged},
+        f"purged {purged} expired codes, device codes, tokens and signing keys",
+    )
     return 0
 
 
@@ -69,7 +76,9 @@ async def _revoke(args: argparse.Namespace, storage: Storage) -> int:
     value = sys.stdin.readline().strip()
     if not value:
         raise CommandError("give the token on stdin, e.g.: echo $TOKEN | asgi-oauth tokens revoke")
-    token = await storage.get_token(hash_token(value))
+    token = await storage.get_token(
+        (looks_like_jwt(value) and unverified_jti_key(value)) or hash_token(value)
+    )
     if token is None:
         raise CommandError("no such token")
     now = int(time.time())

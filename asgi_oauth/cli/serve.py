@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import os
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
@@ -19,7 +20,13 @@ from ..crypto import generate_token
 from ..server import AuthorizationServer
 from ..storage import Storage
 from ..types import DEVICE_CODE
-from ._common import add_command, add_database_option, settings, shown_database
+from ._common import (
+    add_command,
+    add_database_option,
+    key_encryption_key,
+    settings,
+    shown_database,
+)
 from .database import migrate_storage
 
 if TYPE_CHECKING:
@@ -67,11 +74,17 @@ def serve(args: argparse.Namespace) -> int:
         issuer=issuer or f"{scheme}://{args.host}:{args.port}",
         insecure_transport=args.insecure_transport,
     )
+    # Only once the settings are known good: a refused command makes no key file.
+    config = dataclasses.replace(config, key_encryption_key=key_encryption_key(args))
     asyncio.run(prepare(AuthorizationServer.from_settings(config), demo=args.demo))
     # A fresh server: uvicorn runs the app on its own event loop.
     app = build_app(AuthorizationServer.from_settings(config), demo=args.demo)
     print(f"listening on http://{args.host}:{args.port}  (database {shown_database(args)})")
     print(f"metadata: {config.issuer}/.well-known/oauth-authorization-server")
+    if config.openid_enabled:
+        print(f"OpenID Connect: {config.issuer}/.well-known/openid-configuration")
+    else:
+        print("OpenID Connect is off: set ASGI_OAUTH_KEY_ENCRYPTION_KEY to turn it on")
     if args.demo:
         print(f"demo API: {config.issuer}/api/demo  (send: Authorization: Bearer TOKEN)")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
@@ -107,7 +120,7 @@ async def _register_demo(server: AuthorizationServer) -> None:
             name="Demo app",
             redirect_uris=[DEMO_REDIRECT_URI],
             grant_types=["authorization_code", "refresh_token", DEVICE_CODE],
-            scope=["read", "write"],
+            scope=["read", "write", "openid", "profile"],
             public=True,
             client_id=DEMO_APP_ID,
         )

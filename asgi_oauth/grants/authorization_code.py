@@ -7,7 +7,7 @@ one step, and a code presented again revokes every token it led to (§4.1.2).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from .. import pkce
@@ -15,6 +15,7 @@ from ..crypto import hash_token
 from ..errors import InvalidGrantError
 from ..events import security_event
 from ..models import AuthorizationCode, Client, TokenResponse
+from ..openid import Authentication, is_openid
 from ..requests import OAuthRequest
 from .base import GrantContext, may_refresh, mint_tokens
 
@@ -45,10 +46,20 @@ class AuthorizationCodeGrant:
             family_id=code.family_id,
             with_refresh=may_refresh(self.ctx, client),
         )
+        response = tokens.response
+        if is_openid(code.scope) and self.ctx.id_token is not None:
+            # OpenID Connect Core §3.1.3.3; signed before the code is spent.
+            authentication = Authentication(
+                code.subject, code.auth_time, code.acr, code.amr, code.nonce
+            )
+            id_token = await self.ctx.id_token(
+                client, authentication, code.scope, access_token=response.access_token
+            )
+            response = replace(response, id_token=id_token)
         if not await storage.redeem_authorization_code(code.code_hash, tokens=tokens.rows, now=now):
             # Another request redeemed it first: this one is a replay.
             await self._revoke_replayed(code, now)
-        return tokens.response
+        return response
 
     async def _revoke_replayed(self, code: AuthorizationCode, now: int) -> None:
         # §4.1.2: a code used twice MUST be refused; what it issued SHOULD be revoked.

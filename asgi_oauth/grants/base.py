@@ -3,17 +3,35 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..config import Settings
 from ..crypto import hash_token, time_ordered_token
+from ..jwt_access_tokens import JWT_ACCESS_TOKEN_TYPE, access_token_claims
+from ..keys import KeySet
 from ..models import Client, Token, TokenResponse
+from ..openid import Authentication
 from ..requests import OAuthRequest
 from ..storage.base import Storage
 from ..throttle import SharedThrottle, Throttle
 from ..types import GrantType
+
+
+class IdTokenFactory(Protocol):
+    """Signs an ID token for a grant with the ``openid`` scope (the server's)."""
+
+    def __call__(
+        self,
+        client: Client,
+        authentication: Authentication,
+        scope: frozenset[str],
+        *,
+        access_token: str | None = None,
+        code: str | None = None,
+        with_user_claims: bool = True,
+    ) -> Awaitable[str]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +44,9 @@ class GrantContext:
     clock: Callable[[], float] = field(default=time.time)
     #: Called after tokens were revoked, so in-process caches can forget them.
     revoked: Callable[[], None] = field(default=lambda: None)
+    #: The signing keys, when OpenID Connect is on (ready before a grant runs).
+    keys: KeySet | None = None
+    id_token: IdTokenFactory | None = None
 
     def now(self) -> int:
         return int(self.clock())
@@ -64,10 +85,33 @@ def mint_tokens(
     """A new access token (and refresh token) for one grant family."""
     settings = ctx.settings
     now = ctx.now()
-    access_token = time_ordered_token()
+    audience: tuple[str, ...] = ()
+    if (
+        ctx.keys is not None
+        and (client.access_token_format or settings.access_token_format) == "jwt"
+    ):
+        jti = time_ordered_token(16)
+        claims = access_token_claims(
+            jti=jti,
+            issuer=settings.issuer,
+            audience=settings.jwt_audience,
+            client_id=client.client_id,
+            subject=subject,
+            scope=scope,
+            now=now,
+            lifetime=settings.access_token_lifetime,
+        )
+        access_token = ctx.keys.sign(
+            claims, alg=settings.access_token_signing_alg, typ=JWT_ACCESS_TOKEN_TYPE
+        )
+        audience = (settings.jwt_audience,)
+        key = hash_token(jti)
+    else:
+        access_token = time_ordered_token()
+        key = hash_token(access_token)
     rows = [
         Token(
-            token_hash=hash_token(access_token),
+            token_hash=key,
             kind="access_token",
             client_id=client.client_id,
             scope=scope,
@@ -75,6 +119,7 @@ def mint_tokens(
             issued_at=now,
             expires_at=now + settings.access_token_lifetime,
             subject=subject,
+            audience=audience,
             parent_hash=parent_hash,
         )
     ]

@@ -11,6 +11,7 @@ from .introspectors import (
     LocalIntrospector,
     RemoteIntrospector,
 )
+from .jwt import JWTIntrospector, RemoteJWKS
 from .users import BearerCredentials, BearerUser
 
 __all__ = [
@@ -22,7 +23,9 @@ __all__ = [
     "IntrospectionCache",
     "IntrospectionUnavailable",
     "Introspector",
+    "JWTIntrospector",
     "LocalIntrospector",
     "RemoteIntrospector",
+    "RemoteJWKS",
     "require_scopes",
 ]

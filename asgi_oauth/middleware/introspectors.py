@@ -10,14 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Protocol, runtime_checkable
 
 import httpx
 
 from ..errors import TemporarilyUnavailableError
+from ..jwt_access_tokens import looks_like_jwt
 from ..models import INACTIVE, IntrospectionResult
+from ..revocation import RevocationList
 from ..server import AuthorizationServer
 from .cache import IntrospectionCache
+from .jwt import JWTIntrospector
+from .protocols import CachingIntrospector, IntrospectionUnavailable, Introspector
+
+__all__ = [
+    "CachingIntrospector",
+    "IntrospectionUnavailable",
+    "Introspector",
+    "LocalIntrospector",
+    "RemoteIntrospector",
+]
 
 logger = logging.getLogger("asgi_oauth")
 
@@ -26,29 +37,14 @@ _KNOWN_CLAIMS = frozenset(
 )
 
 
-class IntrospectionUnavailable(Exception):
-    """The introspector could not decide; the request must be refused (fail closed)."""
-
-
-@runtime_checkable
-class Introspector(Protocol):
-    async def introspect_token(self, token: str) -> IntrospectionResult:
-        """What RFC 7662 says of ``token``; ``IntrospectionUnavailable`` when unsure."""
-
-
-@runtime_checkable
-class CachingIntrospector(Introspector, Protocol):
-    """An introspector whose live cached answers can be read without awaiting."""
-
-    def cached(self, token: str) -> IntrospectionResult | None:
-        """The cached answer for ``token``, or None: the middleware's hot path."""
-
-
 class LocalIntrospector:
     """Introspection by an ``AuthorizationServer`` in this process, cached.
 
     A revocation made through that server clears the cache at once; one made
     by another process sharing the store is seen within ``cache_ttl`` seconds.
+    When the server signs keys, JWT access tokens (RFC 9068) are checked here
+    without the store, against a revocation list reread every
+    ``revocation_ttl`` seconds.
     """
 
     def __init__(
@@ -58,22 +54,41 @@ class LocalIntrospector:
         cache_ttl: float = 10.0,
         negative_cache_ttl: float = 2.0,
         max_cache_size: int = 10_000,
+        revocation_ttl: float = 5.0,
     ) -> None:
         self.server = server
         self._cache = IntrospectionCache(
             ttl=cache_ttl, negative_ttl=negative_cache_ttl, max_size=max_cache_size
         )
         server.add_revocation_listener(self._cache.clear)
+        self._jwt: JWTIntrospector | None = None
+        settings = server.settings
+        if server.keys is not None:
+            self._jwt = JWTIntrospector(
+                keys=server.keys,
+                issuer=settings.issuer,
+                audience=settings.jwt_audience,
+                revocations=RevocationList(server.storage, ttl=revocation_ttl, clock=server.clock),
+                leeway=settings.clock_skew,
+                max_cache_size=max_cache_size,
+                clock=server.clock,
+            )
+            server.add_revocation_listener(self._jwt.expire_revocations)
 
     @property
     def issuer(self) -> str:
         return self.server.settings.issuer
 
     async def introspect_token(self, token: str) -> IntrospectionResult:
+        if self._jwt is not None and looks_like_jwt(token):
+            return await self._jwt.introspect_token(token)
         return self._cache.peek(token) or await self._cache.get(token, self._introspect)
 
     def cached(self, token: str) -> IntrospectionResult | None:
-        return self._cache.peek(token)
+        found = self._cache.peek(token)
+        if found is None and self._jwt is not None:
+            return self._jwt.cached(token)
+        return found
 
     async def _introspect(self, token: str) -> IntrospectionResult:
         try:

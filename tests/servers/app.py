@@ -10,7 +10,8 @@ server process (``tests/servers/process.py``):
 * ``ASGI_OAUTH_TEST_DB``: the store, a database URL or a SQLite file path;
 * ``ASGI_OAUTH_TEST_ISSUER``: ``http://127.0.0.1:<port>/oauth2``;
 * ``ASGI_OAUTH_TEST_SECRET_KEY`` (optional): the session key instances share;
-* ``ASGI_OAUTH_TEST_CACHE_TTL`` (optional): seconds ``/api`` caches an answer.
+* ``ASGI_OAUTH_TEST_CACHE_TTL`` (optional): seconds ``/api`` caches an answer;
+* ``ASGI_OAUTH_TEST_KEY_ENCRYPTION_KEY`` (optional): turns OpenID Connect on.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ server = AuthorizationServer(
         # Polling every second keeps the device-flow tests short.
         device_poll_interval=1,
         secret_key=os.environ.get("ASGI_OAUTH_TEST_SECRET_KEY"),
+        key_encryption_key=os.environ.get("ASGI_OAUTH_TEST_KEY_ENCRYPTION_KEY"),
     ),
 )
 oauth_app = OAuth2App(server)

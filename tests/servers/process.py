@@ -46,7 +46,11 @@ T = TypeVar("T")
 
 _log_numbers = itertools.count()
 #: What ``tests/servers/app.py`` reads only when set.
-_OPTIONAL_ENV = ("ASGI_OAUTH_TEST_SECRET_KEY", "ASGI_OAUTH_TEST_CACHE_TTL")
+_OPTIONAL_ENV = (
+    "ASGI_OAUTH_TEST_SECRET_KEY",
+    "ASGI_OAUTH_TEST_CACHE_TTL",
+    "ASGI_OAUTH_TEST_KEY_ENCRYPTION_KEY",
+)
 
 USERNAME = "alice"
 PASSWORD = "correct horse battery staple"
@@ -83,6 +87,8 @@ class Deployment:
     secret_key: str | None = None
     #: Seconds the ``/api`` middleware caches an answer; None: the library's default.
     cache_ttl: float | None = None
+    #: ``Settings.key_encryption_key``: set, the server is an OpenID provider too.
+    key_encryption_key: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -209,6 +215,8 @@ class ServerProcess:
             env["ASGI_OAUTH_TEST_SECRET_KEY"] = deployment.secret_key
         if deployment.cache_ttl is not None:
             env["ASGI_OAUTH_TEST_CACHE_TTL"] = str(deployment.cache_ttl)
+        if deployment.key_encryption_key is not None:
+            env["ASGI_OAUTH_TEST_KEY_ENCRYPTION_KEY"] = deployment.key_encryption_key
         with self.stderr_path.open("wb") as stderr:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", *_server_args(kind, deployment.port)],

@@ -1,0 +1,80 @@
+"""The UserInfo endpoint (OpenID Connect Core §5.3): claims about the signed-in user.
+
+It is a protected resource like any other: the bearer middleware checks the
+access token (RFC 6750: header, or form body for POST) with the very logic
+resource servers use, and requires the ``openid`` scope. Browser clients of a
+registered origin may call it (CORS), as they call the token endpoint.
+"""
+
+from __future__ import annotations
+
+from starlette.types import Message, Receive, Scope, Send
+
+from ..errors import InvalidRequestError
+from ..middleware import BearerTokenMiddleware, LocalIntrospector
+from ..middleware.errors import BearerError, send_bearer_error
+from ..middleware.users import BearerCredentials
+from ..server import AuthorizationServer
+from .cors import allowed_origin_headers, preflight_headers
+from .requests import RequestHeaders
+from .responses import NO_STORE, Headers, send_empty, send_error, send_json
+
+_METHODS = ("GET", "POST")
+
+
+class UserinfoEndpoint:
+    def __init__(self, server: AuthorizationServer) -> None:
+        self.server = server
+        self._protected = BearerTokenMiddleware(
+            self._respond,
+            introspector=LocalIntrospector(server),
+            protect={"/": ("openid",)},
+            realm="userinfo",
+            allow_form_token=True,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope["method"]
+        try:
+            origin = RequestHeaders.from_scope(scope).origin
+            cors = await allowed_origin_headers(self.server.storage, origin)
+            if method not in _METHODS and method != "OPTIONS":
+                raise InvalidRequestError(
+                    "method not allowed", status_code=405, headers={"Allow": "GET, POST"}
+                )
+        except Exception as exc:
+            await send_error(send, exc)
+            return
+        if method == "OPTIONS":
+            if cors:
+                await send_empty(send, 204, preflight_headers(cors, (*_METHODS, "OPTIONS")))
+            else:
+                await send_empty(send, 403, [(b"vary", b"Origin")])
+            return
+        await self._protected(scope, receive, _adding(send, cors) if cors else send)
+
+    async def _respond(self, scope: Scope, receive: Receive, send: Send) -> None:
+        credentials: BearerCredentials = scope["auth"]
+        token = credentials.introspection
+        if token is None or token.sub is None:
+            # A client credentials token speaks for no user (Core §5.3.3).
+            error = BearerError.invalid_token("the access token was issued to no user")
+            await send_bearer_error(scope, send, error, self._protected.challenge(error))
+            return
+        try:
+            body = await self.server.userinfo(token.sub, token.scope)
+        except Exception as exc:
+            await send_error(send, exc)
+            return
+        await send_json(send, 200, body, NO_STORE)
+
+
+def _adding(send: Send, headers: Headers) -> Send:
+    """``send`` with ``headers`` added to the response start, refusals included."""
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), *headers]}
+        await send(message)
+
+    return wrapped
