@@ -48,7 +48,7 @@ _MAX_HEADER_LENGTH = 1024
 #: Seconds between reloads of the key set from the store (another instance may rotate).
 RELOAD_INTERVAL = 60.0
 #: An unknown ``kid`` reloads the key set at most this often (a flood of junk must not).
-_UNKNOWN_KIDRELOAD_INTERVAL = 5.0
+_UNKNOWN_KID_RELOAD_INTERVAL = 5.0
 
 
 class KeyEncryptionError(Exception):
@@ -210,7 +210,7 @@ class KeySet:
                 await self.reload()
             except StorageError as exc:
                 logger.warning("rereading the signing keys failed, keeping them: %s", exc)
-                self._next_reload = time.monotonic() + _UNKNOWN_KIDRELOAD_INTERVAL
+                self._next_reload = time.monotonic() + _UNKNOWN_KID_RELOAD_INTERVAL
 
     async def reload(self) -> None:
         """Read the store again, making a first key for any algorithm without one."""
@@ -274,7 +274,7 @@ class KeySet:
         except UnknownKeyError:
             if time.monotonic() < self._next_unknown_kid_reload:
                 raise
-        self._next_unknown_kid_reload = time.monotonic() + _UNKNOWN_KIDRELOAD_INTERVAL
+        self._next_unknown_kid_reload = time.monotonic() + _UNKNOWN_KID_RELOAD_INTERVAL
         await self.reload()
         return self.verify(token)
 
