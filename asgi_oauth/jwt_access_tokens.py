@@ -15,7 +15,7 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from .crypto import hash_token
 from .keys import InvalidJWTError
@@ -79,7 +79,7 @@ def check_access_token(
     if not isinstance(audiences, (list, tuple)) or audience not in audiences:
         raise InvalidJWTError("meant for another audience")
     exp, iat = claims.get("exp"), claims.get("iat")
-    if not isinstance(exp, int) or not isinstance(iat, int) or not _is_int(exp) or not _is_int(iat):
+    if not is_json_int(exp) or not is_json_int(iat):
         raise InvalidJWTError("exp and iat must be integers")
     if exp + leeway <= now:
         raise InvalidJWTError("expired")
@@ -103,7 +103,8 @@ def check_access_token(
     )
 
 
-def _is_int(value: object) -> bool:
+def is_json_int(value: object) -> TypeGuard[int]:
+    """A JSON number that is an integer: ``true`` is no time (Python's bool is an int)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 

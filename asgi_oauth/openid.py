@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
+from .jwt_access_tokens import is_json_int
 from .keys import InvalidJWTError, KeySet, half_hash
 from .models import Client
 
@@ -127,7 +128,7 @@ async def id_token_hint_subject(
         raise InvalidJWTError("not an ID token")
     if claims.get("iss") != issuer or not isinstance(audiences, list) or client_id not in audiences:
         raise InvalidJWTError("issued by another server or to another client")
-    if not isinstance(exp, int) or isinstance(exp, bool) or exp + leeway <= now:
+    if not is_json_int(exp) or exp + leeway <= now:
         raise InvalidJWTError("expired")
     if not isinstance(subject, str) or not subject:
         raise InvalidJWTError("no subject")

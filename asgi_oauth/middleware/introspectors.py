@@ -14,7 +14,7 @@ import logging
 import httpx
 
 from ..errors import TemporarilyUnavailableError
-from ..jwt_access_tokens import looks_like_jwt
+from ..jwt_access_tokens import is_json_int, looks_like_jwt
 from ..models import INACTIVE, IntrospectionResult
 from ..revocation import RevocationList
 from ..server import AuthorizationServer
@@ -193,7 +193,7 @@ def _parse(response: httpx.Response) -> IntrospectionResult:
         or not isinstance(audience, (list, tuple))
         or not all(isinstance(a, str) for a in audience)
         or any(not isinstance(body.get(n, ""), str) for n in strings)
-        or any(not _is_int(body.get(n, 0)) for n in numbers)
+        or any(not is_json_int(body.get(n, 0)) for n in numbers)
     ):
         raise IntrospectionUnavailable("introspection response has malformed claims")
     return IntrospectionResult(
@@ -208,7 +208,3 @@ def _parse(response: httpx.Response) -> IntrospectionResult:
         aud=tuple(audience),
         extra={k: v for k, v in body.items() if k not in _KNOWN_CLAIMS},
     )
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
