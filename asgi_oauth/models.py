@@ -7,6 +7,7 @@ thief.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -40,6 +41,16 @@ class Client:
     access_token_format: AccessTokenFormat | None = None
     #: How this client's ID tokens are signed (OpenID Connect Registration §2).
     id_token_signed_response_alg: SigningAlgorithm = "RS256"
+    #: RFC 9126 §6: this client's authorization requests must be pushed first.
+    require_pushed_authorization_requests: bool = False
+    #: RFC 9449 §5.2: this client's token requests must carry a DPoP proof.
+    dpop_bound_access_tokens: bool = False
+    #: RFC 7592 §3: the hash of the token that reads, updates and deletes this
+    #: registration; None for a client not registered dynamically.
+    registration_access_token_hash: str | None = None
+    #: The RFC 7591 §2 metadata a dynamically registered client gave that the
+    #: server does not act on (``client_uri``, ``contacts``...), as a JSON object.
+    registration_metadata: str = ""
 
     @property
     def is_public(self) -> bool:
@@ -77,6 +88,10 @@ class AuthorizationCode:
     auth_time: int | None = None
     acr: str | None = None
     amr: tuple[str, ...] = ()
+    #: RFC 8707 §2.1: the resources the tokens may be for (their audience).
+    resource: tuple[str, ...] = ()
+    #: RFC 9449 §10: the thumbprint of the DPoP key the code must be redeemed with.
+    dpop_jkt: str | None = None
 
 
 #: Where a device authorization stands (RFC 8628 §3.3 to §3.5).
@@ -101,6 +116,8 @@ class DeviceAuthorization:
     status: DeviceStatus = "pending"
     subject: str | None = None
     last_polled_at: int | None = None
+    #: RFC 8707 §2: the resources the tokens may be for (their audience).
+    resource: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +169,10 @@ class Token:
     or a reused refresh token can revoke everything it led to (RFC 9700 §4.14.2).
     ``parent_hash`` names the refresh token a token was rotated out of;
     ``replaced_by`` names the refresh token that rotated this one out.
+    ``audience`` is an access token's ``aud`` and, on a refresh token, the
+    resources its grant may still be narrowed to (RFC 8707 §2.2). ``jkt`` binds
+    a token to a DPoP key (RFC 9449 §6): an access token always when the
+    request had a proof, a refresh token when its client is public (§5).
     """
 
     token_hash: str
@@ -167,9 +188,24 @@ class Token:
     replaced_by: str | None = None
     rotated_at: int | None = None
     revoked_at: int | None = None
+    jkt: str | None = None
 
     def is_active(self, now: int) -> bool:
         return self.revoked_at is None and self.rotated_at is None and now < self.expires_at
+
+
+@dataclass(frozen=True, slots=True)
+class PushedAuthorizationRequest:
+    """An authorization request pushed to ``/par`` (RFC 9126 §2), stored by the hash
+    of its ``request_uri``: bound to its client, used once, short-lived."""
+
+    request_uri_hash: str
+    client_id: str
+    #: The request's parameters, as the client pushed them.
+    params: Mapping[str, str]
+    issued_at: int
+    expires_at: int
+    consumed_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +248,8 @@ class IntrospectionResult:
     iss: str | None = None
     sub: str | None = None
     aud: tuple[str, ...] = ()
+    #: RFC 9449 §6.2: the thumbprint of the DPoP key the token is bound to.
+    jkt: str | None = None
     extra: dict[str, object] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
@@ -224,6 +262,8 @@ class IntrospectionResult:
                 body[name] = value
         if self.aud:
             body["aud"] = self.aud[0] if len(self.aud) == 1 else list(self.aud)
+        if self.jkt is not None:
+            body["cnf"] = {"jkt": self.jkt}
         body.update(self.extra)
         return body
 

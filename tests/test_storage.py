@@ -16,6 +16,7 @@ from asgi_oauth.models import (
     AuthorizationCode,
     Client,
     DeviceAuthorization,
+    PushedAuthorizationRequest,
     SigningKey,
     Token,
     User,
@@ -131,6 +132,16 @@ def make_key(
     return SigningKey(kid=kid, alg=alg, created_at=created_at, **{**fields, **kw})
 
 
+def make_pushed(request_uri_hash: str = "par-1", **kw: Any) -> PushedAuthorizationRequest:
+    fields: dict[str, Any] = {
+        "client_id": "client-1",
+        "params": {"response_type": "code", "redirect_uri": "https://app.example/cb"},
+        "issued_at": NOW,
+        "expires_at": NOW + 60,
+    }
+    return PushedAuthorizationRequest(request_uri_hash=request_uri_hash, **{**fields, **kw})
+
+
 async def exist(storage: Storage, hashes: list[str]) -> list[bool]:
     return [await storage.get_token(h) is not None for h in hashes]
 
@@ -145,6 +156,10 @@ async def test_client_round_trips_every_field(storage: Storage) -> None:
         require_pkce=True,
         access_token_format="jwt",
         id_token_signed_response_alg="ES256",
+        require_pushed_authorization_requests=True,
+        dpop_bound_access_tokens=True,
+        registration_access_token_hash="sha256$registration",
+        registration_metadata='{"client_uri":"https://app.example","contacts":["ops@x"]}',
     )
     public = make_client("client-2", secret_hash=None, redirect_uris=(), allowed_origins=())
     opaque = make_client("client-3", access_token_format="opaque")
@@ -153,6 +168,13 @@ async def test_client_round_trips_every_field(storage: Storage) -> None:
     assert await storage.get_client("client-1") == client
     assert await storage.get_client("client-2") == public
     assert (public.access_token_format, public.id_token_signed_response_alg) == (None, "RS256")
+    defaults = (
+        public.require_pushed_authorization_requests,
+        public.dpop_bound_access_tokens,
+        public.registration_access_token_hash,
+        public.registration_metadata,
+    )
+    assert defaults == (False, False, None, "")
     assert await storage.get_client("client-3") == opaque
     assert await storage.get_client("nobody") is None
     assert await storage.list_clients() == [client, public, opaque]
@@ -162,6 +184,20 @@ async def test_save_client_replaces_the_token_formats_too(storage: Storage) -> N
     await storage.save_client(make_client(access_token_format="jwt"))
     await storage.save_client(make_client(id_token_signed_response_alg="ES256"))
     assert await storage.get_client("client-1") == make_client(id_token_signed_response_alg="ES256")
+
+
+async def test_save_client_replaces_the_registration_fields_too(storage: Storage) -> None:
+    registered = make_client(
+        require_pushed_authorization_requests=True,
+        dpop_bound_access_tokens=True,
+        registration_access_token_hash="sha256$old",
+        registration_metadata='{"client_uri":"https://old.example"}',
+    )
+    await storage.save_client(registered)
+    await storage.save_client(make_client(registration_access_token_hash="sha256$new"))
+    assert await storage.get_client("client-1") == make_client(
+        registration_access_token_hash="sha256$new"
+    )
 
 
 async def test_save_client_replaces_the_one_with_the_same_id(storage: Storage) -> None:
@@ -396,20 +432,25 @@ async def test_code_round_trips_every_field(storage: Storage) -> None:
         auth_time=NOW - 30,
         acr="urn:mace:incommon:iap:silver",
         amr=("pwd", "otp", "mfa"),
+        resource=("https://b.example/api", "https://a.example/"),
+        dpop_jkt="0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I",
     )
     bare = make_code("code-2", redirect_uri=None, scope=frozenset())
-    single = make_code("code-3", amr=("pwd",), auth_time=NOW)
+    single = make_code("code-3", amr=("pwd",), auth_time=NOW, resource=("urn:example:api",))
     for each in (code, bare, single):
         await storage.save_authorization_code(each)
     assert await storage.get_authorization_code("code-1") == code
     assert await storage.get_authorization_code("code-2") == bare
     assert (bare.auth_time, bare.acr, bare.amr) == (None, None, ())
+    assert (bare.resource, bare.dpop_jkt) == ((), None)
     assert await storage.get_authorization_code("code-3") == single
     assert await storage.get_authorization_code("nothing") is None
 
 
 async def test_a_redeemed_code_keeps_how_the_user_signed_in(storage: Storage) -> None:
-    code = make_code(auth_time=NOW - 30, acr="1", amr=("pwd",))
+    code = make_code(
+        auth_time=NOW - 30, acr="1", amr=("pwd",), resource=("https://api.example",), dpop_jkt="j"
+    )
     await storage.save_authorization_code(code)
     assert await storage.redeem_authorization_code("code-1", tokens=make_pair("x"), now=NOW)
     assert await storage.get_authorization_code("code-1") == dataclasses.replace(
@@ -473,12 +514,46 @@ async def test_token_round_trips_every_field(storage: Storage) -> None:
         replaced_by="next",
         rotated_at=NOW + 5,
         revoked_at=NOW + 6,
+        jkt="0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I",
     )
     machine = make_token("token-2", subject=None, scope=frozenset(), kind="refresh_token")
     await storage.save_tokens([token, machine])
     assert await storage.get_token("token-1") == token
     assert await storage.get_token("token-2") == machine
+    assert (machine.audience, machine.jkt) == ((), None)
     assert await storage.get_token("nothing") is None
+
+
+def bound_pair(prefix: str, parent: str | None = None) -> list[Token]:
+    """A pair whose both tokens carry resources and a DPoP key (RFC 8707, RFC 9449)."""
+    audience = ("https://api.example", "https://other.example/")
+    return [
+        dataclasses.replace(t, audience=audience, jkt=f"jkt-{prefix}")
+        for t in make_pair(prefix, parent=parent)
+    ]
+
+
+async def test_audience_and_key_binding_round_trip_on_every_way_tokens_are_saved(
+    storage: Storage,
+) -> None:
+    saved = bound_pair("g0")
+    await storage.save_tokens(saved)
+    await storage.save_authorization_code(make_code())
+    redeemed = bound_pair("code")
+    assert await storage.redeem_authorization_code("code-1", tokens=redeemed, now=NOW)
+    rotated = bound_pair("g1", parent="g0-rt")
+    assert await storage.rotate_refresh_token(
+        "g0-rt", expected_successor=None, tokens=rotated, now=NOW
+    )
+    await storage.save_device_authorization(make_device(status="approved", subject="user-1"))
+    device = bound_pair("device")
+    assert await storage.redeem_device_code("device-1", tokens=device, now=NOW)
+
+    for token in saved[:1] + redeemed + rotated + device:
+        assert await storage.get_token(token.token_hash) == token
+    refresh = await storage.get_token("g0-rt")
+    assert refresh is not None
+    assert (refresh.audience, refresh.jkt) == (saved[1].audience, "jkt-g0")
 
 
 async def test_save_tokens_with_nothing_is_fine(storage: Storage) -> None:
@@ -851,11 +926,15 @@ async def test_device_authorization_is_found_by_user_code(storage: Storage) -> N
         subject="user-1",
         last_polled_at=NOW + 3,
         interval=10,
+        resource=("https://b.example/api", "https://a.example/"),
     )
     await storage.save_device_authorization(pending)
     await storage.save_device_authorization(decided)
     assert await storage.get_device_authorization("user-code-1") == pending
+    assert pending.resource == ()
     assert await storage.get_device_authorization("user-code-2") == decided
+    polled = await storage.poll_device_authorization("device-2", client_id="client-1", now=NOW)
+    assert polled == decided
     assert await storage.get_device_authorization("device-1") is None
     assert await storage.get_device_authorization("nothing") is None
 
@@ -1081,6 +1160,159 @@ async def test_purge_expired_removes_expired_device_requests_only(storage: Stora
     assert await storage.purge_expired(now=NOW) == 0
     await storage.save_device_authorization(make_device("d-new", "u-old"))
     assert await storage.get_device_authorization("u-old") == make_device("d-new", "u-old")
+
+
+# -- pushed authorization requests (RFC 9126) ----------------------------------------------
+
+
+async def test_pushed_request_round_trips(storage: Storage) -> None:
+    pushed = make_pushed(
+        params={
+            "response_type": "code",
+            "scope": "openid profile",
+            "state": 'a "quoted" & = value',
+            "login_hint": "zoë@example.com \u2603 \x00",
+            "resource": "",
+        },
+        consumed_at=NOW + 1,
+    )
+    empty = make_pushed("par-2", params={})
+    for each in (pushed, empty):
+        await storage.save_pushed_authorization_request(each)
+    assert await storage.get_pushed_authorization_request("par-1") == pushed
+    assert await storage.get_pushed_authorization_request("par-2") == empty
+    found = await storage.get_pushed_authorization_request("par-1")
+    assert found is not None and list(found.params) == list(pushed.params)
+    assert await storage.get_pushed_authorization_request("nothing") is None
+    assert await storage.get_pushed_authorization_request("par\x00") is None
+
+
+async def test_a_pushed_request_keeps_its_parameters_as_they_were_saved(
+    storage: Storage,
+) -> None:
+    params = {"response_type": "code"}
+    await storage.save_pushed_authorization_request(make_pushed(params=params))
+    params["redirect_uri"] = "https://evil.example/cb"
+    assert await storage.get_pushed_authorization_request("par-1") == make_pushed(
+        params={"response_type": "code"}
+    )
+
+
+async def test_a_duplicate_pushed_request_is_refused(storage: Storage) -> None:
+    await storage.save_pushed_authorization_request(make_pushed())
+    with pytest.raises(StorageError):
+        await storage.save_pushed_authorization_request(make_pushed(client_id="client-2"))
+    assert await storage.get_pushed_authorization_request("par-1") == make_pushed()
+
+
+async def test_a_pushed_request_is_consumed_once(storage: Storage) -> None:
+    await storage.save_pushed_authorization_request(make_pushed())
+    assert await storage.consume_pushed_authorization_request("par-1", now=NOW + 1) is True
+    assert await storage.get_pushed_authorization_request("par-1") == make_pushed(
+        consumed_at=NOW + 1
+    )
+    assert await storage.consume_pushed_authorization_request("par-1", now=NOW + 2) is False
+    assert await storage.get_pushed_authorization_request("par-1") == make_pushed(
+        consumed_at=NOW + 1
+    )
+
+
+async def test_an_expired_or_unknown_pushed_request_is_not_consumed(storage: Storage) -> None:
+    await storage.save_pushed_authorization_request(make_pushed(expires_at=NOW))
+    assert await storage.consume_pushed_authorization_request("par-1", now=NOW) is False
+    assert await storage.get_pushed_authorization_request("par-1") == make_pushed(expires_at=NOW)
+    assert await storage.consume_pushed_authorization_request("nothing", now=NOW) is False
+
+
+async def test_concurrent_consumptions_of_a_pushed_request_have_one_winner(
+    storage: Storage,
+) -> None:
+    await storage.save_pushed_authorization_request(make_pushed())
+    results = await asyncio.gather(
+        *(storage.consume_pushed_authorization_request("par-1", now=NOW + i) for i in range(20))
+    )
+    assert results.count(True) == 1
+    consumed = await storage.get_pushed_authorization_request("par-1")
+    assert consumed == make_pushed(consumed_at=NOW + results.index(True))
+
+
+async def test_delete_client_removes_its_pushed_requests_only(storage: Storage) -> None:
+    await storage.save_client(make_client("client-1"))
+    await storage.save_client(make_client("client-2"))
+    await storage.save_pushed_authorization_request(make_pushed("par-1", client_id="client-1"))
+    await storage.save_pushed_authorization_request(make_pushed("par-2", client_id="client-2"))
+
+    assert await storage.delete_client("client-1") is True
+
+    assert await storage.get_pushed_authorization_request("par-1") is None
+    assert await storage.consume_pushed_authorization_request("par-1", now=NOW) is False
+    assert await storage.get_pushed_authorization_request("par-2") == make_pushed(
+        "par-2", client_id="client-2"
+    )
+
+
+async def test_purge_removes_expired_pushed_requests_and_counts_them(storage: Storage) -> None:
+    pushed = [
+        make_pushed("par-old", expires_at=NOW - 1),
+        make_pushed("par-edge", expires_at=NOW, consumed_at=NOW - 5),
+        make_pushed("par-live", expires_at=NOW + 1),
+        make_pushed("par-used", expires_at=NOW + 1, consumed_at=NOW - 5),
+    ]
+    for each in pushed:
+        await storage.save_pushed_authorization_request(each)
+
+    assert await storage.purge_expired(now=NOW) == 2
+
+    kept = [await storage.get_pushed_authorization_request(p.request_uri_hash) for p in pushed]
+    assert kept == [None, None, pushed[2], pushed[3]]
+    assert await storage.purge_expired(now=NOW) == 0
+    await storage.save_pushed_authorization_request(make_pushed("par-old"))
+    assert await storage.get_pushed_authorization_request("par-old") == make_pushed("par-old")
+
+
+# -- keys used once (RFC 9449 §11.1) -------------------------------------------------------
+
+
+async def test_a_key_is_used_once_until_it_expires(storage: Storage) -> None:
+    assert await storage.use_once("jti-1", expires_at=NOW + 60, now=NOW) is True
+    assert await storage.use_once("jti-1", expires_at=NOW + 60, now=NOW) is False
+    assert await storage.use_once("jti-1", expires_at=NOW + 120, now=NOW + 59) is False
+    assert await storage.use_once("jti-2", expires_at=NOW + 60, now=NOW) is True
+    # Expired at NOW + 60: remembered again, until its new expiry.
+    assert await storage.use_once("jti-1", expires_at=NOW + 120, now=NOW + 60) is True
+    assert await storage.use_once("jti-1", expires_at=NOW + 180, now=NOW + 119) is False
+    assert await storage.use_once("jti-1", expires_at=NOW + 180, now=NOW + 120) is True
+
+
+async def test_concurrent_uses_of_a_key_have_one_winner(storage: Storage) -> None:
+    assert await storage.use_once("stale", expires_at=NOW - 1, now=NOW - 10) is True
+    for key in ("fresh", "stale"):
+        results = await asyncio.gather(
+            *(storage.use_once(key, expires_at=NOW + 60, now=NOW) for _ in range(20))
+        )
+        assert results.count(True) == 1
+
+
+async def test_purge_removes_expired_keys_used_once_and_counts_them(storage: Storage) -> None:
+    for key, expires_at in (("old", NOW - 1), ("edge", NOW), ("live", NOW + 1)):
+        assert await storage.use_once(key, expires_at=expires_at, now=NOW - 10) is True
+
+    assert await storage.purge_expired(now=NOW) == 2
+
+    assert await storage.use_once("live", expires_at=NOW + 60, now=NOW) is False
+    assert await storage.purge_expired(now=NOW) == 0
+    assert await storage.use_once("old", expires_at=NOW + 60, now=NOW) is True
+    assert await storage.purge_expired(now=NOW + 60) == 2
+
+
+async def test_purge_counts_every_kind_of_row_together(storage: Storage) -> None:
+    await storage.save_authorization_code(make_code(expires_at=NOW))
+    await storage.save_tokens([make_token(expires_at=NOW)])
+    await storage.save_device_authorization(make_device(expires_at=NOW))
+    await storage.save_pushed_authorization_request(make_pushed(expires_at=NOW))
+    await storage.use_once("jti", expires_at=NOW, now=NOW - 1)
+    await storage.record_failure("k", now=NOW - FAILURE_RETENTION)
+    assert await storage.purge_expired(now=NOW) == 6
 
 
 async def test_close_is_idempotent(storage: Storage) -> None:

@@ -43,6 +43,7 @@ from .test_storage import (
     make_device,
     make_key,
     make_pair,
+    make_pushed,
     make_token,
 )
 
@@ -62,6 +63,8 @@ TABLES = {
     "device_authorizations",
     "failures",
     "signing_keys",
+    "pushed_authorization_requests",
+    "once_keys",
 }
 
 
@@ -329,6 +332,55 @@ async def test_a_version_2_schema_gains_the_openid_connect_columns(
     assert await store.add_signing_key(make_key("kid-1"), retire_active_until=None, now=NOW)
 
 
+async def test_a_version_3_schema_gains_the_pushed_request_and_dpop_columns(
+    stores: Stores, admin: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from asgi_oauth.storage import _postgres_schema
+
+    monkeypatch.setattr(_postgres_schema, "MIGRATIONS", _postgres_schema.MIGRATIONS[:3])
+    monkeypatch.setattr(_postgres_schema, "SCHEMA_VERSION", 3)
+    assert await stores().migrate() == 3
+    monkeypatch.undo()
+    schema = stores.schema
+    await admin.execute(
+        f'INSERT INTO "{schema}".clients (client_id, secret_hash, name, redirect_uris,'
+        " grant_types, scope, allowed_origins, is_resource_server, require_pkce, created_at,"
+        " access_token_format, id_token_signed_response_alg)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        *_rows.client_row(make_client())[:12],
+    )
+    await admin.execute(
+        f'INSERT INTO "{schema}".authorization_codes (code_hash, client_id, subject, scope,'
+        " redirect_uri, family_id, issued_at, expires_at, code_challenge,"
+        " code_challenge_method, nonce, consumed_at, auth_time, acr, amr)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        *_rows.code_row(make_code())[:15],
+    )
+    await admin.execute(
+        f'INSERT INTO "{schema}".device_authorizations (device_code_hash, user_code_hash,'
+        ' client_id, scope, family_id, issued_at, expires_at, "interval", status, subject,'
+        " last_polled_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        *_rows.device_row(make_device())[:11],
+    )
+    await admin.execute(
+        f'INSERT INTO "{schema}".tokens (token_hash, kind, client_id, scope, family_id,'
+        " issued_at, expires_at, subject, audience, parent_hash, replaced_by, rotated_at,"
+        " revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        *_rows.token_row(make_token())[:13],
+    )
+
+    store = stores()
+    assert await store.migrate() == schema_version() - 3
+    assert await tables_in(admin, schema) == TABLES
+    assert await store.get_client("client-1") == make_client()
+    assert await store.get_authorization_code("code-1") == make_code()
+    assert await store.get_device_authorization("user-code-1") == make_device()
+    assert await store.get_token("token-1") == make_token()
+    await store.save_pushed_authorization_request(make_pushed())
+    assert await store.consume_pushed_authorization_request("par-1", now=NOW)
+    assert await store.use_once("jti-1", expires_at=NOW + 60, now=NOW)
+
+
 # -- one winner across instances -----------------------------------------------------------
 
 
@@ -464,6 +516,51 @@ async def test_concurrent_device_decisions_on_two_instances_have_one_winner(
     assert decided is not None
     assert decided.subject == f"user-{won}"
     assert decided.status == ("approved" if won % 3 != 0 else "denied")
+
+
+async def test_concurrent_consumptions_of_a_pushed_request_on_two_instances_have_one_winner(
+    stores: Stores, admin: Any
+) -> None:
+    first, second = stores(), stores()
+    await warm(first, second)
+    for n in range(5):
+        await first.save_pushed_authorization_request(make_pushed(f"par-{n}"))
+        outcomes = await asyncio.gather(
+            *(
+                (first, second)[i % 2].consume_pushed_authorization_request(f"par-{n}", now=NOW + i)
+                for i in range(30)
+            )
+        )
+        assert outcomes.count(True) == 1
+        consumed_at = await admin.fetchval(
+            f'SELECT consumed_at FROM "{stores.schema}".pushed_authorization_requests'
+            " WHERE request_uri_hash = $1",
+            f"par-{n}",
+        )
+        assert consumed_at == NOW + outcomes.index(True)
+
+
+@pytest.mark.parametrize("known", ["unknown", "expired"])
+async def test_concurrent_uses_of_a_key_on_two_instances_have_one_winner(
+    stores: Stores, admin: Any, known: str
+) -> None:
+    first, second = stores(), stores()
+    await warm(first, second)
+    for n in range(5):
+        key = f"jti-{n}"
+        if known == "expired":
+            assert await first.use_once(key, expires_at=NOW, now=NOW - 60)
+        outcomes = await asyncio.gather(
+            *(
+                (first, second)[i % 2].use_once(key, expires_at=NOW + 60 + i, now=NOW)
+                for i in range(30)
+            )
+        )
+        assert outcomes.count(True) == 1
+        expires_at = await admin.fetchval(
+            f'SELECT expires_at FROM "{stores.schema}".once_keys WHERE key = $1', key
+        )
+        assert expires_at == NOW + 60 + outcomes.index(True)
 
 
 # -- one winner across servers -------------------------------------------------------------

@@ -18,6 +18,7 @@ from asgi_oauth.models import (
     AuthorizationCode,
     Client,
     DeviceAuthorization,
+    PushedAuthorizationRequest,
     SigningKey,
     Token,
     User,
@@ -181,7 +182,7 @@ async def test_migrate_is_idempotent_and_keeps_existing_tables(path: Path) -> No
         conn.close()
 
 
-#: Clients and codes as schema versions 1 to 3 stored them.
+#: Clients, codes and tokens as schema versions 1 to 4 stored them.
 OLD_INSERT_CLIENT = (
     "INSERT INTO clients (client_id, secret_hash, name, redirect_uris, grant_types, scope,"
     " allowed_origins, is_resource_server, require_pkce, created_at)"
@@ -191,6 +192,11 @@ OLD_INSERT_CODE = (
     "INSERT INTO authorization_codes (code_hash, client_id, subject, scope, redirect_uri,"
     " family_id, issued_at, expires_at, code_challenge, code_challenge_method, nonce,"
     " consumed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+OLD_INSERT_TOKEN = (
+    "INSERT INTO tokens (token_hash, kind, client_id, scope, family_id, issued_at, expires_at,"
+    " subject, audience, parent_hash, replaced_by, rotated_at, revoked_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -204,8 +210,7 @@ def make_old_file(path: Path, monkeypatch: pytest.MonkeyPatch, version: int) -> 
         conn.execute(OLD_INSERT_CLIENT, _rows.client_row(make_client())[:10])
         conn.execute(_sqlite_schema.INSERT_USER, _rows.user_row(make_user()))
         conn.execute(OLD_INSERT_CODE, _rows.code_row(make_code())[:12])
-        tokens = make_pair("g0")
-        conn.execute(_sqlite_schema.insert_tokens(2), _sqlite_schema.token_rows(tokens))
+        conn.executemany(OLD_INSERT_TOKEN, [_rows.token_row(t)[:13] for t in make_pair("g0")])
     finally:
         conn.close()
         monkeypatch.undo()
@@ -295,6 +300,55 @@ async def test_a_version_3_file_gains_the_openid_connect_columns_and_keys(
     ]
 
 
+async def test_a_version_4_file_gains_the_pushed_request_and_dpop_columns(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_old_file(path, monkeypatch, 4)
+    device = DeviceAuthorization(
+        "device-1", "user-code-1", "client-1", frozenset({"openid"}), "f-d", NOW, NOW + 600, 5
+    )
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute(
+            "INSERT INTO device_authorizations (device_code_hash, user_code_hash, client_id,"
+            " scope, family_id, issued_at, expires_at, interval, status, subject,"
+            " last_polled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            _rows.device_row(device)[:11],
+        )
+    finally:
+        conn.close()
+
+    store = SQLiteStorage(path)
+    try:
+        await store.migrate()
+        clients = (
+            "SELECT require_pushed_authorization_requests, dpop_bound_access_tokens,"
+            " registration_access_token_hash, registration_metadata FROM clients"
+        )
+        assert read_file(path, clients) == [(0, 0, None, "")]
+        assert read_file(path, "SELECT resource, dpop_jkt FROM authorization_codes") == [("", None)]
+        assert read_file(path, "SELECT resource FROM device_authorizations") == [("",)]
+        assert read_file(path, "SELECT jkt FROM tokens") == [(None,), (None,)]
+        assert await store.get_client("client-1") == make_client()
+        assert await store.get_authorization_code("code-1") == make_code()
+        assert await store.get_device_authorization("user-code-1") == device
+        assert [await store.get_token(t.token_hash) for t in make_pair("g0")] == make_pair("g0")
+
+        pushed = PushedAuthorizationRequest("par-1", "client-1", {"a": "b"}, NOW, NOW + 60)
+        await store.save_pushed_authorization_request(pushed)
+        assert await store.consume_pushed_authorization_request("par-1", now=NOW)
+        assert await store.use_once("jti-1", expires_at=NOW + 60, now=NOW)
+        assert not await store.use_once("jti-1", expires_at=NOW + 60, now=NOW)
+        assert await store.delete_client("client-1") is True
+        assert await store.get_pushed_authorization_request("par-1") is None
+        assert await store.purge_expired(now=NOW + 60) == 1
+    finally:
+        await store.close()
+    assert read_file(path, "SELECT version FROM schema_version") == [
+        (_sqlite_schema.SCHEMA_VERSION,)
+    ]
+
+
 async def test_the_revocation_list_and_the_active_keys_have_indexes(path: Path) -> None:
     store = SQLiteStorage(path)
     await store.migrate()
@@ -330,6 +384,17 @@ async def test_the_device_user_code_is_unique_and_purge_has_an_index(path: Path)
         path, "EXPLAIN QUERY PLAN DELETE FROM device_authorizations WHERE expires_at <= 0"
     )
     assert "device_authorizations_expires_at" in str(plan)
+
+
+@pytest.mark.parametrize("table", ["pushed_authorization_requests", "once_keys"])
+async def test_purge_of_pushed_requests_and_keys_used_once_has_an_index(
+    path: Path, table: str
+) -> None:
+    store = SQLiteStorage(path)
+    await store.migrate()
+    await store.close()
+    plan = read_file(path, f"EXPLAIN QUERY PLAN DELETE FROM {table} WHERE expires_at <= 0")
+    assert f"{table}_expires_at" in str(plan)
 
 
 async def test_two_stores_on_one_file_see_each_other(path: Path) -> None:

@@ -134,6 +134,37 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX tokens_revoked_access ON tokens (expires_at)"
         " WHERE revoked_at IS NOT NULL AND kind = 'access_token'",
     ),
+    (
+        # Pushed requests (RFC 9126), DPoP (RFC 9449), resource indicators (RFC 8707),
+        # dynamic registration (RFC 7591, RFC 7592).
+        "ALTER TABLE clients"
+        " ADD COLUMN require_pushed_authorization_requests BOOLEAN NOT NULL DEFAULT false,"
+        " ADD COLUMN dpop_bound_access_tokens BOOLEAN NOT NULL DEFAULT false,"
+        " ADD COLUMN registration_access_token_hash TEXT,"
+        " ADD COLUMN registration_metadata TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE authorization_codes ADD COLUMN resource TEXT NOT NULL DEFAULT '',"
+        " ADD COLUMN dpop_jkt TEXT",
+        "ALTER TABLE device_authorizations ADD COLUMN resource TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE tokens ADD COLUMN jkt TEXT",
+        """CREATE TABLE pushed_authorization_requests (
+            request_uri_hash TEXT PRIMARY KEY,
+            client_id TEXT NOT NULL,
+            params TEXT NOT NULL,
+            issued_at BIGINT NOT NULL,
+            expires_at BIGINT NOT NULL,
+            consumed_at BIGINT
+        )""",
+        "CREATE INDEX pushed_authorization_requests_expires_at"
+        " ON pushed_authorization_requests (expires_at)",
+        "CREATE INDEX pushed_authorization_requests_client_id"
+        " ON pushed_authorization_requests (client_id)",
+        # Keys seen once until they expire (a DPoP proof's jti, RFC 9449 §11.1).
+        """CREATE TABLE once_keys (
+            key TEXT PRIMARY KEY,
+            expires_at BIGINT NOT NULL
+        )""",
+        "CREATE INDEX once_keys_expires_at ON once_keys (expires_at)",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -180,13 +211,17 @@ async def migrate(conn: asyncpg.Connection, schema: str | None) -> int:
 SELECT_CLIENTS = (
     "SELECT client_id, secret_hash, name, redirect_uris, grant_types, scope,"
     " allowed_origins, is_resource_server, require_pkce, created_at,"
-    " access_token_format, id_token_signed_response_alg FROM clients"
+    " access_token_format, id_token_signed_response_alg,"
+    " require_pushed_authorization_requests, dpop_bound_access_tokens,"
+    " registration_access_token_hash, registration_metadata FROM clients"
 )
 UPSERT_CLIENT = (
     "INSERT INTO clients (client_id, secret_hash, name, redirect_uris, grant_types,"
     " scope, allowed_origins, is_resource_server, require_pkce, created_at,"
-    " access_token_format, id_token_signed_response_alg)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+    " access_token_format, id_token_signed_response_alg,"
+    " require_pushed_authorization_requests, dpop_bound_access_tokens,"
+    " registration_access_token_hash, registration_metadata)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
     " ON CONFLICT (client_id) DO UPDATE SET secret_hash = excluded.secret_hash,"
     " name = excluded.name, redirect_uris = excluded.redirect_uris,"
     " grant_types = excluded.grant_types, scope = excluded.scope,"
@@ -194,7 +229,11 @@ UPSERT_CLIENT = (
     " is_resource_server = excluded.is_resource_server,"
     " require_pkce = excluded.require_pkce, created_at = excluded.created_at,"
     " access_token_format = excluded.access_token_format,"
-    " id_token_signed_response_alg = excluded.id_token_signed_response_alg"
+    " id_token_signed_response_alg = excluded.id_token_signed_response_alg,"
+    " require_pushed_authorization_requests = excluded.require_pushed_authorization_requests,"
+    " dpop_bound_access_tokens = excluded.dpop_bound_access_tokens,"
+    " registration_access_token_hash = excluded.registration_access_token_hash,"
+    " registration_metadata = excluded.registration_metadata"
 )
 SELECT_USERS = "SELECT user_id, username, password_hash, created_at FROM users"
 INSERT_USER = (
@@ -203,13 +242,13 @@ INSERT_USER = (
 SELECT_CODE = (
     "SELECT code_hash, client_id, subject, scope, redirect_uri, family_id, issued_at,"
     " expires_at, code_challenge, code_challenge_method, nonce, consumed_at,"
-    " auth_time, acr, amr FROM authorization_codes WHERE code_hash = $1"
+    " auth_time, acr, amr, resource, dpop_jkt FROM authorization_codes WHERE code_hash = $1"
 )
 INSERT_CODE = (
     "INSERT INTO authorization_codes (code_hash, client_id, subject, scope, redirect_uri,"
     " family_id, issued_at, expires_at, code_challenge, code_challenge_method, nonce,"
-    " consumed_at, auth_time, acr, amr)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+    " consumed_at, auth_time, acr, amr, resource, dpop_jkt)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
 )
 SELECT_CONSENT = "SELECT scope FROM consents WHERE subject = $1 AND client_id = $2"
 UPSERT_CONSENT = (
@@ -218,16 +257,17 @@ UPSERT_CONSENT = (
 )
 SELECT_DEVICES = (
     "SELECT device_code_hash, user_code_hash, client_id, scope, family_id, issued_at,"
-    ' expires_at, "interval", status, subject, last_polled_at FROM device_authorizations'
+    ' expires_at, "interval", status, subject, last_polled_at, resource'
+    " FROM device_authorizations"
 )
 INSERT_DEVICE = (
     "INSERT INTO device_authorizations (device_code_hash, user_code_hash, client_id, scope,"
-    ' family_id, issued_at, expires_at, "interval", status, subject, last_polled_at)'
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    ' family_id, issued_at, expires_at, "interval", status, subject, last_polled_at, resource)'
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
 )
 SELECT_TOKEN = (
     "SELECT token_hash, kind, client_id, scope, family_id, issued_at, expires_at, subject,"
-    " audience, parent_hash, replaced_by, rotated_at, revoked_at"
+    " audience, parent_hash, replaced_by, rotated_at, revoked_at, jkt"
     " FROM tokens WHERE token_hash = $1"
 )
 #: The revocation list: partial index ``tokens_revoked_access`` covers exactly these rows.
@@ -246,13 +286,29 @@ INSERT_SIGNING_KEY = (
     " expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)"
     " ON CONFLICT (alg) WHERE retired_at IS NULL DO NOTHING"
 )
+SELECT_PUSHED_REQUEST = (
+    "SELECT request_uri_hash, client_id, params, issued_at, expires_at, consumed_at"
+    " FROM pushed_authorization_requests WHERE request_uri_hash = $1"
+)
+INSERT_PUSHED_REQUEST = (
+    "INSERT INTO pushed_authorization_requests (request_uri_hash, client_id, params,"
+    " issued_at, expires_at, consumed_at) VALUES ($1, $2, $3, $4, $5, $6)"
+)
+#: Remembers a key, or replaces it if it expired; no row changes while it is unexpired.
+#: A racing insert of the same key waits for the first and then takes the UPDATE branch,
+#: which re-checks the row the first committed.
+USE_ONCE = (
+    "INSERT INTO once_keys (key, expires_at) VALUES ($1, $2)"
+    " ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at"
+    " WHERE once_keys.expires_at <= $3"
+)
 #: Every token of a response in one statement, whatever their number: one array per column.
 INSERT_TOKENS = (
     "INSERT INTO tokens (token_hash, kind, client_id, scope, family_id, issued_at, expires_at,"
-    " subject, audience, parent_hash, replaced_by, rotated_at, revoked_at)"
+    " subject, audience, parent_hash, replaced_by, rotated_at, revoked_at, jkt)"
     " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
     " $6::bigint[], $7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[],"
-    " $12::bigint[], $13::bigint[])"
+    " $12::bigint[], $13::bigint[], $14::text[])"
 )
 
 

@@ -3,15 +3,25 @@
 Scopes and grant types are sorted, space-joined words; lists of URIs and of
 authentication methods (``amr``) are space-joined in their order, and refused
 if an item holds white space (a URI never does, RFC 3986 §2; nor does an
-RFC 8176 §2 method name); times are integer seconds. SQLite and PostgreSQL share these mappers, so a
+RFC 8176 §2 method name); a pushed request's parameters are a JSON object;
+times are integer seconds. SQLite and PostgreSQL share these mappers, so a
 row means the same in either.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from ..models import AuthorizationCode, Client, DeviceAuthorization, SigningKey, Token, User
+from ..models import (
+    AuthorizationCode,
+    Client,
+    DeviceAuthorization,
+    PushedAuthorizationRequest,
+    SigningKey,
+    Token,
+    User,
+)
 
 Row = tuple[object, ...]
 
@@ -46,6 +56,10 @@ def client_row(c: Client) -> Row:
         c.created_at,
         c.access_token_format,
         c.id_token_signed_response_alg,
+        c.require_pushed_authorization_requests,
+        c.dpop_bound_access_tokens,
+        c.registration_access_token_hash,
+        c.registration_metadata,
     )
 
 
@@ -63,6 +77,10 @@ def client_from_row(row: Any) -> Client:
         created_at=row[9],
         access_token_format=row[10],
         id_token_signed_response_alg=row[11],
+        require_pushed_authorization_requests=bool(row[12]),
+        dpop_bound_access_tokens=bool(row[13]),
+        registration_access_token_hash=row[14],
+        registration_metadata=row[15],
     )
 
 
@@ -91,6 +109,8 @@ def code_row(c: AuthorizationCode) -> Row:
         c.auth_time,
         c.acr,
         _in_order(c.amr, "amr"),
+        _uris(c.resource),
+        c.dpop_jkt,
     )
 
 
@@ -111,6 +131,8 @@ def code_from_row(row: Any) -> AuthorizationCode:
         auth_time=row[12],
         acr=row[13],
         amr=tuple(row[14].split()),
+        resource=tuple(row[15].split()),
+        dpop_jkt=row[16],
     )
 
 
@@ -129,6 +151,7 @@ def token_row(t: Token) -> Row:
         t.replaced_by,
         t.rotated_at,
         t.revoked_at,
+        t.jkt,
     )
 
 
@@ -147,6 +170,7 @@ def token_from_row(row: Any) -> Token:
         replaced_by=row[10],
         rotated_at=row[11],
         revoked_at=row[12],
+        jkt=row[13],
     )
 
 
@@ -183,6 +207,7 @@ def device_row(d: DeviceAuthorization) -> Row:
         d.status,
         d.subject,
         d.last_polled_at,
+        _uris(d.resource),
     )
 
 
@@ -199,4 +224,21 @@ def device_from_row(row: Any) -> DeviceAuthorization:
         status=row[8],
         subject=row[9],
         last_polled_at=row[10],
+        resource=tuple(row[11].split()),
+    )
+
+
+def pushed_request_row(r: PushedAuthorizationRequest) -> Row:
+    params = json.dumps(dict(r.params), separators=(",", ":"))
+    return (r.request_uri_hash, r.client_id, params, r.issued_at, r.expires_at, r.consumed_at)
+
+
+def pushed_request_from_row(row: Any) -> PushedAuthorizationRequest:
+    return PushedAuthorizationRequest(
+        request_uri_hash=row[0],
+        client_id=row[1],
+        params=json.loads(row[2]),
+        issued_at=row[3],
+        expires_at=row[4],
+        consumed_at=row[5],
     )

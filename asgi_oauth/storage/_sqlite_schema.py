@@ -143,6 +143,37 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX tokens_revoked_access ON tokens (expires_at)"
         " WHERE revoked_at IS NOT NULL AND kind = 'access_token'",
     ),
+    (
+        # Pushed requests (RFC 9126), DPoP (RFC 9449), resource indicators (RFC 8707),
+        # dynamic registration (RFC 7591, RFC 7592).
+        "ALTER TABLE clients ADD COLUMN require_pushed_authorization_requests"
+        " INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE clients ADD COLUMN dpop_bound_access_tokens INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE clients ADD COLUMN registration_access_token_hash TEXT",
+        "ALTER TABLE clients ADD COLUMN registration_metadata TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE authorization_codes ADD COLUMN resource TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE authorization_codes ADD COLUMN dpop_jkt TEXT",
+        "ALTER TABLE device_authorizations ADD COLUMN resource TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE tokens ADD COLUMN jkt TEXT",
+        """CREATE TABLE pushed_authorization_requests (
+            request_uri_hash TEXT PRIMARY KEY,
+            client_id TEXT NOT NULL,
+            params TEXT NOT NULL,
+            issued_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL,
+            consumed_at INTEGER
+        )""",
+        "CREATE INDEX pushed_authorization_requests_expires_at"
+        " ON pushed_authorization_requests (expires_at)",
+        "CREATE INDEX pushed_authorization_requests_client_id"
+        " ON pushed_authorization_requests (client_id)",
+        # Keys seen once until they expire (a DPoP proof's jti, RFC 9449 §11.1).
+        """CREATE TABLE once_keys (
+            key TEXT PRIMARY KEY,
+            expires_at INTEGER NOT NULL
+        )""",
+        "CREATE INDEX once_keys_expires_at ON once_keys (expires_at)",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -189,13 +220,17 @@ def migrate(conn: sqlite3.Connection) -> int:
 SELECT_CLIENTS = (
     "SELECT client_id, secret_hash, name, redirect_uris, grant_types, scope,"
     " allowed_origins, is_resource_server, require_pkce, created_at,"
-    " access_token_format, id_token_signed_response_alg FROM clients"
+    " access_token_format, id_token_signed_response_alg,"
+    " require_pushed_authorization_requests, dpop_bound_access_tokens,"
+    " registration_access_token_hash, registration_metadata FROM clients"
 )
 INSERT_CLIENT = (
     "INSERT OR REPLACE INTO clients (client_id, secret_hash, name, redirect_uris, grant_types,"
     " scope, allowed_origins, is_resource_server, require_pkce, created_at,"
-    " access_token_format, id_token_signed_response_alg)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " access_token_format, id_token_signed_response_alg,"
+    " require_pushed_authorization_requests, dpop_bound_access_tokens,"
+    " registration_access_token_hash, registration_metadata)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 SELECT_USERS = "SELECT user_id, username, password_hash, created_at FROM users"
 SELECT_USER = SELECT_USERS + " WHERE username = ?"
@@ -204,28 +239,29 @@ INSERT_USER = "INSERT INTO users (user_id, username, password_hash, created_at) 
 SELECT_CODE = (
     "SELECT code_hash, client_id, subject, scope, redirect_uri, family_id, issued_at,"
     " expires_at, code_challenge, code_challenge_method, nonce, consumed_at,"
-    " auth_time, acr, amr FROM authorization_codes WHERE code_hash = ?"
+    " auth_time, acr, amr, resource, dpop_jkt FROM authorization_codes WHERE code_hash = ?"
 )
 INSERT_CODE = (
     "INSERT INTO authorization_codes (code_hash, client_id, subject, scope, redirect_uri,"
     " family_id, issued_at, expires_at, code_challenge, code_challenge_method, nonce,"
-    " consumed_at, auth_time, acr, amr)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " consumed_at, auth_time, acr, amr, resource, dpop_jkt)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 SELECT_CONSENT = "SELECT scope FROM consents WHERE subject = ? AND client_id = ?"
 INSERT_CONSENT = "INSERT OR REPLACE INTO consents (subject, client_id, scope) VALUES (?, ?, ?)"
 SELECT_DEVICES = (
     "SELECT device_code_hash, user_code_hash, client_id, scope, family_id, issued_at,"
-    " expires_at, interval, status, subject, last_polled_at FROM device_authorizations"
+    " expires_at, interval, status, subject, last_polled_at, resource"
+    " FROM device_authorizations"
 )
 INSERT_DEVICE = (
     "INSERT INTO device_authorizations (device_code_hash, user_code_hash, client_id, scope,"
-    " family_id, issued_at, expires_at, interval, status, subject, last_polled_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " family_id, issued_at, expires_at, interval, status, subject, last_polled_at, resource)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 SELECT_TOKEN = (
     "SELECT token_hash, kind, client_id, scope, family_id, issued_at, expires_at, subject,"
-    " audience, parent_hash, replaced_by, rotated_at, revoked_at"
+    " audience, parent_hash, replaced_by, rotated_at, revoked_at, jkt"
     " FROM tokens WHERE token_hash = ?"
 )
 #: The revocation list: partial index ``tokens_revoked_access`` covers exactly these rows.
@@ -243,11 +279,25 @@ INSERT_SIGNING_KEY = (
     " expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (alg) WHERE retired_at IS NULL DO NOTHING"
 )
+SELECT_PUSHED_REQUEST = (
+    "SELECT request_uri_hash, client_id, params, issued_at, expires_at, consumed_at"
+    " FROM pushed_authorization_requests WHERE request_uri_hash = ?"
+)
+INSERT_PUSHED_REQUEST = (
+    "INSERT INTO pushed_authorization_requests (request_uri_hash, client_id, params,"
+    " issued_at, expires_at, consumed_at) VALUES (?, ?, ?, ?, ?, ?)"
+)
+#: Remembers a key, or replaces it if it expired; no row changes while it is unexpired.
+USE_ONCE = (
+    "INSERT INTO once_keys (key, expires_at) VALUES (?, ?)"
+    " ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at"
+    " WHERE once_keys.expires_at <= ?"
+)
 _TOKEN_COLUMNS = (
     "token_hash, kind, client_id, scope, family_id, issued_at, expires_at,"
-    " subject, audience, parent_hash, replaced_by, rotated_at, revoked_at"
+    " subject, audience, parent_hash, replaced_by, rotated_at, revoked_at, jkt"
 )
-_TOKEN_VALUES = "(" + ", ".join("?" * 13) + ")"
+_TOKEN_VALUES = "(" + ", ".join("?" * 14) + ")"
 
 
 @functools.cache

@@ -12,7 +12,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from ..models import AuthorizationCode, Client, DeviceAuthorization, SigningKey, Token, User
+from ..models import (
+    AuthorizationCode,
+    Client,
+    DeviceAuthorization,
+    PushedAuthorizationRequest,
+    SigningKey,
+    Token,
+    User,
+)
 
 
 @runtime_checkable
@@ -24,7 +32,8 @@ class Storage(Protocol):
         """Insert the client, or replace the one with the same id."""
 
     async def delete_client(self, client_id: str) -> bool:
-        """Remove a client with its codes, refresh tokens, device codes and consents;
+        """Remove a client with its codes, refresh tokens, device codes, pushed
+        authorization requests and consents;
         False if unknown. Its access tokens are revoked rather than deleted, and go
         at the purge after they expire, so ``list_revoked_access_tokens`` names them."""
 
@@ -156,6 +165,29 @@ class Storage(Protocol):
         Returns False, writing nothing, otherwise: a device code is exchanged once.
         """
 
+    async def save_pushed_authorization_request(self, request: PushedAuthorizationRequest) -> None:
+        """Persist a request pushed to ``/par`` (RFC 9126 §2.2)."""
+
+    async def get_pushed_authorization_request(
+        self, request_uri_hash: str
+    ) -> PushedAuthorizationRequest | None:
+        """The pushed request with this ``request_uri`` hash, whatever its state."""
+
+    async def consume_pushed_authorization_request(
+        self, request_uri_hash: str, *, now: int
+    ) -> bool:
+        """Atomically mark an unconsumed, unexpired pushed request consumed.
+
+        Returns False, writing nothing, otherwise: a ``request_uri`` is used once
+        (RFC 9126 §4), even when two authorizations race for it.
+        """
+
+    async def use_once(self, key: str, *, expires_at: int, now: int) -> bool:
+        """Remember ``key`` until ``expires_at``; False, writing nothing, if it is
+        already remembered and unexpired. One insert decides, so of two instances
+        racing with the same key exactly one gets True (a DPoP proof's ``jti``,
+        RFC 9449 §11.1)."""
+
     async def record_failure(self, key: str, *, now: int) -> None:
         """Count one failed guess (a password, a user code) against ``key``."""
 
@@ -166,7 +198,8 @@ class Storage(Protocol):
         """Forget ``key``'s failures (it succeeded)."""
 
     async def purge_expired(self, *, now: int) -> int:
-        """Delete expired codes, device codes, tokens and signing keys, and failures
+        """Delete expired codes, device codes, tokens, signing keys, pushed requests
+        and ``use_once`` keys, and failures
         older than a day (``FAILURE_RETENTION``); returns how many rows went."""
 
     async def close(self) -> None:

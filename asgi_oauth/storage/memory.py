@@ -11,7 +11,15 @@ import time
 from collections.abc import Sequence
 
 from ..errors import StorageError
-from ..models import AuthorizationCode, Client, DeviceAuthorization, SigningKey, Token, User
+from ..models import (
+    AuthorizationCode,
+    Client,
+    DeviceAuthorization,
+    PushedAuthorizationRequest,
+    SigningKey,
+    Token,
+    User,
+)
 from .base import FAILURE_RETENTION, successor_of
 
 
@@ -28,6 +36,8 @@ class MemoryStorage:
         self._devices: dict[str, DeviceAuthorization] = {}
         self._user_codes: dict[str, str] = {}  # user code hash -> device code hash
         self._signing_keys: dict[str, SigningKey] = {}
+        self._pushed: dict[str, PushedAuthorizationRequest] = {}
+        self._once: dict[str, int] = {}  # key -> expires_at
 
     async def get_client(self, client_id: str) -> Client | None:
         return self._clients.get(client_id)
@@ -43,6 +53,8 @@ class MemoryStorage:
         self._end_tokens([t for t in self._tokens.values() if t.client_id == client_id])
         for device in [d for d in self._devices.values() if d.client_id == client_id]:
             self._forget_device(device)
+        for uri_hash in [h for h, r in self._pushed.items() if r.client_id == client_id]:
+            del self._pushed[uri_hash]
         for key in [k for k in self._consents if k[1] == client_id]:
             del self._consents[key]
         return True
@@ -214,6 +226,33 @@ class MemoryStorage:
         self._add(tokens)
         return True
 
+    async def save_pushed_authorization_request(self, request: PushedAuthorizationRequest) -> None:
+        if request.request_uri_hash in self._pushed:
+            raise StorageError("duplicate request_uri hash")
+        self._pushed[request.request_uri_hash] = dataclasses.replace(
+            request, params=dict(request.params)
+        )
+
+    async def get_pushed_authorization_request(
+        self, request_uri_hash: str
+    ) -> PushedAuthorizationRequest | None:
+        return self._pushed.get(request_uri_hash)
+
+    async def consume_pushed_authorization_request(
+        self, request_uri_hash: str, *, now: int
+    ) -> bool:
+        request = self._pushed.get(request_uri_hash)
+        if request is None or request.consumed_at is not None or request.expires_at <= now:
+            return False
+        self._pushed[request_uri_hash] = dataclasses.replace(request, consumed_at=now)
+        return True
+
+    async def use_once(self, key: str, *, expires_at: int, now: int) -> bool:
+        if self._once.get(key, now) > now:
+            return False
+        self._once[key] = expires_at
+        return True
+
     async def purge_expired(self, *, now: int) -> int:
         codes = [h for h, c in self._codes.items() if c.expires_at <= now]
         for code_hash in codes:
@@ -227,6 +266,12 @@ class MemoryStorage:
         kids = [kid for kid, k in self._signing_keys.items() if _expired(k, now)]
         for kid in kids:
             del self._signing_keys[kid]
+        pushed = [h for h, r in self._pushed.items() if r.expires_at <= now]
+        for uri_hash in pushed:
+            del self._pushed[uri_hash]
+        once = [k for k, expires_at in self._once.items() if expires_at <= now]
+        for key in once:
+            del self._once[key]
         failures = 0
         for key, times in list(self._failures.items()):
             kept = [t for t in times if t > now - FAILURE_RETENTION]
@@ -235,7 +280,8 @@ class MemoryStorage:
                 self._failures[key] = kept
             else:
                 del self._failures[key]
-        return len(codes) + len(tokens) + len(devices) + len(kids) + failures
+        rows = len(codes) + len(tokens) + len(devices) + len(kids) + len(pushed) + len(once)
+        return rows + failures
 
     async def record_failure(self, key: str, *, now: int) -> None:
         self._failures.setdefault(key, []).append(now)

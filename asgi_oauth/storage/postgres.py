@@ -27,7 +27,15 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError("PostgresStorage needs asyncpg: pip install 'asgi_oauth[postgres]'") from exc
 
 from ..errors import StorageError
-from ..models import AuthorizationCode, Client, DeviceAuthorization, SigningKey, Token, User
+from ..models import (
+    AuthorizationCode,
+    Client,
+    DeviceAuthorization,
+    PushedAuthorizationRequest,
+    SigningKey,
+    Token,
+    User,
+)
 from . import _postgres_schema as _pg
 from . import _rows
 from ._client_cache import ClientCache
@@ -132,6 +140,7 @@ class PostgresStorage:
                 "client_origins",
                 "authorization_codes",
                 "device_authorizations",
+                "pushed_authorization_requests",
                 "consents",
             ):
                 await conn.execute(f"DELETE FROM {table} WHERE client_id = $1", client_id)  # noqa: S608
@@ -298,6 +307,29 @@ class PostgresStorage:
             return False
         return True
 
+    # -- pushed requests and keys used once --------------------------------------------
+
+    async def save_pushed_authorization_request(self, request: PushedAuthorizationRequest) -> None:
+        await self._execute(_pg.INSERT_PUSHED_REQUEST, *_rows.pushed_request_row(request))
+
+    async def get_pushed_authorization_request(
+        self, request_uri_hash: str
+    ) -> PushedAuthorizationRequest | None:
+        row = await self._fetchrow(_pg.SELECT_PUSHED_REQUEST, request_uri_hash)
+        return None if row is None else _rows.pushed_request_from_row(row)
+
+    async def consume_pushed_authorization_request(
+        self, request_uri_hash: str, *, now: int
+    ) -> bool:
+        sql = (
+            "UPDATE pushed_authorization_requests SET consumed_at = $1"
+            " WHERE request_uri_hash = $2 AND consumed_at IS NULL AND expires_at > $1"
+        )
+        return await self._execute(sql, now, request_uri_hash) == "UPDATE 1"
+
+    async def use_once(self, key: str, *, expires_at: int, now: int) -> bool:
+        return await self._execute(_pg.USE_ONCE, key, expires_at, now) == "INSERT 0 1"
+
     # -- device authorizations ---------------------------------------------------------
 
     async def save_device_authorization(self, device: DeviceAuthorization) -> None:
@@ -372,7 +404,14 @@ class PostgresStorage:
     async def purge_expired(self, *, now: int) -> int:
         async def purge(conn: Any) -> int:
             purged = 0
-            for table in ("authorization_codes", "tokens", "device_authorizations", "signing_keys"):
+            for table in (
+                "authorization_codes",
+                "tokens",
+                "device_authorizations",
+                "signing_keys",
+                "pushed_authorization_requests",
+                "once_keys",
+            ):
                 sql = f"DELETE FROM {table} WHERE expires_at <= $1"  # noqa: S608 (constants)
                 purged += _count(await conn.execute(sql, now))
             sql = "DELETE FROM failures WHERE at <= $1"

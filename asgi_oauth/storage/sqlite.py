@@ -27,7 +27,15 @@ from collections.abc import Callable, Sequence
 from typing import Any, Generic, Literal, TypeVar
 
 from ..errors import StorageError
-from ..models import AuthorizationCode, Client, DeviceAuthorization, SigningKey, Token, User
+from ..models import (
+    AuthorizationCode,
+    Client,
+    DeviceAuthorization,
+    PushedAuthorizationRequest,
+    SigningKey,
+    Token,
+    User,
+)
 from . import _rows
 from . import _sqlite_schema as schema
 from ._client_cache import ClientCache
@@ -112,6 +120,9 @@ class SQLiteStorage:
             conn.execute("DELETE FROM authorization_codes WHERE client_id = ?", (client_id,))
             _end_tokens_of(conn, "client_id", client_id)
             conn.execute("DELETE FROM device_authorizations WHERE client_id = ?", (client_id,))
+            conn.execute(
+                "DELETE FROM pushed_authorization_requests WHERE client_id = ?", (client_id,)
+            )
             conn.execute("DELETE FROM consents WHERE client_id = ?", (client_id,))
             return True
 
@@ -332,6 +343,34 @@ class SQLiteStorage:
 
         return await self._write(redeem)
 
+    async def save_pushed_authorization_request(self, request: PushedAuthorizationRequest) -> None:
+        row = _rows.pushed_request_row(request)
+        await self._write(
+            lambda conn: conn.execute(schema.INSERT_PUSHED_REQUEST, row).close(), atomic=True
+        )
+
+    async def get_pushed_authorization_request(
+        self, request_uri_hash: str
+    ) -> PushedAuthorizationRequest | None:
+        rows = await self._read(schema.SELECT_PUSHED_REQUEST, (request_uri_hash,))
+        return _rows.pushed_request_from_row(rows[0]) if rows else None
+
+    async def consume_pushed_authorization_request(
+        self, request_uri_hash: str, *, now: int
+    ) -> bool:
+        sql = (
+            "UPDATE pushed_authorization_requests SET consumed_at = ?"
+            " WHERE request_uri_hash = ? AND consumed_at IS NULL AND expires_at > ?"
+        )
+        params = (now, request_uri_hash, now)
+        return await self._write(lambda conn: conn.execute(sql, params).rowcount == 1, atomic=True)
+
+    async def use_once(self, key: str, *, expires_at: int, now: int) -> bool:
+        params = (key, expires_at, now)
+        return await self._write(
+            lambda conn: conn.execute(schema.USE_ONCE, params).rowcount == 1, atomic=True
+        )
+
     async def purge_expired(self, *, now: int) -> int:
         def purge(conn: sqlite3.Connection) -> int:
             codes = conn.execute("DELETE FROM authorization_codes WHERE expires_at <= ?", (now,))
@@ -340,10 +379,15 @@ class SQLiteStorage:
                 "DELETE FROM device_authorizations WHERE expires_at <= ?", (now,)
             )
             keys = conn.execute("DELETE FROM signing_keys WHERE expires_at <= ?", (now,))
+            pushed = conn.execute(
+                "DELETE FROM pushed_authorization_requests WHERE expires_at <= ?", (now,)
+            )
+            once = conn.execute("DELETE FROM once_keys WHERE expires_at <= ?", (now,))
             failures = conn.execute(
                 "DELETE FROM failures WHERE at <= ?", (now - FAILURE_RETENTION,)
             )
-            return sum(c.rowcount for c in (codes, tokens, devices, keys, failures))
+            done = (codes, tokens, devices, keys, pushed, once, failures)
+            return sum(c.rowcount for c in done)
 
         return await self._write(purge)
 
