@@ -1,9 +1,10 @@
 """The UserInfo endpoint (OpenID Connect Core §5.3): claims about the signed-in user.
 
 It is a protected resource like any other: the bearer middleware checks the
-access token (RFC 6750: header, or form body for POST) with the very logic
-resource servers use, and requires the ``openid`` scope. Browser clients of a
-registered origin may call it (CORS), as they call the token endpoint.
+access token (RFC 6750: header, or form body for POST; a DPoP-bound one with
+its proof, RFC 9449 §7) with the very logic resource servers use, and
+requires the ``openid`` scope. Browser clients of a registered origin may
+call it (CORS), as they call the token endpoint.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ class UserinfoEndpoint:
             protect={"/": ("openid",)},
             realm="userinfo",
             allow_form_token=True,
+            # A proof's htu is the issuer's URL, whatever Host header came with it.
+            origin=server.settings.issuer,
+            dpop_nonces=server.dpop_nonces if server.settings.dpop_nonce_required else None,
+            dpop_leeway=server.settings.clock_skew,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -59,7 +64,8 @@ class UserinfoEndpoint:
         if token is None or token.sub is None:
             # A client credentials token speaks for no user (Core §5.3.3).
             error = BearerError.invalid_token("the access token was issued to no user")
-            await send_bearer_error(scope, send, error, self._protected.challenge(error))
+            challenge = credentials.challenge or self._protected.challenge
+            await send_bearer_error(scope, send, error, challenge(error))
             return
         try:
             body = await self.server.userinfo(token.sub, token.scope)

@@ -1,16 +1,19 @@
-"""Bearer-token errors (RFC 6750 §3) and the one place that answers them.
+"""Bearer- and DPoP-token errors (RFC 6750 §3, RFC 9449 §7.1) and the one place that answers them.
 
-Every refusal carries a ``WWW-Authenticate: Bearer`` challenge: no ``error``
+Every refusal carries a ``WWW-Authenticate`` challenge: no ``error``
 attribute when no token was sent (§3.1), ``invalid_token`` for a token that
 is not good, ``insufficient_scope`` with the ``scope`` needed, and
-``invalid_request`` for a malformed request. A challenge also names the
-resource's RFC 9728 metadata, so clients can find the authorization server.
+``invalid_request`` for a malformed request. A request with a DPoP-bound token
+is answered with a ``DPoP`` challenge instead, which adds ``invalid_dpop_proof``
+and ``use_dpop_nonce`` (RFC 9449 §7.1, §9) and names the proof algorithms
+accepted. A challenge also names the resource's RFC 9728 metadata, so clients
+can find the authorization server.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from starlette.types import Scope, Send
 
@@ -19,7 +22,7 @@ _ALLOWED = frozenset(chr(c) for c in (0x20, 0x21, *range(0x23, 0x5C), *range(0x5
 
 
 class BearerError(Exception):
-    """Why a request was refused: an HTTP status and what the challenge says."""
+    """Why a request was refused: an HTTP status, what the challenge says, extra headers."""
 
     def __init__(
         self,
@@ -28,16 +31,18 @@ class BearerError(Exception):
         description: str,
         *,
         scope: Iterable[str] = (),
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(description)
         self.status = status
         self.error = error
         self.description = description
         self.scope = tuple(sorted(scope))
+        self.headers: dict[str, str] = dict(headers or {})
 
     @classmethod
-    def missing(cls) -> BearerError:
-        return cls(401, None, "a bearer token is required")
+    def missing(cls, description: str = "a bearer token is required") -> BearerError:
+        return cls(401, None, description)
 
     @classmethod
     def invalid_token(cls, description: str = "the access token is not valid") -> BearerError:
@@ -52,19 +57,29 @@ class BearerError(Exception):
         return cls(400, "invalid_request", description)
 
     @classmethod
+    def invalid_dpop_proof(cls, description: str) -> BearerError:
+        return cls(401, "invalid_dpop_proof", description)
+
+    @classmethod
+    def use_dpop_nonce(
+        cls, nonce: str, description: str = "a DPoP proof with this nonce is required"
+    ) -> BearerError:
+        """RFC 9449 §9: the client retries with ``nonce`` in a new proof."""
+        return cls(401, "use_dpop_nonce", description, headers={"DPoP-Nonce": nonce})
+
+    @classmethod
     def unavailable(cls) -> BearerError:
         return cls(503, "temporarily_unavailable", "the token cannot be checked now; retry")
 
     def challenge(self, realm: str, resource_metadata: str | None = None) -> str:
-        """The ``WWW-Authenticate`` value (RFC 6750 §3, RFC 9728 §5.1)."""
-        params = [("realm", realm)]
-        if self.error is not None and self.status != 503:
-            params += [("error", self.error), ("error_description", self.description)]
-        if self.scope:
-            params.append(("scope", " ".join(self.scope)))
-        if resource_metadata is not None:
-            params.append(("resource_metadata", resource_metadata))
-        return "Bearer " + ", ".join(f'{name}="{_quoted(value)}"' for name, value in params)
+        """The ``Bearer`` challenge (RFC 6750 §3, RFC 9728 §5.1)."""
+        return "Bearer " + self._attributes(realm, (), resource_metadata)
+
+    def dpop_challenge(
+        self, realm: str, algs: Iterable[str], resource_metadata: str | None = None
+    ) -> str:
+        """The ``DPoP`` challenge (RFC 9449 §7.1): the same attributes, and ``algs``."""
+        return "DPoP " + self._attributes(realm, (("algs", " ".join(algs)),), resource_metadata)
 
     def body(self) -> dict[str, str]:
         body = {"error_description": self.description}
@@ -72,14 +87,32 @@ class BearerError(Exception):
             body = {"error": self.error, **body}
         return body
 
+    def _attributes(
+        self, realm: str, extra: Iterable[tuple[str, str]], resource_metadata: str | None
+    ) -> str:
+        params = [("realm", realm)]
+        if self.error is not None and self.status != 503:
+            params += [("error", self.error), ("error_description", self.description)]
+        if self.scope:
+            params.append(("scope", " ".join(self.scope)))
+        params += extra
+        if resource_metadata is not None:
+            params.append(("resource_metadata", resource_metadata))
+        return ", ".join(f'{name}="{_quoted(value)}"' for name, value in params)
+
 
 def _quoted(value: str) -> str:
     return "".join(c for c in value if c in _ALLOWED)
 
 
 def response_headers(error: BearerError, challenge: str) -> dict[str, str]:
-    """The headers of every refusal, from the middleware or a route-level check."""
-    headers = {"Cache-Control": "no-store", "WWW-Authenticate": challenge}
+    """The headers of every refusal, from the middleware or a route-level check.
+
+    ``challenge`` may hold several challenges, comma-separated in one field
+    (RFC 9110 §11.6.1): a mapping of headers, as Starlette and FastAPI take
+    them, carries one field per name.
+    """
+    headers = {"Cache-Control": "no-store", "WWW-Authenticate": challenge, **error.headers}
     if error.status == 503:
         headers["Retry-After"] = "1"
     return headers

@@ -1,14 +1,17 @@
-"""Finding the access token in a request (RFC 6750 §2).
+"""Finding the access token in a request (RFC 6750 §2, RFC 9449 §7.1).
 
-The ``Authorization: Bearer`` header always (§2.1); the form body (§2.2) and
-the ``access_token`` query parameter (§2.3) only when enabled, since they leak
-into logs and caches. A token sent by more than one method is refused (§2).
+The ``Authorization: Bearer`` or ``Authorization: DPoP`` header always (§2.1);
+the form body (§2.2) and the ``access_token`` query parameter (§2.3) only when
+enabled, since they leak into logs and caches. A token sent by more than one
+method is refused (§2). A DPoP-bound token comes with its proof in one ``DPoP``
+header (RFC 9449 §4.1).
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
+from typing import NamedTuple
 from urllib.parse import parse_qsl
 
 from starlette.types import Message, Receive, Scope
@@ -20,6 +23,13 @@ _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 _FORM = "application/x-www-form-urlencoded"
 
 
+class Presented(NamedTuple):
+    """A token as the request sent it: ``dpop`` when with the ``DPoP`` scheme."""
+
+    token: str
+    dpop: bool
+
+
 async def extract_token(
     scope: Scope,
     receive: Receive,
@@ -27,12 +37,10 @@ async def extract_token(
     allow_query: bool,
     allow_form: bool,
     max_body_size: int,
-) -> tuple[str | None, Receive]:
+) -> tuple[Presented | None, Receive]:
     """The token, or None; and the ``receive`` the app must use (a read body is replayed)."""
-    found: list[str] = []
     header = header_token(scope)
-    if header is not None:
-        found.append(header)
+    found: list[str] = []
     if allow_query and scope.get("query_string"):
         found += _params(scope["query_string"].decode("latin-1"))
     if allow_form and scope["type"] == "http" and _has_form(scope):
@@ -40,13 +48,16 @@ async def extract_token(
         # A body that is not UTF-8 is no form this middleware can read: it holds no token.
         with contextlib.suppress(UnicodeDecodeError):
             found += _params(body.decode("utf-8")) if body is not None else []
-    if len(found) > 1:
+    if len(found) + (header is not None) > 1:
         raise BearerError.invalid_request("the access token was sent more than once")
-    return (found[0] if found else None), receive
+    if header is not None:
+        return header, receive
+    return (Presented(found[0], False) if found else None), receive
 
 
-def header_token(scope: Scope) -> str | None:
-    """The credentials of an ``Authorization: Bearer`` header (§2.1), or None.
+def header_token(scope: Scope) -> Presented | None:
+    """The credentials of an ``Authorization: Bearer`` (§2.1) or ``DPoP`` (RFC 9449
+    §7.1) header, or None.
 
     Their syntax is left to ``check_syntax``, which the middleware runs only for
     a token its cache does not know: a cached one was checked when first seen.
@@ -61,15 +72,31 @@ def header_token(scope: Scope) -> str | None:
     if value is None:
         return None
     scheme, _, credentials = value.partition(b" ")
-    if scheme.lower() != b"bearer":
-        return None  # another scheme (Basic for a token endpoint) is not ours to judge
-    return credentials.decode("latin-1")
+    scheme = scheme.lower()
+    if scheme == b"bearer":
+        return Presented(credentials.decode("latin-1"), False)
+    if scheme == b"dpop":
+        return Presented(credentials.decode("latin-1"), True)
+    return None  # another scheme (Basic for a token endpoint) is not ours to judge
 
 
-def check_syntax(token: str) -> None:
-    """Refuse credentials that are no b64token (RFC 6750 §2.1)."""
+def dpop_header(scope: Scope) -> str:
+    """The one ``DPoP`` header's proof (RFC 9449 §4.3: exactly one; §7.1)."""
+    found: bytes | None = None
+    for name, raw in scope["headers"]:
+        if len(name) == 4 and name.lower() == b"dpop":
+            if found is not None:
+                raise BearerError.invalid_dpop_proof("more than one DPoP header")
+            found = raw
+    if found is None:
+        raise BearerError.invalid_dpop_proof("a DPoP proof is required with the DPoP scheme")
+    return found.decode("latin-1")
+
+
+def check_syntax(token: str, scheme: str = "Bearer") -> None:
+    """Refuse credentials that are no b64token (RFC 6750 §2.1; token68 for DPoP, RFC 9449 §7.1)."""
     if _B64TOKEN.fullmatch(token) is None:
-        raise BearerError.invalid_request("malformed Bearer credentials")
+        raise BearerError.invalid_request(f"malformed {scheme} credentials")
 
 
 def _params(query: str) -> list[str]:

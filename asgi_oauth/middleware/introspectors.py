@@ -33,7 +33,7 @@ __all__ = [
 logger = logging.getLogger("asgi_oauth")
 
 _KNOWN_CLAIMS = frozenset(
-    {"active", "scope", "client_id", "token_type", "exp", "iat", "iss", "sub", "aud"}
+    {"active", "scope", "client_id", "token_type", "exp", "iat", "iss", "sub", "aud", "cnf"}
 )
 
 
@@ -67,7 +67,7 @@ class LocalIntrospector:
             self._jwt = JWTIntrospector(
                 keys=server.keys,
                 issuer=settings.issuer,
-                audience=settings.jwt_audience,
+                audience=(settings.jwt_audience, *settings.resources),
                 revocations=RevocationList(server.storage, ttl=revocation_ttl, clock=server.clock),
                 leeway=settings.clock_skew,
                 max_cache_size=max_cache_size,
@@ -196,6 +196,14 @@ def _parse(response: httpx.Response) -> IntrospectionResult:
         or any(not is_json_int(body.get(n, 0)) for n in numbers)
     ):
         raise IntrospectionUnavailable("introspection response has malformed claims")
+    jkt = None
+    if "cnf" in body:
+        # RFC 9449 §6.2: a token bound to a DPoP key. One bound some other way
+        # (RFC 8705 certificates) cannot be honoured here, so it is no good here.
+        cnf = body["cnf"]
+        jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
+        if not isinstance(jkt, str) or not jkt:
+            return INACTIVE
     return IntrospectionResult(
         active=True,
         scope=frozenset(scope.split()),
@@ -206,5 +214,6 @@ def _parse(response: httpx.Response) -> IntrospectionResult:
         iss=body.get("iss"),
         sub=body.get("sub"),
         aud=tuple(audience),
+        jkt=jkt,
         extra={k: v for k, v in body.items() if k not in _KNOWN_CLAIMS},
     )

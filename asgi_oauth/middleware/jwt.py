@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import httpx
@@ -105,7 +105,8 @@ class JWTIntrospector:
     ``revocations`` is the store's revocation list; without one (a resource
     server with no access to the store) a revoked token is accepted until it
     expires, so keep access tokens short-lived then. ``audience`` is this
-    resource server's identifier, which the token's ``aud`` must name.
+    resource server's identifier (or several), one of which the token's ``aud``
+    must name.
     """
 
     def __init__(
@@ -113,7 +114,7 @@ class JWTIntrospector:
         *,
         keys: KeySource,
         issuer: str,
-        audience: str,
+        audience: str | Iterable[str],
         revocations: RevocationList | None,
         fallback: Introspector | None = None,
         leeway: int = 60,
@@ -123,7 +124,7 @@ class JWTIntrospector:
         self._keys = keys
         self._clock = clock
         self._issuer = issuer
-        self._audience = audience
+        self._audiences = frozenset((audience,) if isinstance(audience, str) else audience)
         self._revocations = revocations
         self._fallback = fallback
         self._leeway = leeway
@@ -169,7 +170,7 @@ class JWTIntrospector:
                 header,
                 claims,
                 issuer=self._issuer,
-                audience=self._audience,
+                audiences=self._audiences,
                 now=int(self._clock()),
                 leeway=self._leeway,
             )

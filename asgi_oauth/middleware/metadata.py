@@ -1,7 +1,8 @@
 """OAuth 2.0 Protected Resource Metadata (RFC 9728).
 
 The document names the resource, the authorization servers that issue tokens
-for it, the scopes it knows and how it takes tokens. Its well-known URL is
+for it, the scopes it knows and how it takes tokens, DPoP-bound ones included
+(§2, RFC 9449). Its well-known URL is
 formed by inserting ``/.well-known/oauth-protected-resource`` between the
 resource's host and path (§3.1).
 """
@@ -36,6 +37,8 @@ def metadata_document(
     scopes_supported: Iterable[str],
     bearer_methods_supported: Iterable[str],
     resource_name: str | None = None,
+    dpop_signing_alg_values_supported: Iterable[str] = (),
+    dpop_bound_access_tokens_required: bool = False,
 ) -> dict[str, object]:
     document: dict[str, object] = {
         "resource": resource,
@@ -47,4 +50,9 @@ def metadata_document(
         document["scopes_supported"] = scopes
     if resource_name:
         document["resource_name"] = resource_name
+    algs = list(dpop_signing_alg_values_supported)
+    if algs:
+        document["dpop_signing_alg_values_supported"] = algs
+    if dpop_bound_access_tokens_required:
+        document["dpop_bound_access_tokens_required"] = True
     return document

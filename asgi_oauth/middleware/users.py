@@ -51,3 +51,14 @@ class BearerCredentials(AuthCredentials):
         self.introspection = introspection
         self.error = error
         self.challenge = challenge
+
+    @property
+    def jkt(self) -> str | None:
+        """The thumbprint of the DPoP key the token is bound to (RFC 9449 §6), which the
+        request's proof was signed with; None for a bearer token."""
+        return self.introspection.jkt if self.introspection is not None else None
+
+    @property
+    def dpop(self) -> bool:
+        """Whether the request proved possession of the token's key (RFC 9449 §7.1)."""
+        return self.jkt is not None

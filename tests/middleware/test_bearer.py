@@ -41,6 +41,7 @@ from asgi_oauth.middleware import (
     LocalIntrospector,
 )
 from asgi_oauth.storage import MemoryStorage
+from asgi_oauth.types import DPOP_SIGNING_ALGORITHMS
 
 from ..conftest import ISSUER, Credentials, FakeClock
 from ..helpers import request
@@ -60,10 +61,17 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def challenge(response: httpx.Response) -> dict[str, str]:
-    """The attributes of a ``WWW-Authenticate: Bearer`` challenge."""
+    """The attributes of the ``Bearer`` challenge in ``WWW-Authenticate``."""
     header = response.headers["www-authenticate"]
     assert header.startswith("Bearer "), header
-    return dict(re.findall(r'([a-z_]+)="([^"]*)"', header))
+    return dict(re.findall(r'([a-z_]+)="([^"]*)"', header.partition(", DPoP ")[0]))
+
+
+def no_token(realm: str = "api", metadata: str | None = None) -> str:
+    """The challenges for a request without a token: Bearer, and DPoP (RFC 9449 §7.2)."""
+    tail = "" if metadata is None else f', resource_metadata="{metadata}"'
+    algs = " ".join(DPOP_SIGNING_ALGORITHMS)
+    return f'Bearer realm="{realm}"{tail}, DPoP realm="{realm}", algs="{algs}"{tail}'
 
 
 @contextlib.asynccontextmanager
@@ -209,7 +217,7 @@ async def api(
 async def test_no_token_is_401_with_a_challenge_without_error(api: httpx.AsyncClient) -> None:
     response = await api.get("/things")
     assert response.status_code == 401
-    assert response.headers["www-authenticate"] == 'Bearer realm="api"'
+    assert response.headers["www-authenticate"] == no_token()
     assert response.headers["cache-control"] == "no-store"
     assert response.json() == {"error_description": "a bearer token is required"}
 
@@ -456,4 +464,4 @@ async def test_custom_realm_is_named_in_the_challenge() -> None:
     app = BearerTokenMiddleware(Called(), introspector=Unavailable(), realm="photos")
     async with connect(app) as client:
         response = await client.get("/")
-    assert response.headers["www-authenticate"] == 'Bearer realm="photos"'
+    assert response.headers["www-authenticate"] == no_token("photos")

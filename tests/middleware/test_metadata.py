@@ -10,6 +10,7 @@ from starlette.types import Message
 from asgi_oauth import AuthorizationServer
 from asgi_oauth.middleware import BearerError, BearerTokenMiddleware
 from asgi_oauth.middleware.metadata import metadata_document, metadata_path, metadata_url
+from asgi_oauth.types import DPOP_SIGNING_ALGORITHMS
 
 from ..conftest import ISSUER, Credentials
 from .conftest import register_caller
@@ -21,6 +22,7 @@ from .test_bearer import (
     challenge,
     connect,
     echo,
+    no_token,
 )
 
 pytestmark = pytest.mark.anyio
@@ -46,6 +48,7 @@ async def test_metadata_document_is_served_without_a_token(server: Authorization
         "resource": RESOURCE,
         "authorization_servers": [ISSUER],
         "bearer_methods_supported": ["header"],
+        "dpop_signing_alg_values_supported": list(DPOP_SIGNING_ALGORITHMS),
     }
 
 
@@ -134,9 +137,7 @@ async def test_503_challenge_names_the_metadata_url() -> None:
 
 async def test_middleware_challenge_method_is_what_it_sends(server: AuthorizationServer) -> None:
     middleware = BearerTokenMiddleware(echo, introspector=server, resource=RESOURCE)
-    assert middleware.challenge(BearerError.missing()) == (
-        f'Bearer realm="api", resource_metadata="{METADATA_URL}"'
-    )
+    assert middleware.challenge(BearerError.missing()) == no_token(metadata=METADATA_URL)
 
 
 async def test_without_resource_no_metadata_path_is_served(
