@@ -25,6 +25,7 @@ from .errors import (
 from .models import Client
 from .openid import is_openid
 from .pkce import is_valid_challenge
+from .resources import requested_resources
 from .scopes import narrow_scope, parse_scope
 from .types import RESPONSE_MODES, RESPONSE_TYPES, CodeChallengeMethod, ResponseMode, ResponseType
 
@@ -70,6 +71,12 @@ class AuthorizationRequest:
     id_token_hint: str | None = None
     #: Who ``id_token_hint`` names, once the server has verified it.
     hint_subject: str | None = None
+    #: RFC 8707 §2: the resources the tokens may be for.
+    resource: tuple[str, ...] = ()
+    #: RFC 9449 §10: the DPoP key the code must be redeemed with.
+    dpop_jkt: str | None = None
+    #: The pushed request this came from (RFC 9126 §4), used up when the code is issued.
+    request_uri_hash: str | None = None
 
     @property
     def is_openid(self) -> bool:
@@ -151,9 +158,12 @@ def validate_authorization_request(
     repeated: frozenset[str],
     client: Client | None,
     settings: Settings,
+    *,
+    pushed: bool = False,
 ) -> AuthorizationRequest:
     """Check an authorization request against its client and the server's settings.
 
+    ``pushed``: the parameters came to ``/par`` (RFC 9126), not from the browser.
     Raises ``OAuth2Error`` while the client or redirect URI is in doubt (show it
     to the user), then ``AuthorizationRedirectError`` (send it to the client).
     """
@@ -199,7 +209,12 @@ def validate_authorization_request(
     if "request" in params:
         raise fail(RequestNotSupportedError("request objects are not supported"))
     if "request_uri" in params:
-        raise fail(RequestUriNotSupportedError("request_uri is not supported"))
+        raise fail(RequestUriNotSupportedError("request_uri must come from /par (RFC 9126)"))
+    if not pushed and (
+        settings.require_pushed_authorization_requests
+        or client.require_pushed_authorization_requests
+    ):
+        raise fail(InvalidRequestError("push the authorization request to /par first (RFC 9126)"))
     if given_type is None:
         raise fail(InvalidRequestError("missing parameter: response_type"))
     response_type = _BY_WORDS.get(words)
@@ -215,6 +230,8 @@ def validate_authorization_request(
         prompt = _parse_prompt(params.get("prompt"))
         nonce = _check_openid(params, words, scope)
         max_age = _parse_max_age(params.get("max_age"))
+        resource = requested_resources(params, settings.resources)
+        dpop_jkt = _parse_dpop_jkt(params.get("dpop_jkt"))
     except OAuth2Error as exc:
         raise fail(exc) from None
     return AuthorizationRequest(
@@ -233,6 +250,8 @@ def validate_authorization_request(
         max_age=max_age,
         login_hint=params.get("login_hint"),
         id_token_hint=params.get("id_token_hint"),
+        resource=resource,
+        dpop_jkt=dpop_jkt,
     )
 
 
@@ -304,3 +323,12 @@ def _parse_max_age(value: str | None) -> int | None:
     if not value.isdigit() or not value.isascii() or len(value) > 10:
         raise InvalidRequestError("max_age must be a non-negative integer")
     return int(value)
+
+
+def _parse_dpop_jkt(value: str | None) -> str | None:
+    # RFC 9449 §10: the base64url SHA-256 thumbprint (RFC 7638) of the client's DPoP key.
+    if value is None:
+        return None
+    if len(value) != 43 or not all(c.isascii() and (c.isalnum() or c in "-_") for c in value):
+        raise InvalidRequestError("dpop_jkt must be a base64url SHA-256 JWK thumbprint")
+    return value

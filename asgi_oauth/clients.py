@@ -103,6 +103,8 @@ def new_client(
     client_id: str | None = None,
     access_token_format: AccessTokenFormat | None = None,
     id_token_signed_response_alg: SigningAlgorithm = "RS256",
+    require_pushed_authorization_requests: bool = False,
+    dpop_bound_access_tokens: bool = False,
 ) -> RegisteredClient:
     """Build a validated client with a fresh id and, unless public, a fresh secret."""
     secret = None if public else generate_token()
@@ -119,6 +121,8 @@ def new_client(
         created_at=int(time.time()),
         access_token_format=access_token_format,
         id_token_signed_response_alg=id_token_signed_response_alg,
+        require_pushed_authorization_requests=require_pushed_authorization_requests,
+        dpop_bound_access_tokens=dpop_bound_access_tokens,
     )
     return RegisteredClient(check_client(client, insecure_transport=insecure_transport), secret)
 

@@ -8,11 +8,13 @@ from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
+from .resources import is_resource_indicator
 from .types import (
     DEVICE_CODE,
     GRANT_TYPES,
     SIGNING_ALGORITHMS,
     AccessTokenFormat,
+    ClientRegistration,
     GrantType,
     ResponseType,
     SigningAlgorithm,
@@ -83,8 +85,28 @@ class Settings:
     access_token_signing_alg: SigningAlgorithm = "RS256"
     #: The ``aud`` of a JWT access token (RFC 9068 §3); None means the issuer.
     access_token_audience: str | None = None
-    #: Seconds of clock difference tolerated when checking a JWT's times.
+    #: Seconds of clock difference tolerated when checking a JWT's times, and how
+    #: old or early a DPoP proof's ``iat`` may be (RFC 9449 §11.1).
     clock_skew: int = 60
+    #: RFC 8707: the resources (absolute URIs) clients may ask tokens for with
+    #: ``resource``; such a token's audience is the resources it was asked for.
+    resources: tuple[str, ...] = field(default_factory=tuple)
+    #: Dynamic client registration (RFC 7591): ``off``; ``open`` to anyone; or
+    #: ``initial_access_token``, for callers with that bearer token (§3).
+    client_registration: ClientRegistration = "off"
+    initial_access_token: str | None = None
+    #: What a dynamically registered client may have: these grant types, and these
+    #: scopes (None: ``scopes_supported``). Anything else asked for is refused.
+    registration_grant_types: frozenset[GrantType] = frozenset(
+        {"authorization_code", "refresh_token"}
+    )
+    registration_scopes: tuple[str, ...] | None = None
+    #: RFC 9126 §5: every client must push its authorization requests to ``/par``.
+    require_pushed_authorization_requests: bool = False
+    #: RFC 9126 §2.2: seconds a ``request_uri`` from ``/par`` stays usable.
+    pushed_authorization_request_lifetime: int = 60
+    #: RFC 9449 §8: the token endpoint asks for a server nonce in every DPoP proof.
+    dpop_nonce_required: bool = False
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.issuer)
@@ -109,6 +131,7 @@ class Settings:
             "device_code_lifetime",
             "device_poll_interval",
             "id_token_lifetime",
+            "pushed_authorization_request_lifetime",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
@@ -124,9 +147,25 @@ class Settings:
             raise ValueError("JWT access tokens need signing keys: set key_encryption_key")
         if self.secret_key is not None and len(self.secret_key) < 32:
             raise ValueError("secret_key must be at least 32 characters")
+        self._check_registration()
+        for resource in self.resources:
+            if not is_resource_indicator(resource):
+                raise ValueError(f"resources must be absolute URIs without fragment: {resource!r}")
         object.__setattr__(
             self, "scope_descriptions", MappingProxyType(dict(self.scope_descriptions))
         )
+
+    def _check_registration(self) -> None:
+        if self.client_registration not in ("off", "open", "initial_access_token"):
+            raise ValueError("client_registration must be off, open or initial_access_token")
+        token = self.initial_access_token
+        if self.client_registration == "initial_access_token" and (
+            token is None or len(token) < 32
+        ):
+            raise ValueError("initial_access_token must be set, at least 32 characters")
+        unknown = set(self.registration_grant_types) - set(GRANT_TYPES)
+        if unknown:
+            raise ValueError(f"unknown registration grant types: {sorted(unknown)}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -163,6 +163,54 @@ class RequestUriNotSupportedError(OAuth2Error):
     error = "request_uri_not_supported"
 
 
+class InvalidTargetError(OAuth2Error):
+    """A ``resource`` is malformed, unknown here, or wider than the grant (RFC 8707 §2)."""
+
+    error = "invalid_target"
+
+
+class InvalidDPoPProofError(OAuth2Error):
+    """The DPoP proof is missing, malformed, replayed or does not fit the request
+    (RFC 9449 §5, §7.1)."""
+
+    error = "invalid_dpop_proof"
+
+
+class UseDPoPNonceError(OAuth2Error):
+    """The DPoP proof must carry the server nonce in the ``DPoP-Nonce`` header (RFC 9449 §8)."""
+
+    error = "use_dpop_nonce"
+
+    def __init__(self, nonce: str, description: str = "a DPoP proof with this nonce is required"):
+        super().__init__(description, headers={"DPoP-Nonce": nonce})
+
+
+class InvalidRedirectUriError(OAuth2Error):
+    """A registered redirect URI is not acceptable (RFC 7591 §3.2.2)."""
+
+    error = "invalid_redirect_uri"
+
+
+class InvalidClientMetadataError(OAuth2Error):
+    """A field of the client metadata is invalid or not allowed here (RFC 7591 §3.2.2)."""
+
+    error = "invalid_client_metadata"
+
+
+class InvalidTokenError(OAuth2Error):
+    """A bearer token at a protected endpoint of this server (registration management,
+    RFC 7592 §3) is missing, unknown or not for this resource (RFC 6750 §3.1)."""
+
+    error = "invalid_token"
+    status_code = 401
+
+    def __init__(self, description: str = "the access token is not valid") -> None:
+        super().__init__(
+            description,
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+
+
 class ServerError(OAuth2Error):
     """The server met an unexpected condition; details go to the log only."""
 

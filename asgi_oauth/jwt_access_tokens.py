@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, TypeGuard
 
 from .crypto import hash_token
@@ -29,18 +29,19 @@ def access_token_claims(
     *,
     jti: str,
     issuer: str,
-    audience: str,
+    audience: tuple[str, ...],
     client_id: str,
     subject: str | None,
     scope: frozenset[str],
     now: int,
     lifetime: int,
+    jkt: str | None = None,
 ) -> dict[str, object]:
     """RFC 9068 §2.2; without a resource owner, ``sub`` is the client (§2.2)."""
     claims: dict[str, object] = {
         "iss": issuer,
         "sub": subject if subject is not None else client_id,
-        "aud": audience,
+        "aud": audience[0] if len(audience) == 1 else list(audience),
         "exp": now + lifetime,
         "iat": now,
         "jti": jti,
@@ -48,6 +49,9 @@ def access_token_claims(
     }
     if scope:
         claims["scope"] = " ".join(sorted(scope))
+    if jkt is not None:
+        # RFC 9449 §6.1: the token is bound to this DPoP key.
+        claims["cnf"] = {"jkt": jkt}
     return claims
 
 
@@ -61,23 +65,30 @@ def check_access_token(
     claims: Mapping[str, Any],
     *,
     issuer: str,
-    audience: str,
+    audiences: Collection[str],
     now: int,
     leeway: int,
 ) -> IntrospectionResult:
     """What a verified JWT access token says, if it is one for us now (RFC 9068 §4).
 
-    Raises ``InvalidJWTError`` for an ID token passed as an access token, another
-    issuer or audience, a token expired or not yet valid, or a malformed claim.
+    ``audiences``: the ``aud`` values accepted, one is enough (the resource
+    server checks its own among them). Raises ``InvalidJWTError`` for an ID token
+    passed as an access token, another issuer or audience, a token expired or
+    not yet valid, or a malformed claim.
     """
     if str(header.get("typ", "")).lower() not in (JWT_ACCESS_TOKEN_TYPE, "application/at+jwt"):
         raise InvalidJWTError("not a JWT access token (typ)")
     if claims.get("iss") != issuer:
         raise InvalidJWTError("issued by another server")
     aud = claims.get("aud")
-    audiences = (aud,) if isinstance(aud, str) else aud
-    if not isinstance(audiences, (list, tuple)) or audience not in audiences:
+    claimed = [aud] if isinstance(aud, str) else aud
+    if (
+        not isinstance(claimed, list)
+        or not all(isinstance(a, str) for a in claimed)
+        or not any(a in audiences for a in claimed)
+    ):
         raise InvalidJWTError("meant for another audience")
+    jkt = _confirmation_jkt(claims)
     exp, iat = claims.get("exp"), claims.get("iat")
     if not is_json_int(exp) or not is_json_int(iat):
         raise InvalidJWTError("exp and iat must be integers")
@@ -99,8 +110,21 @@ def check_access_token(
         # RFC 9068 §2.2 names the client as sub when there is no resource owner;
         # introspection of the same token says no sub, and so does this.
         sub=None if sub == client_id else sub,
-        aud=tuple(audiences),
+        aud=tuple(claimed),
+        jkt=jkt,
     )
+
+
+def _confirmation_jkt(claims: Mapping[str, Any]) -> str | None:
+    """RFC 9449 §6.1: the DPoP key thumbprint a token is bound to, if any."""
+    if "cnf" not in claims:
+        return None
+    cnf = claims["cnf"]
+    jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
+    if not isinstance(jkt, str) or not jkt:
+        # A confirmation we cannot honour must not leave the token unbound.
+        raise InvalidJWTError("cnf must carry a jkt")
+    return jkt
 
 
 def is_json_int(value: object) -> TypeGuard[int]:

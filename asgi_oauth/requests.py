@@ -21,6 +21,8 @@ class OAuthRequest:
     form: Mapping[str, str] = field(default_factory=dict)
     authorization: str | None = None
     client_address: str | None = None
+    #: The ``DPoP`` header: a proof of possession of a key (RFC 9449 §4).
+    dpop: str | None = None
 
     def throttle_key(self, subject: str) -> str:
         """What failed attempts at ``subject`` count against.

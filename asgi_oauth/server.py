@@ -8,6 +8,7 @@ may see is an ``OAuth2Error``; a failing store becomes ``temporarily_unavailable
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -28,8 +29,10 @@ from .clients import RegisteredClient, new_client
 from .config import Settings
 from .crypto import generate_token, hash_password, hash_token, time_ordered_token
 from .device import generate_user_code, hash_user_code, normalize_user_code
+from .dpop import DPoPNonces, replay_key, verify_dpop_proof
 from .errors import (
     AccessDeniedError,
+    InvalidDPoPProofError,
     InvalidGrantError,
     InvalidRequestError,
     OAuth2Error,
@@ -48,7 +51,7 @@ from .grants import (
     PasswordGrant,
     RefreshTokenGrant,
 )
-from .grants.base import TokenSet, mint_tokens, new_family_id
+from .grants.base import DPoPBinding, TokenSet, mint_tokens, new_family_id
 from .jwt_access_tokens import JWT_ACCESS_TOKEN_TYPE, jti_key, looks_like_jwt
 from .keys import InvalidJWTError, KeyEncryption, KeySet
 from .models import (
@@ -57,6 +60,7 @@ from .models import (
     Client,
     DeviceAuthorization,
     IntrospectionResult,
+    PushedAuthorizationRequest,
     ResourceOwner,
     SigningKey,
     Token,
@@ -70,13 +74,16 @@ from .openid import (
     id_token_claims,
     id_token_hint_subject,
 )
+from .registration import REGISTRATION_PATH, Registrar
 from .requests import OAuthRequest
+from .resources import requested_resources
 from .scopes import narrow_scope, parse_scope
 from .storage.base import Storage
 from .storage.urls import DEFAULT_DATABASE_URL, open_storage
 from .throttle import SharedThrottle, Throttle
 from .types import (
     DEVICE_CODE,
+    DPOP_SIGNING_ALGORITHMS,
     GRANT_TYPES,
     RESPONSE_MODES,
     SIGNING_ALGORITHMS,
@@ -96,6 +103,7 @@ INTROSPECTION_PATH: Final = "/introspect"
 REVOCATION_PATH: Final = "/revoke"
 METADATA_PATH: Final = "/.well-known/oauth-authorization-server"
 DEVICE_AUTHORIZATION_PATH: Final = "/device_authorization"
+#: RFC 7591 §3 and RFC 7592 §2: registration, and each client's configuration below it.
 #: The pages people see: signing in, and typing a device's user code (RFC 8628 §3.3).
 LOGIN_PATH: Final = "/login"
 LOGOUT_PATH: Final = "/logout"
@@ -104,6 +112,10 @@ DEVICE_VERIFICATION_PATH: Final = "/device"
 OPENID_CONFIGURATION_PATH: Final = "/.well-known/openid-configuration"
 JWKS_PATH: Final = "/jwks"
 USERINFO_PATH: Final = "/userinfo"
+#: RFC 9126 §5: where authorization requests are pushed.
+PUSHED_AUTHORIZATION_REQUEST_PATH: Final = "/par"
+#: RFC 9126 §2.2: the form of the request_uri values /par hands out.
+REQUEST_URI_PREFIX: Final = "urn:ietf:params:oauth:request_uri:"
 
 
 class AuthorizationServer:
@@ -133,6 +145,11 @@ class AuthorizationServer:
             storage, settings.max_failed_attempts, settings.failed_attempts_window, clock=clock
         )
         self._clock = clock
+        # RFC 9449 §8: nonces every instance sharing ``secret_key`` accepts.
+        nonce_secret = hashlib.sha256(
+            b"asgi_oauth dpop nonce\x00" + (settings.secret_key or generate_token()).encode()
+        ).digest()
+        self.dpop_nonces = DPoPNonces(nonce_secret, clock=clock)
         self._revocation_listeners: list[Callable[[], None]] = []
         ctx = GrantContext(
             storage,
@@ -145,6 +162,8 @@ class AuthorizationServer:
             id_token=self._id_token if self.keys is not None else None,
         )
         self._ctx = ctx
+        #: Dynamic client registration (RFC 7591, RFC 7592), when Settings allow it.
+        self.registrar = Registrar(storage, settings, clock, revoked=self._notify_revoked)
         grants: tuple[Grant, ...] = (
             AuthorizationCodeGrant(ctx),
             ClientCredentialsGrant(ctx),
@@ -182,18 +201,49 @@ class AuthorizationServer:
             )
             if grant.grant_type not in client.grant_types:
                 raise UnauthorizedClientError(f"client may not use {grant.grant_type}")
+            jkt = await self._dpop_key(request, client, TOKEN_PATH)
             if self.keys is not None:
                 await self.keys.ready()
-            response = await grant.issue(request, client)
+            response = await grant.issue(request, client, DPoPBinding(jkt, client.is_public))
         security_event(
             "token_issued",
             client_id=client.client_id,
             grant_type=grant.grant_type,
             scope=response.scope,
             refresh_token=response.refresh_token is not None,
+            dpop=True if jkt is not None else None,
         )
         self._maybe_purge()
         return response
+
+    async def _dpop_key(
+        self, request: OAuthRequest, client: Client, path: str, *, token_request: bool = True
+    ) -> str | None:
+        """The thumbprint of the key a request's DPoP proof shows possession of (RFC 9449 §5).
+
+        Each proof is good once, across instances: its ``jti`` is kept in the store
+        for as long as its ``iat`` would pass (§11.1).
+        """
+        if request.dpop is None:
+            if client.dpop_bound_access_tokens and token_request:
+                # RFC 9449 §5.2: this client's token requests always carry a proof.
+                raise InvalidDPoPProofError("this client must send a DPoP proof")
+            return None
+        settings, now = self.settings, self.now()
+        proof = verify_dpop_proof(
+            request.dpop,
+            method="POST",
+            url=settings.issuer + path,
+            now=now,
+            leeway=settings.clock_skew,
+            nonces=self.dpop_nonces if settings.dpop_nonce_required else None,
+        )
+        expires_at = proof.iat + settings.clock_skew + 1
+        if not await self.storage.use_once(
+            f"dpop:{replay_key(proof)}", expires_at=expires_at, now=now
+        ):
+            raise InvalidDPoPProofError("this DPoP proof was used before")
+        return proof.jkt
 
     async def introspect(self, request: OAuthRequest) -> IntrospectionResult:
         """The introspection endpoint (RFC 7662 §2).
@@ -255,6 +305,45 @@ class AuthorizationServer:
         security_event("token_revoked", client_id=client.client_id, token_kind=token.kind)
         self._notify_revoked()
 
+    async def pushed_authorization_request(self, request: OAuthRequest) -> dict[str, object]:
+        """The pushed authorization request endpoint (RFC 9126 §2): check the request
+        as ``/authorize`` would, keep it, and hand out a ``request_uri`` for it."""
+        with _storage_guard:
+            client = await authenticate_client(
+                request, self.storage, self.throttle, allow_public=True
+            )
+            # §2.1: client authentication parameters are not part of the request.
+            params = {k: v for k, v in request.form.items() if k != "client_secret"}
+            if "request_uri" in params:
+                raise InvalidRequestError("request_uri must not be pushed (RFC 9126 §2.1)")
+            params["client_id"] = client.client_id
+            jkt = await self._dpop_key(
+                request, client, PUSHED_AUTHORIZATION_REQUEST_PATH, token_request=False
+            )
+            # RFC 9449 §10.1: a proof here binds the code, as dpop_jkt would.
+            if jkt is not None and params.setdefault("dpop_jkt", jkt) != jkt:
+                raise InvalidDPoPProofError("dpop_jkt is not the DPoP proof's key")
+            try:
+                validate_authorization_request(
+                    params, frozenset(), client, self.settings, pushed=True
+                )
+            except AuthorizationRedirectError as exc:
+                # §2.3: errors go back in the response, not to the redirect URI.
+                raise exc.error from None
+            request_uri = REQUEST_URI_PREFIX + generate_token()
+            now, lifetime = self.now(), self.settings.pushed_authorization_request_lifetime
+            await self.storage.save_pushed_authorization_request(
+                PushedAuthorizationRequest(
+                    request_uri_hash=hash_token(request_uri),
+                    client_id=client.client_id,
+                    params=params,
+                    issued_at=now,
+                    expires_at=now + lifetime,
+                )
+            )
+        security_event("authorization_request_pushed", client_id=client.client_id)
+        return {"request_uri": request_uri, "expires_in": lifetime}
+
     def metadata(self) -> dict[str, object]:
         """Authorization server metadata (RFC 8414 §2): what is enabled, URLs from the issuer."""
         settings = self.settings
@@ -267,6 +356,8 @@ class AuthorizationServer:
         metadata["token_endpoint"] = issuer + TOKEN_PATH
         if DEVICE_CODE in settings.enabled_grants:
             metadata["device_authorization_endpoint"] = issuer + DEVICE_AUTHORIZATION_PATH
+        if settings.client_registration != "off":
+            metadata["registration_endpoint"] = issuer + REGISTRATION_PATH
         metadata.update(
             {
                 "introspection_endpoint": issuer + INTROSPECTION_PATH,
@@ -282,8 +373,16 @@ class AuthorizationServer:
                 ),
                 # RFC 9207 §3: every authorization response carries ``iss``.
                 "authorization_response_iss_parameter_supported": True,
+                "dpop_signing_alg_values_supported": list(DPOP_SIGNING_ALGORITHMS),
             }
         )
+        if settings.response_types:
+            metadata["pushed_authorization_request_endpoint"] = (
+                issuer + PUSHED_AUTHORIZATION_REQUEST_PATH
+            )
+            metadata["require_pushed_authorization_requests"] = (
+                settings.require_pushed_authorization_requests
+            )
         scopes = list(settings.scopes_supported)
         if settings.openid_enabled:
             scopes = ["openid", *(s for s in scopes if s != "openid")]
@@ -295,7 +394,8 @@ class AuthorizationServer:
                     "id_token_signing_alg_values_supported": list(SIGNING_ALGORITHMS),
                     "claims_parameter_supported": False,
                     "request_parameter_supported": False,
-                    # Discovery §3: the default is true, so say no.
+                    # Discovery §3: the default is true, so say no: a request_uri
+                    # can only come from /par (RFC 9126), advertised on its own.
                     "request_uri_parameter_supported": False,
                 }
             )
@@ -388,10 +488,41 @@ class AuthorizationServer:
         if client_id is not None and "client_id" not in repeated:
             with _storage_guard:
                 client = await self.storage.get_client(client_id)
-        request = validate_authorization_request(params, repeated, client, self.settings)
+        request_uri = params.get("request_uri")
+        if client is not None and request_uri is not None and "request_uri" not in repeated:
+            if request_uri.startswith(REQUEST_URI_PREFIX):
+                request = await self._pushed_request(client, request_uri)
+            else:
+                request = validate_authorization_request(params, repeated, client, self.settings)
+        else:
+            request = validate_authorization_request(params, repeated, client, self.settings)
         if request.id_token_hint is not None:
             request = replace(request, hint_subject=await self._hint_subject(request))
         return request
+
+    async def _pushed_request(self, client: Client, request_uri: str) -> AuthorizationRequest:
+        """The request pushed to ``/par`` that ``request_uri`` names (RFC 9126 §4).
+
+        Only its pushed parameters count. It must be this client's, unexpired and
+        unused; otherwise the person is told, and nothing goes to a redirect URI
+        the pushed request never vouched for.
+        """
+        key = hash_token(request_uri)
+        with _storage_guard:
+            pushed = await self.storage.get_pushed_authorization_request(key)
+        if (
+            pushed is None
+            or pushed.client_id != client.client_id
+            or pushed.consumed_at is not None
+            or pushed.expires_at <= self.now()
+        ):
+            raise InvalidRequestError("request_uri is unknown, expired or already used")
+        request = validate_authorization_request(
+            pushed.params, frozenset(), client, self.settings, pushed=True
+        )
+        # Pages send back these two, not the pushed parameters, with the decision.
+        own = {"client_id": client.client_id, "request_uri": request_uri}
+        return replace(request, params=own, request_uri_hash=key)
 
     async def _hint_subject(self, request: AuthorizationRequest) -> str:
         """Who ``id_token_hint`` names: an unexpired ID token we issued to this client."""
@@ -448,6 +579,13 @@ class AuthorizationServer:
             returns = request.returns
             if self.keys is not None:
                 await self.keys.ready()
+            if request.request_uri_hash is not None and not (
+                await self.storage.consume_pushed_authorization_request(
+                    request.request_uri_hash, now=self.now()
+                )
+            ):
+                # RFC 9126 §4: one pushed request, one authorization response.
+                raise InvalidRequestError("request_uri is unknown, expired or already used")
             if "code" in returns:
                 params["code"] = await self._issue_code(request, owner)
             if "token" in returns:
@@ -517,6 +655,8 @@ class AuthorizationServer:
                 auth_time=owner.auth_time,
                 acr=owner.acr,
                 amr=owner.amr,
+                resource=request.resource,
+                dpop_jkt=request.dpop_jkt,
             )
         )
         return code
@@ -530,6 +670,7 @@ class AuthorizationServer:
             subject=subject,
             family_id=new_family_id(),
             with_refresh=False,
+            resource=request.resource,
         )
         await self.storage.save_tokens(tokens.rows)
         return {k: str(v) for k, v in tokens.response.to_dict().items()}
@@ -547,6 +688,7 @@ class AuthorizationServer:
             if DEVICE_CODE not in client.grant_types:
                 raise UnauthorizedClientError("client may not use the device grant")
             scope = narrow_scope(parse_scope(request.form.get("scope")), client.scope)
+            resource = requested_resources(request.form, self.settings.resources)
             now, settings = self.now(), self.settings
             device_code = time_ordered_token()
             for attempt in range(3):
@@ -561,6 +703,7 @@ class AuthorizationServer:
                     issued_at=now,
                     expires_at=now + settings.device_code_lifetime,
                     interval=settings.device_poll_interval,
+                    resource=resource,
                 )
                 try:
                     await self.storage.save_device_authorization(device)
@@ -681,6 +824,8 @@ class AuthorizationServer:
         client_id: str | None = None,
         access_token_format: AccessTokenFormat | None = None,
         id_token_signed_response_alg: SigningAlgorithm = "RS256",
+        require_pushed_authorization_requests: bool = False,
+        dpop_bound_access_tokens: bool = False,
     ) -> RegisteredClient:
         """Register a client; the returned secret is never shown again.
 
@@ -704,6 +849,8 @@ class AuthorizationServer:
             client_id=client_id,
             access_token_format=access_token_format,
             id_token_signed_response_alg=id_token_signed_response_alg,
+            require_pushed_authorization_requests=require_pushed_authorization_requests,
+            dpop_bound_access_tokens=dpop_bound_access_tokens,
         )
         await self.storage.save_client(registered.client)
         return registered
@@ -753,16 +900,21 @@ class AuthorizationServer:
     def _describe(self, token: Token) -> IntrospectionResult:
         if not token.is_active(self.now()):
             return INACTIVE
+        if token.kind == "refresh_token":
+            token_type = "refresh_token"
+        else:
+            token_type = "Bearer" if token.jkt is None else "DPoP"
         return IntrospectionResult(
             active=True,
             scope=token.scope,
             client_id=token.client_id,
-            token_type="Bearer" if token.kind == "access_token" else "refresh_token",
+            token_type=token_type,
             exp=token.expires_at,
             iat=token.issued_at,
             iss=self.settings.issuer,
             sub=token.subject,
             aud=token.audience,
+            jkt=token.jkt,
         )
 
     def _maybe_purge(self) -> None:

@@ -70,3 +70,10 @@ SIGNING_ALGORITHMS: tuple[SigningAlgorithm, ...] = ("RS256", "ES256")
 
 #: An access token is an opaque random string, or a signed JWT (RFC 9068).
 AccessTokenFormat = Literal["opaque", "jwt"]
+
+#: Who may register clients at ``/register`` (RFC 7591 §3): nobody, anyone, or
+#: callers with the initial access token.
+ClientRegistration = Literal["off", "open", "initial_access_token"]
+
+#: RFC 9449 §4.2: the ``alg`` values a DPoP proof may be signed with (asymmetric only).
+DPOP_SIGNING_ALGORITHMS: tuple[str, ...] = ("ES256", "RS256", "PS256", "EdDSA", "ES384")

@@ -31,6 +31,8 @@ class Form:
     method: str
     #: Successful controls without the buttons: hidden, text, password, ticked boxes.
     fields: dict[str, str] = field(default_factory=dict)
+    #: Later controls of a name already in ``fields`` (a repeated ``resource``): sent too.
+    repeats: list[tuple[str, str]] = field(default_factory=list)
     #: name -> the values of the submit buttons carrying that name.
     buttons: dict[str, list[str]] = field(default_factory=dict)
     input_types: dict[str, str] = field(default_factory=dict)
@@ -54,6 +56,8 @@ class _FormParser(HTMLParser):
             kind = attr.get("type", "text" if tag == "input" else "submit")
             if kind == "submit":
                 form.buttons.setdefault(name, []).append(attr.get("value", ""))
+            elif kind == "hidden" and name in form.fields:
+                form.repeats.append((name, attr.get("value", "")))
             elif kind != "checkbox" or "checked" in attr:
                 form.fields[name] = attr.get("value", "on" if kind == "checkbox" else "")
                 form.input_types[name] = kind
@@ -131,7 +135,10 @@ class Person:
             if not page.forms:
                 return response
             form = page.forms[0]
-            data = dict(form.fields)
+            data: dict[str, str | list[str]] = dict(form.fields)
+            for name, value in form.repeats:
+                first = data[name]
+                data[name] = [*first, value] if isinstance(first, list) else [first, value]
             if "password" in form.input_types.values():
                 data.update(username=self.username, password=self.password)
             elif "decision" in form.buttons:

@@ -15,6 +15,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import InvalidRequestError
+from ..registration import REGISTRATION_PATH
 from ..requests import OAuthRequest
 from ..server import (
     AUTHORIZATION_PATH,
@@ -26,6 +27,7 @@ from ..server import (
     LOGOUT_PATH,
     METADATA_PATH,
     OPENID_CONFIGURATION_PATH,
+    PUSHED_AUTHORIZATION_REQUEST_PATH,
     REVOCATION_PATH,
     TOKEN_PATH,
     USERINFO_PATH,
@@ -38,6 +40,7 @@ from .cors import allowed_origin_headers, preflight_headers
 from .device import DeviceVerificationEndpoint
 from .login import LoginEndpoint, LogoutEndpoint
 from .pages import Pages
+from .registration import RegistrationEndpoint
 from .requests import RequestHeaders, read_form
 from .responses import NO_STORE, Headers, send_empty, send_error, send_json
 from .userinfo import UserinfoEndpoint
@@ -61,6 +64,8 @@ class Endpoint:
     form: bool = True
     #: The caching headers of a GET endpoint's answer.
     cache: Headers = field(default_factory=lambda: _CACHEABLE)
+    #: The status of a successful answer.
+    status: int = 200
 
 
 class OAuth2App:
@@ -89,6 +94,11 @@ class OAuth2App:
             REVOCATION_PATH: Endpoint(("POST",), self._revoke, cors=True),
             METADATA_PATH: Endpoint(("GET",), self._metadata, cors=True, form=False),
         }
+        if settings.response_types:
+            # RFC 9126 §2.2: a pushed request is created, so 201.
+            self._endpoints[PUSHED_AUTHORIZATION_REQUEST_PATH] = Endpoint(
+                ("POST",), self._pushed_authorization_request, status=201
+            )
         if settings.openid_enabled:
             self._endpoints[OPENID_CONFIGURATION_PATH] = Endpoint(
                 ("GET",), self._openid_configuration, cors=True, form=False
@@ -110,6 +120,12 @@ class OAuth2App:
             self._pages[LOGOUT_PATH] = LogoutEndpoint(browser)
         if settings.openid_enabled:
             self._pages[USERINFO_PATH] = UserinfoEndpoint(server)
+        #: Apps that also serve every path below theirs (``/register/{client_id}``).
+        self._subtrees: dict[str, ASGIApp] = {}
+        if settings.client_registration != "off":
+            registration = RegistrationEndpoint(server)
+            self._pages[REGISTRATION_PATH] = registration
+            self._subtrees[REGISTRATION_PATH + "/"] = registration
         self._mount_checked = False
         #: Serve this at :attr:`metadata_path` of the host application (RFC 8414 §3.1).
         self.metadata_app = _MetadataApp(self)
@@ -127,7 +143,7 @@ class OAuth2App:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path = self._route_path(scope)
-            page = self._pages.get(path)
+            page = self._pages.get(path) or self._subtree(path)
             if page is not None:
                 await page(scope, receive, send)
             else:
@@ -136,6 +152,10 @@ class OAuth2App:
             await self._lifespan(receive, send)
         elif scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
+
+    def _subtree(self, path: str) -> ASGIApp | None:
+        found = (app for prefix, app in self._subtrees.items() if path.startswith(prefix))
+        return next(found, None)
 
     async def dispatch(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
         endpoint = self._endpoints.get(path)
@@ -164,7 +184,7 @@ class OAuth2App:
         except Exception as exc:
             await send_error(send, exc, cors)
             return
-        await send_json(send, 200, body, [*extra, *cors])
+        await send_json(send, endpoint.status, body, [*extra, *cors])
 
     async def _token(self, request: OAuthRequest) -> object:
         return (await self.server.token(request)).to_dict()
@@ -175,6 +195,9 @@ class OAuth2App:
     async def _revoke(self, request: OAuthRequest) -> object:
         await self.server.revoke(request)
         return {}
+
+    async def _pushed_authorization_request(self, request: OAuthRequest) -> object:
+        return await self.server.pushed_authorization_request(request)
 
     async def _device_authorization(self, request: OAuthRequest) -> object:
         return await self.server.device_authorization(request)

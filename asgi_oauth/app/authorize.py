@@ -22,6 +22,7 @@ from ..errors import (
 )
 from ..events import security_event
 from ..models import ResourceOwner
+from ..resources import as_pairs
 from ..server import AUTHORIZATION_PATH
 from .browser import BrowserRequest, PageEndpoint, origin_of
 from .pages import ConsentPage, FormPostPage
@@ -142,4 +143,4 @@ def _without_login_prompt(request: AuthorizationRequest) -> str:
         params["prompt"] = prompt
     else:
         params.pop("prompt", None)
-    return f"{AUTHORIZATION_PATH}?{urlencode(params)}"
+    return f"{AUTHORIZATION_PATH}?{urlencode(as_pairs(params))}"

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import ClassVar, cast
 
+from ..resources import as_pairs
+
 
 @dataclass(frozen=True, slots=True)
 class LoginPage:
@@ -134,7 +136,7 @@ def _e(value: str) -> str:
 
 def _hidden(fields: Mapping[str, str]) -> str:
     return "".join(
-        f'<input type="hidden" name="{_e(k)}" value="{_e(v)}">' for k, v in fields.items()
+        f'<input type="hidden" name="{_e(k)}" value="{_e(v)}">' for k, v in as_pairs(fields)
     )
 
 

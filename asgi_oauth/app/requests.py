@@ -13,12 +13,14 @@ from starlette.types import Receive, Scope
 
 from ..errors import InvalidRequestError
 from ..requests import OAuthRequest
+from ..resources import MULTI_VALUED
 
 _WANTED = {
     b"authorization": "authorization",
     b"content-type": "content_type",
     b"content-length": "content_length",
     b"origin": "origin",
+    b"dpop": "dpop",
 }
 
 
@@ -30,6 +32,8 @@ class RequestHeaders:
     content_type: str | None = None
     content_length: str | None = None
     origin: str | None = None
+    #: RFC 9449 §4.3: a request with several DPoP proofs is refused.
+    dpop: str | None = None
 
     @classmethod
     def from_scope(cls, scope: Scope) -> RequestHeaders:
@@ -59,6 +63,7 @@ async def read_form(
         form=parse_form(body),
         authorization=headers.authorization,
         client_address=client[0] if client else None,
+        dpop=headers.dpop,
     )
 
 
@@ -98,6 +103,8 @@ def parse_params(data: bytes) -> tuple[dict[str, str], frozenset[str]]:
 
     The authorization endpoint needs the repeats rather than an error, because
     whether it may redirect depends on which parameter was repeated (§4.1.2.1).
+    A parameter that may repeat (RFC 8707 ``resource``) keeps every value,
+    space-separated.
     """
     try:
         text = data.decode("utf-8")
@@ -109,6 +116,12 @@ def parse_params(data: bytes) -> tuple[dict[str, str], frozenset[str]]:
                 continue
             raw_name, _, raw_value = pair.partition("=")
             name = _unquote(raw_name)
+            if name in MULTI_VALUED:
+                # A value's own spaces must not split it: encoded, it is one (bad) URI.
+                value = _unquote(raw_value).replace(" ", "%20")
+                if value:
+                    form[name] = f"{form[name]} {value}" if name in form else value
+                continue
             if name in seen:
                 repeated.add(name)
                 continue

@@ -17,7 +17,8 @@ from ..events import security_event
 from ..models import AuthorizationCode, Client, TokenResponse
 from ..openid import Authentication, is_openid
 from ..requests import OAuthRequest
-from .base import GrantContext, may_refresh, mint_tokens
+from ..resources import requested_resources
+from .base import DPoPBinding, GrantContext, may_refresh, mint_tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +26,9 @@ class AuthorizationCodeGrant:
     ctx: GrantContext
     grant_type: Literal["authorization_code"] = "authorization_code"
 
-    async def issue(self, request: OAuthRequest, client: Client) -> TokenResponse:
+    async def issue(
+        self, request: OAuthRequest, client: Client, dpop: DPoPBinding
+    ) -> TokenResponse:
         storage, now = self.ctx.storage, self.ctx.now()
         code = await storage.get_authorization_code(hash_token(request.require("code")))
         # §4.1.3: the code must have been issued to this client.
@@ -37,6 +40,12 @@ class AuthorizationCodeGrant:
             raise InvalidGrantError("authorization code expired")
         self._check_redirect_uri(code, client, request.form.get("redirect_uri"))
         self._check_pkce(code, client, request.form.get("code_verifier"))
+        # RFC 9449 §10: a code asked for with dpop_jkt is redeemed with that key only.
+        dpop.check_bound(code.dpop_jkt, "this code")
+        # RFC 8707 §2.2: the token may be for fewer resources than the code, never more.
+        resource = requested_resources(
+            request.form, self.ctx.settings.resources, within=code.resource or None
+        )
 
         tokens = mint_tokens(
             self.ctx,
@@ -45,6 +54,10 @@ class AuthorizationCodeGrant:
             subject=code.subject,
             family_id=code.family_id,
             with_refresh=may_refresh(self.ctx, client),
+            resource=resource or code.resource,
+            grant_resource=code.resource,
+            jkt=dpop.jkt,
+            refresh_jkt=dpop.refresh_jkt,
         )
         response = tokens.response
         if is_openid(code.scope) and self.ctx.id_token is not None:

@@ -9,6 +9,7 @@ from typing import Protocol
 
 from ..config import Settings
 from ..crypto import hash_token, time_ordered_token
+from ..errors import InvalidDPoPProofError
 from ..jwt_access_tokens import JWT_ACCESS_TOKEN_TYPE, access_token_claims
 from ..keys import KeySet
 from ..models import Client, Token, TokenResponse
@@ -59,8 +60,35 @@ class Grant(Protocol):
     def grant_type(self) -> GrantType:
         """The ``grant_type`` value this grant answers to."""
 
-    async def issue(self, request: OAuthRequest, client: Client) -> TokenResponse:
+    async def issue(
+        self, request: OAuthRequest, client: Client, dpop: DPoPBinding
+    ) -> TokenResponse:
         """Validate the grant for this authenticated client and return new tokens."""
+
+
+@dataclass(frozen=True, slots=True)
+class DPoPBinding:
+    """The DPoP key of a token request (RFC 9449 §5), if its proof checked out.
+
+    The access token is bound to it; a public client's refresh token too, since
+    that client has no other credential to protect it with.
+    """
+
+    jkt: str | None
+    client_is_public: bool
+
+    @property
+    def refresh_jkt(self) -> str | None:
+        return self.jkt if self.client_is_public else None
+
+    def check_bound(self, bound_jkt: str | None, what: str) -> None:
+        """Refuse a request whose proof's key is not the one ``what`` is bound to."""
+        if bound_jkt is None:
+            return
+        if self.jkt is None:
+            raise InvalidDPoPProofError(f"{what} is bound to a DPoP key: send a DPoP proof")
+        if self.jkt != bound_jkt:  # thumbprints are public: no need for constant time
+            raise InvalidDPoPProofError(f"the DPoP proof's key is not the one {what} is bound to")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,30 +109,42 @@ def mint_tokens(
     with_refresh: bool,
     refresh_scope: frozenset[str] | None = None,
     parent_hash: str | None = None,
+    resource: tuple[str, ...] = (),
+    grant_resource: tuple[str, ...] | None = None,
+    jkt: str | None = None,
+    refresh_jkt: str | None = None,
 ) -> TokenSet:
-    """A new access token (and refresh token) for one grant family."""
+    """A new access token (and refresh token) for one grant family.
+
+    ``resource`` is the access token's audience (RFC 8707 §2); the refresh token
+    keeps ``grant_resource`` (by default the same), what later requests may
+    narrow. ``jkt`` binds the access token to a DPoP key (RFC 9449 §6),
+    ``refresh_jkt`` the refresh token.
+    """
     settings = ctx.settings
     now = ctx.now()
-    audience: tuple[str, ...] = ()
+    audience = resource
     if (
         ctx.keys is not None
         and (client.access_token_format or settings.access_token_format) == "jwt"
     ):
         jti = time_ordered_token(16)
+        # RFC 9068 §3: aud is required; without a resource, the server's default.
+        audience = resource or (settings.jwt_audience,)
         claims = access_token_claims(
             jti=jti,
             issuer=settings.issuer,
-            audience=settings.jwt_audience,
+            audience=audience,
             client_id=client.client_id,
             subject=subject,
             scope=scope,
             now=now,
             lifetime=settings.access_token_lifetime,
+            jkt=jkt,
         )
         access_token = ctx.keys.sign(
             claims, alg=settings.access_token_signing_alg, typ=JWT_ACCESS_TOKEN_TYPE
         )
-        audience = (settings.jwt_audience,)
         key = hash_token(jti)
     else:
         access_token = time_ordered_token()
@@ -121,6 +161,7 @@ def mint_tokens(
             subject=subject,
             audience=audience,
             parent_hash=parent_hash,
+            jkt=jkt,
         )
     ]
     refresh_token = None
@@ -136,7 +177,9 @@ def mint_tokens(
                 issued_at=now,
                 expires_at=now + settings.refresh_token_lifetime,
                 subject=subject,
+                audience=resource if grant_resource is None else grant_resource,
                 parent_hash=parent_hash,
+                jkt=refresh_jkt,
             )
         )
     response = TokenResponse(
@@ -144,6 +187,8 @@ def mint_tokens(
         expires_in=settings.access_token_lifetime,
         scope=scope,
         refresh_token=refresh_token,
+        # RFC 9449 §5: a bound token is no bearer token.
+        token_type="Bearer" if jkt is None else "DPoP",
     )
     return TokenSet(response, tuple(rows))
 

@@ -8,8 +8,9 @@ from typing import Literal
 from ..errors import UnauthorizedClientError
 from ..models import Client, TokenResponse
 from ..requests import OAuthRequest
+from ..resources import requested_resources
 from ..scopes import narrow_scope, parse_scope
-from .base import GrantContext, mint_tokens, new_family_id
+from .base import DPoPBinding, GrantContext, mint_tokens, new_family_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,7 +18,9 @@ class ClientCredentialsGrant:
     ctx: GrantContext
     grant_type: Literal["client_credentials"] = "client_credentials"
 
-    async def issue(self, request: OAuthRequest, client: Client) -> TokenResponse:
+    async def issue(
+        self, request: OAuthRequest, client: Client, dpop: DPoPBinding
+    ) -> TokenResponse:
         # §4.4: only confidential clients may use this grant.
         if client.is_public:
             raise UnauthorizedClientError("public clients cannot use client_credentials")
@@ -30,6 +33,8 @@ class ClientCredentialsGrant:
             subject=None,
             family_id=new_family_id(),
             with_refresh=False,
+            resource=requested_resources(request.form, self.ctx.settings.resources),
+            jkt=dpop.jkt,
         )
         await self.ctx.storage.save_tokens(tokens.rows)
         return tokens.response

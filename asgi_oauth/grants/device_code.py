@@ -20,7 +20,7 @@ from ..errors import (
 )
 from ..models import Client, TokenResponse
 from ..requests import OAuthRequest
-from .base import GrantContext, may_refresh, mint_tokens
+from .base import DPoPBinding, GrantContext, may_refresh, mint_tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +30,9 @@ class DeviceCodeGrant:
         "urn:ietf:params:oauth:grant-type:device_code"
     )
 
-    async def issue(self, request: OAuthRequest, client: Client) -> TokenResponse:
+    async def issue(
+        self, request: OAuthRequest, client: Client, dpop: DPoPBinding
+    ) -> TokenResponse:
         storage, now = self.ctx.storage, self.ctx.now()
         device_code_hash = hash_token(request.require("device_code"))
         # §3.4: the device code must have been issued to this client.
@@ -57,6 +59,9 @@ class DeviceCodeGrant:
             subject=device.subject,
             family_id=device.family_id,
             with_refresh=may_refresh(self.ctx, client),
+            resource=device.resource,
+            jkt=dpop.jkt,
+            refresh_jkt=dpop.refresh_jkt,
         )
         if not await storage.redeem_device_code(device_code_hash, tokens=tokens.rows, now=now):
             raise InvalidGrantError("device code already used")

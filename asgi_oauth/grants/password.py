@@ -11,9 +11,10 @@ from typing import Literal
 
 from ..models import Client, TokenResponse
 from ..requests import OAuthRequest
+from ..resources import requested_resources
 from ..scopes import narrow_scope, parse_scope
 from ..users import authenticate_user
-from .base import GrantContext, may_refresh, mint_tokens, new_family_id
+from .base import DPoPBinding, GrantContext, may_refresh, mint_tokens, new_family_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,10 +22,13 @@ class PasswordGrant:
     ctx: GrantContext
     grant_type: Literal["password"] = "password"
 
-    async def issue(self, request: OAuthRequest, client: Client) -> TokenResponse:
+    async def issue(
+        self, request: OAuthRequest, client: Client, dpop: DPoPBinding
+    ) -> TokenResponse:
         username = request.require("username")
         password = request.require("password")
         scope = narrow_scope(parse_scope(request.form.get("scope")), client.scope)
+        resource = requested_resources(request.form, self.ctx.settings.resources)
         user = await authenticate_user(
             request, self.ctx.storage, self.ctx.guesses, username, password
         )
@@ -35,6 +39,9 @@ class PasswordGrant:
             subject=user.user_id,
             family_id=new_family_id(),
             with_refresh=may_refresh(self.ctx, client),
+            resource=resource,
+            jkt=dpop.jkt,
+            refresh_jkt=dpop.refresh_jkt,
         )
         await self.ctx.storage.save_tokens(tokens.rows)
         return tokens.response

@@ -17,8 +17,9 @@ from ..errors import InvalidGrantError
 from ..events import security_event
 from ..models import Client, Token, TokenResponse
 from ..requests import OAuthRequest
+from ..resources import requested_resources
 from ..scopes import narrow_scope, parse_scope
-from .base import GrantContext, mint_tokens
+from .base import DPoPBinding, GrantContext, mint_tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +27,9 @@ class RefreshTokenGrant:
     ctx: GrantContext
     grant_type: Literal["refresh_token"] = "refresh_token"
 
-    async def issue(self, request: OAuthRequest, client: Client) -> TokenResponse:
+    async def issue(
+        self, request: OAuthRequest, client: Client, dpop: DPoPBinding
+    ) -> TokenResponse:
         storage, now = self.ctx.storage, self.ctx.now()
         token = await storage.get_token(hash_token(request.require("refresh_token")))
         if token is None or token.kind != "refresh_token" or token.client_id != client.client_id:
@@ -38,6 +41,12 @@ class RefreshTokenGrant:
         # §6: the new access token's scope can only narrow; the new refresh
         # token keeps the scope of the one it replaces.
         scope = narrow_scope(parse_scope(request.form.get("scope")), token.scope)
+        # RFC 9449 §5: a public client's refresh token is used with its DPoP key only.
+        dpop.check_bound(token.jkt, "this refresh token")
+        # RFC 8707 §2.2: narrow the resources of the grant, never widen them.
+        resource = requested_resources(
+            request.form, self.ctx.settings.resources, within=token.audience or None
+        )
         # A request that loses a race to rotate re-reads the token and is judged
         # like any later presentation: reuse, or a retry within the grace period.
         for _ in range(2):
@@ -51,6 +60,11 @@ class RefreshTokenGrant:
                 with_refresh=True,
                 refresh_scope=token.scope,
                 parent_hash=token.token_hash,
+                resource=resource or token.audience,
+                grant_resource=token.audience,
+                jkt=dpop.jkt,
+                # The successor stays bound to the key its predecessor was bound to.
+                refresh_jkt=token.jkt,
             )
             if await storage.rotate_refresh_token(
                 token.token_hash,

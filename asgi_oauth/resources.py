@@ -1,0 +1,57 @@
+"""Resource indicators (RFC 8707): which resource servers a token is for.
+
+A client names them with ``resource`` (repeatable) at the authorization and
+token endpoints; the server accepts only the resources it was configured with,
+and the access token's audience is what was asked for. A refresh request may
+narrow the resources of its grant, never widen them (§2.2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+from .errors import InvalidTargetError
+
+#: Several ``resource`` parameters arrive as one value, space-separated: a URI
+#: holds no space, so nothing is lost (see ``app.requests.parse_params``).
+MULTI_VALUED = frozenset({"resource"})
+
+
+def as_pairs(params: Mapping[str, str]) -> list[tuple[str, str]]:
+    """``params`` as name-value pairs, a multi-valued one repeated, to send again."""
+    return [
+        (name, item)
+        for name, value in params.items()
+        for item in (value.split(" ") if name in MULTI_VALUED else (value,))
+    ]
+
+
+def is_resource_indicator(value: str) -> bool:
+    """RFC 8707 §2: an absolute URI without a fragment."""
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return bool(parts.scheme and (parts.netloc or parts.path)) and "#" not in value
+
+
+def requested_resources(
+    params: Mapping[str, str], known: tuple[str, ...], *, within: tuple[str, ...] | None = None
+) -> tuple[str, ...]:
+    """The ``resource`` values of a request, each known (and in ``within``, when given).
+
+    Raises ``invalid_target`` (§2) for a malformed, unknown or wider resource.
+    """
+    value = params.get("resource")
+    if value is None:
+        return ()
+    resources: list[str] = []
+    for resource in value.split(" "):
+        if not is_resource_indicator(resource):
+            raise InvalidTargetError("resource must be an absolute URI without a fragment")
+        if resource not in known or (within is not None and resource not in within):
+            raise InvalidTargetError(f"unknown resource: {resource[:128]}")
+        if resource not in resources:
+            resources.append(resource)
+    return tuple(resources)
