@@ -77,6 +77,9 @@ class AuthorizationRequest:
     dpop_jkt: str | None = None
     #: The pushed request this came from (RFC 9126 §4), used up when the code is issued.
     request_uri_hash: str | None = None
+    #: When it was pushed: a sign-in since then satisfies ``prompt=login`` and
+    #: ``max_age``, which the pushed parameters keep asking for.
+    pushed_at: int | None = None
 
     @property
     def is_openid(self) -> bool:

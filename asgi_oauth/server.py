@@ -522,7 +522,7 @@ class AuthorizationServer:
         )
         # Pages send back these two, not the pushed parameters, with the decision.
         own = {"client_id": client.client_id, "request_uri": request_uri}
-        return replace(request, params=own, request_uri_hash=key)
+        return replace(request, params=own, request_uri_hash=key, pushed_at=pushed.issued_at)
 
     async def _hint_subject(self, request: AuthorizationRequest) -> str:
         """Who ``id_token_hint`` names: an unexpired ID token we issued to this client."""

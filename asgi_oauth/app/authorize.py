@@ -61,7 +61,11 @@ class AuthorizeEndpoint(PageEndpoint):
                 return self._fail(request, LoginRequiredError("the user is not signed in"))
             if await self.server.needs_consent(request, owner):
                 return self._fail(request, ConsentRequiredError("the user must consent"))
-        if owner is None or too_old or "login" in request.prompt:
+        if owner is not None and _signed_in_since_pushed(request, owner):
+            too_old = False
+        elif "login" in request.prompt:
+            too_old = True
+        if owner is None or too_old:
             return self.browser.login_redirect(_without_login_prompt(request))
         if not await self.server.needs_consent(request, owner):
             return self._respond(await self.server.authorize(request, owner))
@@ -131,6 +135,13 @@ class AuthorizeEndpoint(PageEndpoint):
             page = FormPostPage(action=response.redirect_uri, fields=response.params)
             return self.browser.page(page, form_action=origin_of(response.redirect_uri))
         return self.browser.redirect(response.location)
+
+
+def _signed_in_since_pushed(request: AuthorizationRequest, owner: ResourceOwner) -> bool:
+    """A pushed request's ``prompt=login`` and ``max_age`` stay in its parameters; a
+    sign-in after it was pushed satisfies them (the ID token's ``auth_time`` says when)."""
+    pushed_at, auth_time = request.pushed_at, owner.auth_time
+    return pushed_at is not None and auth_time is not None and auth_time >= pushed_at
 
 
 def _without_login_prompt(request: AuthorizationRequest) -> str:

@@ -28,6 +28,8 @@ from ..conftest import ISSUER, REDIRECT_URI, Credentials, FakeClock
 from ..dpop_helpers import (
     FORM,
     PAR_URL,
+    PASSWORD,
+    USERNAME,
     DPoPKey,
     LedgerStorage,
     Params,
@@ -37,6 +39,7 @@ from ..dpop_helpers import (
     query_of,
     token_request,
 )
+from ..user_agent import Person
 
 pytestmark = pytest.mark.anyio
 
@@ -321,6 +324,25 @@ async def test_a_public_clients_pushed_request_completes_the_whole_flow(
         http, public, answer["code"], redirect_uri=REDIRECT_URI, code_verifier=VERIFIER
     )
     assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("asks", [{"prompt": "login"}, {"max_age": "0"}])
+async def test_a_pushed_request_for_a_new_sign_in_asks_once(
+    http: httpx.AsyncClient,
+    app: Credentials,
+    alice: User,
+    clock: FakeClock,
+    asks: dict[str, str],
+) -> None:
+    await signed_in(http, app)
+    clock.advance(30)
+    request_uri = await pushed(http, app, code_request(**asks))
+    person = Person(http, USERNAME, PASSWORD)
+    location = await person.authorize(pushed_url(app, request_uri))
+    # OpenID Connect Core §3.1.2.1: signed in again, and only once, though the pushed
+    # parameters keep asking (they cannot be edited on the way back from the login page).
+    assert sum("sign in" in title.lower() for title in person.pages) == 1, person.pages
+    assert "code" in query_of(location)
 
 
 async def test_parameters_on_the_url_besides_client_id_and_request_uri_are_ignored(
