@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from types import TracebackType
 from typing import ClassVar
 
 logger = logging.getLogger("asgi_oauth")
@@ -233,3 +234,23 @@ class TemporarilyUnavailableError(OAuth2Error):
 
 class StorageError(Exception):
     """A storage backend could not complete an operation; nothing was written."""
+
+
+class _StorageGuard:
+    """Turns a ``StorageError`` into ``temporarily_unavailable`` (a stateless singleton)."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if isinstance(exc, StorageError):
+            raise TemporarilyUnavailableError.from_storage(exc) from exc
+
+
+#: ``with storage_guard:`` around store calls on every endpoint.
+storage_guard = _StorageGuard()

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Final
 
@@ -22,8 +21,7 @@ from .errors import (
     InvalidClientMetadataError,
     InvalidRequestError,
     InvalidTokenError,
-    StorageError,
-    TemporarilyUnavailableError,
+    storage_guard,
 )
 from .events import security_event
 from .models import Client
@@ -38,15 +36,6 @@ _SERVER_FIELDS = (
     "client_secret_expires_at",
     "client_id_issued_at",
 )
-
-
-@contextmanager
-def _storage_guard() -> Iterator[None]:
-    """A failing store answers ``temporarily_unavailable``, as everywhere else."""
-    try:
-        yield
-    except StorageError as exc:
-        raise TemporarilyUnavailableError.from_storage(exc) from exc
 
 
 class Registrar:
@@ -84,7 +73,7 @@ class Registrar:
             raise InvalidClientMetadataError(str(exc)) from None
         client = metadata.apply(replace(registered.client, created_at=int(self._clock())))
         client, token = _with_new_token(client)
-        with _storage_guard():
+        with storage_guard:
             await self._storage.save_client(client)
         security_event("client_registered", client_id=client.client_id)
         return self._information(client, metadata, token, registered.client_secret)
@@ -122,7 +111,7 @@ class Registrar:
             updated = check_client(metadata.apply(client))
         except ValueError as exc:
             raise InvalidClientMetadataError(str(exc)) from None
-        with _storage_guard():
+        with storage_guard:
             await self._storage.save_client(updated)
         security_event("client_registration_updated", client_id=client.client_id)
         return self._information(updated, metadata, token, None)
@@ -130,7 +119,7 @@ class Registrar:
     async def delete(self, client_id: str, registration_access_token: str | None) -> None:
         """RFC 7592 §2.3: the client goes, with its grants and tokens."""
         client, _ = await self._authorize(client_id, registration_access_token)
-        with _storage_guard():
+        with storage_guard:
             deleted = await self._storage.delete_client(client.client_id)
         if not deleted:
             raise InvalidTokenError()
@@ -152,7 +141,7 @@ class Registrar:
         """The client the registration access token manages; anything else is 401 alike,
         an unknown client included (RFC 7592 §2.1)."""
         self._check_enabled()
-        with _storage_guard():
+        with storage_guard:
             client = await self._storage.get_client(client_id)
         stored = client.registration_access_token_hash if client is not None else None
         if (

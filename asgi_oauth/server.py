@@ -13,7 +13,6 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from types import TracebackType
 from typing import Final
 from urllib.parse import urlencode
 
@@ -37,10 +36,10 @@ from .errors import (
     InvalidRequestError,
     OAuth2Error,
     StorageError,
-    TemporarilyUnavailableError,
     UnauthorizedClientError,
     UnsupportedGrantTypeError,
 )
+from .errors import storage_guard as _storage_guard
 from .events import security_event
 from .grants import (
     AuthorizationCodeGrant,
@@ -488,12 +487,11 @@ class AuthorizationServer:
         if client_id is not None and "client_id" not in repeated:
             with _storage_guard:
                 client = await self.storage.get_client(client_id)
-        request_uri = params.get("request_uri")
-        if client is not None and request_uri is not None and "request_uri" not in repeated:
-            if request_uri.startswith(REQUEST_URI_PREFIX):
-                request = await self._pushed_request(client, request_uri)
-            else:
-                request = validate_authorization_request(params, repeated, client, self.settings)
+        request_uri = params.get("request_uri", "")
+        if client is not None and request_uri.startswith(REQUEST_URI_PREFIX):
+            if "request_uri" in repeated:
+                raise InvalidRequestError("repeated parameter: request_uri")
+            request = await self._pushed_request(client, request_uri)
         else:
             request = validate_authorization_request(params, repeated, client, self.settings)
         if request.id_token_hint is not None:
@@ -934,22 +932,3 @@ class AuthorizationServer:
             logger.exception("purging expired codes and tokens failed")
         else:
             logger.info("purged expired codes and tokens count=%d", purged)
-
-
-class _StorageGuard:
-    """Turns a ``StorageError`` into ``temporarily_unavailable`` (a stateless singleton)."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if isinstance(exc, StorageError):
-            raise TemporarilyUnavailableError.from_storage(exc) from exc
-
-
-_storage_guard = _StorageGuard()
