@@ -41,7 +41,7 @@ from .device import DeviceVerificationEndpoint
 from .login import LoginEndpoint, LogoutEndpoint
 from .pages import Pages
 from .registration import RegistrationEndpoint
-from .requests import RequestHeaders, read_form
+from .requests import RequestHeaders, read_form, route_path
 from .responses import NO_STORE, Headers, send_empty, send_error, send_json
 from .userinfo import UserinfoEndpoint
 
@@ -120,12 +120,11 @@ class OAuth2App:
             self._pages[LOGOUT_PATH] = LogoutEndpoint(browser)
         if settings.openid_enabled:
             self._pages[USERINFO_PATH] = UserinfoEndpoint(server)
-        #: Apps that also serve every path below theirs (``/register/{client_id}``).
-        self._subtrees: dict[str, ASGIApp] = {}
+        #: ``/register`` and, below it, ``/register/{client_id}`` (RFC 7592).
+        self._registration: ASGIApp | None = None
         if settings.client_registration != "off":
-            registration = RegistrationEndpoint(server)
-            self._pages[REGISTRATION_PATH] = registration
-            self._subtrees[REGISTRATION_PATH + "/"] = registration
+            self._registration = RegistrationEndpoint(server)
+            self._pages[REGISTRATION_PATH] = self._registration
         self._mount_checked = False
         #: Serve this at :attr:`metadata_path` of the host application (RFC 8414 §3.1).
         self.metadata_app = _MetadataApp(self)
@@ -154,8 +153,7 @@ class OAuth2App:
             await send({"type": "websocket.close", "code": 1008})
 
     def _subtree(self, path: str) -> ASGIApp | None:
-        found = (app for prefix, app in self._subtrees.items() if path.startswith(prefix))
-        return next(found, None)
+        return self._registration if path.startswith(REGISTRATION_PATH + "/") else None
 
     async def dispatch(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
         endpoint = self._endpoints.get(path)
@@ -218,14 +216,9 @@ class OAuth2App:
         await send_empty(send, 204, preflight_headers(cors, (*endpoint.methods, "OPTIONS")))
 
     def _route_path(self, scope: Scope) -> str:
-        """The path below the mount point (ASGI: ``path`` includes ``root_path``)."""
-        path: str = scope["path"]
-        root_path: str = scope.get("root_path", "")
         if not self._mount_checked:
-            self._check_mount(root_path)
-        if root_path and path.startswith(root_path):
-            return path[len(root_path) :] or "/"
-        return path
+            self._check_mount(scope.get("root_path", ""))
+        return route_path(scope)
 
     def _check_mount(self, root_path: str) -> None:
         self._mount_checked = True

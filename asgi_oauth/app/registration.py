@@ -14,7 +14,7 @@ from starlette.types import Receive, Scope, Send
 from ..errors import InvalidClientMetadataError, InvalidRequestError
 from ..registration import REGISTRATION_PATH
 from ..server import AuthorizationServer
-from .requests import RequestHeaders, read_body
+from .requests import RequestHeaders, read_body, route_path
 from .responses import NO_STORE, send_empty, send_error, send_json
 
 _CONFIGURATION_PREFIX = REGISTRATION_PATH + "/"
@@ -40,7 +40,7 @@ class RegistrationEndpoint:
 
     async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, object | None]:
         headers = RequestHeaders.from_scope(scope)
-        path, method = _route_path(scope), scope["method"]
+        path, method = route_path(scope), scope["method"]
         token = _bearer_token(headers.authorization)
         registrar = self._registrar
         if path == REGISTRATION_PATH:
@@ -71,15 +71,6 @@ class RegistrationEndpoint:
             )
         except (ValueError, RecursionError):
             raise InvalidClientMetadataError("the body is not valid JSON") from None
-
-
-def _route_path(scope: Scope) -> str:
-    """The path below the mount point, as ``OAuth2App`` routes it."""
-    path: str = scope["path"]
-    root_path: str = scope.get("root_path", "")
-    if root_path and path.startswith(root_path):
-        return path[len(root_path) :] or "/"
-    return path
 
 
 def _allow(method: str, methods: tuple[str, ...]) -> None:

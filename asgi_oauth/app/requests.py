@@ -47,6 +47,15 @@ class RequestHeaders:
         return cls(**found)
 
 
+def route_path(scope: Scope) -> str:
+    """The path below the mount point (ASGI: ``path`` includes ``root_path``)."""
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if root_path and path.startswith(root_path):
+        return path[len(root_path) :] or "/"
+    return path
+
+
 async def read_form(
     scope: Scope, receive: Receive, headers: RequestHeaders, max_size: int
 ) -> OAuthRequest:

@@ -102,12 +102,13 @@ class Holder:
 
 async def stored_token(
     server: AuthorizationServer,
+    audience: tuple[str, ...] = (),
     *,
-    jkt: str | None,
+    jkt: str | None = None,
     scope: str = "read",
     subject: str | None = "user-1",
 ) -> str:
-    """An access token saved as the token endpoint saves one: by its hash."""
+    """An opaque access token saved as the token endpoint saves one: by its hash."""
     value = secrets.token_urlsafe(32)
     now = int(server.now())
     row = Token(
@@ -119,6 +120,7 @@ async def stored_token(
         issued_at=now,
         expires_at=now + 600,
         subject=subject,
+        audience=audience,
         jkt=jkt,
     )
     await server.storage.save_tokens([row])

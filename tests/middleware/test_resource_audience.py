@@ -19,44 +19,21 @@ import jwt
 import pytest
 
 from asgi_oauth import AuthorizationServer, IntrospectionResult
-from asgi_oauth.crypto import hash_token
 from asgi_oauth.keys import KeyEncryption, generate_signing_key
 from asgi_oauth.middleware import BearerTokenMiddleware, JWTIntrospector
-from asgi_oauth.models import SigningKey, Token
+from asgi_oauth.models import SigningKey
 from asgi_oauth.storage import MemoryStorage
 
 from ..conftest import ISSUER, FakeClock
 from ..openid_helpers import KEK, openid_settings
 from .test_bearer import bearer, challenge, connect, echo
-from .test_dpop import Answer, Holder, refused
+from .test_dpop import Answer, Holder, refused, stored_token
 
 pytestmark = pytest.mark.anyio
 
 RESOURCE = "https://api.example/v1"
 OTHER = "https://other.example/api"
 FOREIGN = "the access token is meant for another resource"
-
-
-async def stored_token(
-    server: AuthorizationServer, audience: tuple[str, ...], *, jkt: str | None = None
-) -> str:
-    """An opaque access token saved as the token endpoint saves one, for ``audience``."""
-    value = secrets.token_urlsafe(32)
-    now = int(server.now())
-    row = Token(
-        token_hash=hash_token(value),
-        kind="access_token",
-        client_id="client-1",
-        scope=frozenset({"read"}),
-        family_id=secrets.token_hex(8),
-        issued_at=now,
-        expires_at=now + 600,
-        subject="user-1",
-        audience=audience,
-        jkt=jkt,
-    )
-    await server.storage.save_tokens([row])
-    return value
 
 
 def assert_foreign(response: httpx.Response) -> None:
