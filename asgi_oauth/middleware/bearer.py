@@ -152,7 +152,7 @@ class BearerTokenMiddleware:
                 )
             else:
                 presented = header_token(scope)
-            if presented is None or (self._require_dpop and not presented.dpop):
+            if presented is None or (self._require_dpop and not presented[1]):
                 # RFC 6750 §3.1: a token sent with a scheme not taken here is no token.
                 raise BearerError.missing(self._missing)
             token, dpop = presented

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-from typing import NamedTuple
 from urllib.parse import parse_qsl
 
 from starlette.types import Message, Receive, Scope
@@ -23,11 +22,9 @@ _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 _FORM = "application/x-www-form-urlencoded"
 
 
-class Presented(NamedTuple):
-    """A token as the request sent it: ``dpop`` when with the ``DPoP`` scheme."""
-
-    token: str
-    dpop: bool
+#: A token as the request sent it, and whether with the ``DPoP`` scheme. A plain
+#: tuple: it is made on every request, and a NamedTuple costs more to build.
+Presented = tuple[str, bool]
 
 
 async def extract_token(
@@ -52,7 +49,7 @@ async def extract_token(
         raise BearerError.invalid_request("the access token was sent more than once")
     if header is not None:
         return header, receive
-    return (Presented(found[0], False) if found else None), receive
+    return ((found[0], False) if found else None), receive
 
 
 def header_token(scope: Scope) -> Presented | None:
@@ -74,9 +71,9 @@ def header_token(scope: Scope) -> Presented | None:
     scheme, _, credentials = value.partition(b" ")
     scheme = scheme.lower()
     if scheme == b"bearer":
-        return Presented(credentials.decode("latin-1"), False)
+        return (credentials.decode("latin-1"), False)
     if scheme == b"dpop":
-        return Presented(credentials.decode("latin-1"), True)
+        return (credentials.decode("latin-1"), True)
     return None  # another scheme (Basic for a token endpoint) is not ours to judge
 
 
