@@ -37,6 +37,7 @@ from .errors import (
 from .keys import KeyEncryptionError
 from .models import (
     AuthorizationCode,
+    BrowserSession,
     Client,
     DeviceAuthorization,
     IntrospectionResult,
@@ -61,6 +62,7 @@ __all__ = [
     "AuthorizationRequest",
     "AuthorizationResponse",
     "AuthorizationServer",
+    "BrowserSession",
     "Client",
     "ConsentRequiredError",
     "DPoPNonces",

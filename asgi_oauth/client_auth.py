@@ -18,7 +18,7 @@ from .events import security_event
 from .models import Client
 from .requests import OAuthRequest
 from .storage.base import Storage
-from .throttle import Throttle
+from .throttle import Throttle, refusal
 
 _BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="asgi_oauth", charset="UTF-8"'}
 
@@ -47,22 +47,31 @@ async def authenticate_client(
         client_id, secret = client_id_param, form.get("client_secret")
 
     challenge = _BASIC_CHALLENGE if used_basic else None
-    throttle_key = request.throttle_key(f"client:{client_id}")
-    throttle.check(throttle_key, InvalidClientError, "too many failed authentications; retry later")
     client = await storage.get_client(client_id)
     if secret is None:
         if client is not None and client.is_public and allow_public:
             return client
         # Do not reveal whether the client exists.
         raise InvalidClientError("client authentication failed", headers=challenge)
+    throttle_key = request.throttle_key(f"client:{client_id}")
+    # A secret is always checked: the right one passes however many wrong ones came
+    # before it (from this address or behind the same proxy), so nobody can lock a
+    # client out; past the limit, wrong ones are told to wait.
     if client is None or client.is_public or not verify_secret(secret, client.secret_hash):
-        throttle.failed(throttle_key)
+        retry_after = throttle.failed(throttle_key)
         security_event(
             "client_authentication_failed",
             level=logging.WARNING,
             client_id=client_id[:64],
             address=request.client_address,
         )
+        if retry_after:
+            raise refusal(
+                throttle_key,
+                retry_after,
+                InvalidClientError,
+                "too many failed authentications; retry later",
+            )
         raise InvalidClientError("client authentication failed", headers=challenge)
     throttle.succeeded(throttle_key)
     return client

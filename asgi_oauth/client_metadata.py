@@ -149,7 +149,7 @@ def validate_client_metadata(document: object, settings: Settings) -> ClientMeta
         logo_uri=urls["logo_uri"],
         tos_uri=urls["tos_uri"],
         policy_uri=urls["policy_uri"],
-        contacts=_strings(doc, "contacts"),
+        contacts=_texts(doc, "contacts"),
         software_id=_text(doc, "software_id"),
         software_version=_text(doc, "software_version"),
         require_pushed_authorization_requests=_flag(doc, "require_pushed_authorization_requests"),
@@ -249,6 +249,14 @@ def _url(doc: Mapping[str, object], name: str) -> str | None:
     if not secure or not parts.hostname or not value.isascii() or len(value.split()) != 1:
         raise InvalidClientMetadataError(f"{name} must be an https URL")
     return value
+
+
+def _texts(doc: Mapping[str, object], name: str) -> tuple[str, ...]:
+    """An array of free text (``contacts``): printable, as ``_text`` wants a string."""
+    texts = _strings(doc, name)
+    if not all(text.isprintable() for text in texts):
+        raise InvalidClientMetadataError(f"{name} must not contain control characters")
+    return texts
 
 
 def _strings(doc: Mapping[str, object], name: str) -> tuple[str, ...]:

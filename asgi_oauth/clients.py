@@ -36,6 +36,8 @@ def validate_redirect_uri(uri: str, *, insecure_transport: bool = False) -> str:
     if not uri.isascii():
         # RFC 3986 §2.1: other characters are percent-encoded, as they travel in Location.
         raise ValueError(f"redirect URI must be ASCII (percent-encode the rest): {uri!r}")
+    if not uri.isprintable():
+        raise ValueError(f"redirect URI must not contain control characters: {uri!r}")
     parts = urlsplit(uri)
     if not parts.scheme:
         raise ValueError(f"redirect URI must be absolute: {uri!r}")
@@ -86,6 +88,8 @@ def check_client(client: Client, *, insecure_transport: bool = False) -> Client:
     # RFC 6749 Appendix A.1: client_id = *VSCHAR (printable ASCII, space included).
     if not client.client_id or not (client.client_id.isascii() and client.client_id.isprintable()):
         raise ValueError(f"client_id must be printable ASCII: {client.client_id!r}")
+    if not client.name.isprintable():
+        raise ValueError(f"the client's name must be printable: {client.name!r}")
     return client
 
 

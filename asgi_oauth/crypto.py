@@ -1,4 +1,5 @@
-"""Random values, hashing at rest, constant-time comparison and password hashing.
+"""Random values, hashing at rest, constant-time comparison, password hashing, and
+sealing (authenticated encryption under a key derived from a secret).
 
 Codes, tokens and client secrets carry 256 random bits, so one SHA-256 is
 enough to make a stored copy useless (nothing to brute-force); client secrets
@@ -17,8 +18,14 @@ import base64
 import functools
 import hashlib
 import hmac
+import os
 import secrets
 import time
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
 _SCRYPT_MAXMEM = 64 * 1024 * 1024
@@ -91,6 +98,38 @@ def verify_password(password: str, stored: str | None) -> bool:
         maxmem=_SCRYPT_MAXMEM,
     )
     return hmac.compare_digest(candidate, _unb64(key)) and stored is not None
+
+
+class Sealer:
+    """AES-256-GCM under a key derived from ``secret`` for one ``purpose`` (HKDF-SHA256):
+    what it seals, only the holder of the secret opens. ``context`` is authenticated
+    with each sealed value (a key id, a token hash), so one cannot stand in for another.
+    """
+
+    _VERSION = "v1"
+
+    def __init__(self, secret: str, *, purpose: bytes) -> None:
+        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(
+            secret.encode()
+        )
+        self._aead = AESGCM(key)
+
+    def seal(self, plaintext: bytes, *, context: str) -> str:
+        nonce = os.urandom(12)
+        sealed = self._aead.encrypt(nonce, plaintext, context.encode())
+        return f"{self._VERSION}.{_b64(nonce + sealed)}"
+
+    def open(self, text: str, *, context: str) -> bytes:
+        """The plaintext; ``ValueError`` if ``text`` was not sealed with this secret,
+        purpose and context, or was changed since."""
+        version, _, body = text.partition(".")
+        if version != self._VERSION or not body.isascii() or "=" in body:
+            raise ValueError("not a sealed value")
+        try:
+            data = _unb64(body)
+            return self._aead.decrypt(data[:12], data[12:], context.encode())
+        except (InvalidTag, ValueError) as exc:
+            raise ValueError("cannot open a sealed value") from exc
 
 
 def _b64(data: bytes) -> str:

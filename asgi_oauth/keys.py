@@ -25,14 +25,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
 
+from .crypto import Sealer
 from .errors import StorageError
 from .models import SigningKey
 from .storage.base import Storage
@@ -67,27 +65,16 @@ class UnknownKeyError(InvalidJWTError):
 class KeyEncryption:
     """AES-256-GCM under a key derived from the configured secret (HKDF-SHA256)."""
 
-    _VERSION = "v1"
-
     def __init__(self, secret: str) -> None:
-        key = HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=None, info=b"asgi_oauth signing keys"
-        ).derive(secret.encode())
-        self._aead = AESGCM(key)
+        self._sealer = Sealer(secret, purpose=b"asgi_oauth signing keys")
 
     def encrypt(self, plaintext: bytes, *, kid: str) -> str:
-        nonce = os.urandom(12)
-        sealed = self._aead.encrypt(nonce, plaintext, kid.encode())
-        return f"{self._VERSION}.{_b64encode(nonce + sealed)}"
+        return self._sealer.seal(plaintext, context=kid)
 
     def decrypt(self, text: str, *, kid: str) -> bytes:
-        version, _, body = text.partition(".")
         try:
-            if version != self._VERSION:
-                raise ValueError(version)
-            data = _b64decode(body)
-            return self._aead.decrypt(data[:12], data[12:], kid.encode())
-        except (InvalidTag, ValueError) as exc:
+            return self._sealer.open(text, context=kid)
+        except ValueError as exc:
             raise KeyEncryptionError(
                 f"signing key {kid} cannot be decrypted: is key_encryption_key the one "
                 "it was stored with?"

@@ -189,9 +189,24 @@ class Token:
     rotated_at: int | None = None
     revoked_at: int | None = None
     jkt: str | None = None
+    #: On a rotated-out refresh token with a grace period: the response that rotated
+    #: it out, encrypted under the token itself (``crypto.seal``), so a retry that
+    #: presents the token gets the same response again and nothing else can read it.
+    sealed_response: str | None = None
 
     def is_active(self, now: int) -> bool:
         return self.revoked_at is None and self.rotated_at is None and now < self.expires_at
+
+
+@dataclass(frozen=True, slots=True)
+class BrowserSession:
+    """A sign-in on the built-in page, stored by the hash of the id its cookie carries,
+    so signing out, a new password or deleting the user ends it on the server too."""
+
+    session_hash: str
+    user_id: str
+    auth_time: int
+    expires_at: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from .errors import (
     InvalidClientMetadataError,
     InvalidRequestError,
     InvalidTokenError,
+    StorageError,
     storage_guard,
 )
 from .events import security_event
@@ -74,7 +75,8 @@ class Registrar:
         client = metadata.apply(replace(registered.client, created_at=int(self._clock())))
         client, token = _with_new_token(client)
         with storage_guard:
-            await self._storage.save_client(client)
+            if not await self._storage.add_client(client):  # a random id, taken: never seen
+                raise StorageError("a new client_id collided with a registered one")
         security_event("client_registered", client_id=client.client_id)
         return self._information(client, metadata, token, registered.client_secret)
 

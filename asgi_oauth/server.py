@@ -56,6 +56,7 @@ from .keys import InvalidJWTError, KeyEncryption, KeySet
 from .models import (
     INACTIVE,
     AuthorizationCode,
+    BrowserSession,
     Client,
     DeviceAuthorization,
     IntrospectionResult,
@@ -730,7 +731,9 @@ class AuthorizationServer:
         """
         key = request.throttle_key("user_code")
         with _storage_guard:
-            await self.guesses.check(key, InvalidGrantError, "too many wrong codes; retry later")
+            attempt = await self.guesses.attempt(
+                key, InvalidGrantError, "too many wrong codes; retry later"
+            )
             normalized = normalize_user_code(user_code)
             device = client = None
             if normalized is not None:
@@ -740,11 +743,10 @@ class AuthorizationServer:
             # Every miss counts, and a hit does not clear the count: anyone can get a
             # valid code of their own, which must not buy more guesses at others'.
             if device is None or client is None or device.status != "pending":
-                await self.guesses.failed(key)
                 raise InvalidGrantError("that code is not valid; check it and try again")
             if device.expires_at <= self.now():
-                await self.guesses.failed(key)
                 raise InvalidGrantError("that code has expired; start again on your device")
+            await self.guesses.refund(key, attempt)
         return device, client
 
     async def decide_device_authorization(
@@ -764,10 +766,33 @@ class AuthorizationServer:
             scope=device.scope,
         )
 
-    async def user_by_id(self, user_id: str) -> User | None:
-        """The user a sign-in session names (None once deleted)."""
+    async def open_session(self, user: User) -> tuple[str, int]:
+        """Record a sign-in on the built-in page: the session id its cookie carries (the
+        store keeps only its hash) and the time of the sign-in."""
+        session_id, now = time_ordered_token(), self.now()
+        session = BrowserSession(
+            session_hash=hash_token(session_id),
+            user_id=user.user_id,
+            auth_time=now,
+            expires_at=now + self.settings.session_lifetime,
+        )
         with _storage_guard:
-            return await self.storage.get_user_by_id(user_id)
+            await self.storage.save_session(session)
+        return session_id, now
+
+    async def session_user(self, session_id: str) -> User | None:
+        """The user of a live sign-in session; None once it was ended (signed out, the
+        user deleted) or expired."""
+        with _storage_guard:
+            session = await self.storage.get_session(hash_token(session_id))
+            if session is None or session.expires_at <= self.now():
+                return None
+            return await self.storage.get_user_by_id(session.user_id)
+
+    async def close_session(self, session_id: str) -> None:
+        """End a sign-in session on the server: a copy of its cookie signs in no one."""
+        with _storage_guard:
+            await self.storage.delete_session(hash_token(session_id))
 
     async def authenticate_user(self, request: OAuthRequest, username: str, password: str) -> User:
         """The user these credentials name, for a sign-in page (throttled like the grant)."""
@@ -830,8 +855,6 @@ class AuthorizationServer:
         An explicit ``client_id`` that is already registered is refused, so a
         restarted application cannot silently replace a client and its secret.
         """
-        if client_id is not None and await self.storage.get_client(client_id) is not None:
-            raise ValueError(f"client_id already registered: {client_id!r}")
         if access_token_format == "jwt" and self.keys is None:
             raise ValueError("JWT access tokens need signing keys: set key_encryption_key")
         registered = new_client(
@@ -850,13 +873,20 @@ class AuthorizationServer:
             require_pushed_authorization_requests=require_pushed_authorization_requests,
             dpop_bound_access_tokens=dpop_bound_access_tokens,
         )
-        await self.storage.save_client(registered.client)
+        if not await self.storage.add_client(registered.client):
+            raise ValueError(f"client_id already registered: {registered.client.client_id!r}")
         return registered
 
     async def create_user(self, username: str, password: str) -> User:
-        """Add a resource owner; the password is kept as an scrypt hash only."""
+        """Add a resource owner; the password is kept as an scrypt hash only.
+
+        A username that is taken is refused (``ValueError``), never replaced: the
+        user who has it keeps their password, sessions and tokens.
+        """
         if not username or not password:
             raise ValueError("username and password must not be empty")
+        if not username.isprintable() or username != username.strip():
+            raise ValueError("the username must be printable, without blanks around it")
         password_hash = await asyncio.to_thread(hash_password, password)
         user = User(
             user_id=generate_token(16),
@@ -864,7 +894,8 @@ class AuthorizationServer:
             password_hash=password_hash,
             created_at=self.now(),
         )
-        await self.storage.save_user(user)
+        if not await self.storage.add_user(user):
+            raise ValueError(f"username already taken: {username!r}")
         return user
 
     # -- housekeeping --------------------------------------------------------

@@ -1,11 +1,13 @@
-"""A bound on guessing: failed attempts per key in a window, checked before verifying,
-so a blocked key costs no hashing and learns nothing.
+"""Bounds on guessing: failed attempts per key in a window.
 
-``Throttle`` counts in the process (bounded in size): client secrets carry 256
-random bits, so it is there against load, and it costs nothing per request.
+``Throttle`` counts client-secret failures in the process (bounded in size).
+Client secrets carry 256 random bits, so guessing one is hopeless; the bound is
+there against load, and it only ever refuses a wrong secret: the right one
+always passes, so nobody can lock a client out by failing on its behalf.
 ``SharedThrottle`` counts in the store, for what people can guess (passwords,
-user codes): every instance on one database sees every failure, so N
-instances do not give N times the guesses.
+user codes): a guess is counted before it is checked, in one atomic step with
+the decision, so neither N instances nor N concurrent requests get more than
+the limit of guesses checked.
 """
 
 from __future__ import annotations
@@ -31,25 +33,9 @@ class Throttle:
         self._clock = clock
         self._failures: dict[str, tuple[int, float]] = {}
 
-    def retry_after(self, key: str) -> int:
-        """Seconds until ``key`` may try again; 0 when it may try now."""
-        entry = self._failures.get(key)
-        if entry is None:
-            return 0
-        count, started = entry
-        remaining = started + self._window - self._clock()
-        if remaining <= 0:
-            del self._failures[key]
-            return 0
-        return int(remaining) + 1 if count >= self._limit else 0
-
-    def check(self, key: str, error: type[OAuth2Error], description: str) -> None:
-        """Refuse with ``error`` (429, ``Retry-After``) while ``key`` is blocked."""
-        retry_after = self.retry_after(key)
-        if retry_after:
-            raise _refusal(key, retry_after, error, description)
-
-    def failed(self, key: str) -> None:
+    def failed(self, key: str) -> int:
+        """Count a failure of ``key``; the seconds it must wait once it has failed more
+        than ``limit`` times in the window (0 until then)."""
         now = self._clock()
         count, started = self._failures.pop(key, (0, now))
         if now - started >= self._window:
@@ -57,6 +43,7 @@ class Throttle:
         self._failures[key] = (count + 1, started)
         if len(self._failures) > _MAX_KEYS:
             self._prune(now)
+        return int(started + self._window - now) + 1 if count >= self._limit else 0
 
     def succeeded(self, key: str) -> None:
         self._failures.pop(key, None)
@@ -81,20 +68,27 @@ class SharedThrottle:
         self._window = window
         self._clock = clock
 
-    async def check(self, key: str, error: type[OAuth2Error], description: str) -> None:
-        """Refuse with ``error`` (429, ``Retry-After``) while ``key`` is blocked."""
+    async def attempt(self, key: str, error: type[OAuth2Error], description: str) -> int:
+        """Count a guess at ``key`` as failed before it is checked, and return when it
+        was counted; refuse with ``error`` (429, ``Retry-After``) instead, counting
+        nothing, once ``key`` has failed ``limit`` times in the window."""
         now = int(self._clock())
         # A failure counts for ``window`` seconds: one exactly that old has left.
         since = now - self._window + 1
-        count, first = await self._storage.recent_failures(_stored(key), since=since)
-        if count >= self._limit and first is not None:
-            raise _refusal(key, max(1, first + self._window - now), error, description)
-
-    async def failed(self, key: str) -> None:
-        await self._storage.record_failure(_stored(key), now=int(self._clock()))
+        first = await self._storage.take_attempt(
+            _stored(key), limit=self._limit, since=since, now=now
+        )
+        if first is not None:
+            raise refusal(key, max(1, first + self._window - now), error, description)
+        return now
 
     async def succeeded(self, key: str) -> None:
+        """The guess was right: forget every failure of ``key``."""
         await self._storage.clear_failures(_stored(key))
+
+    async def refund(self, key: str, at: int) -> None:
+        """The guess counted at ``at`` was right, but the other failures stay."""
+        await self._storage.forget_failure(_stored(key), at=at)
 
 
 def _stored(key: str) -> str:
@@ -103,7 +97,8 @@ def _stored(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _refusal(key: str, retry_after: int, error: type[OAuth2Error], description: str) -> OAuth2Error:
+def refusal(key: str, retry_after: int, error: type[OAuth2Error], description: str) -> OAuth2Error:
+    """The 429 answer to a throttled ``key`` (logged as a security event)."""
     subject, _, address = key.partition("\x00")
     security_event(
         "throttled", level=logging.WARNING, subject=subject[:64], address=address or None

@@ -23,15 +23,15 @@ async def authenticate_user(
 ) -> User:
     """The user these credentials name, or ``invalid_grant`` (429 once throttled).
 
-    Guesses count per username and client address; scrypt runs off the event loop,
-    and an unknown username costs the same scrypt as a known one.
+    Guesses count per username and client address, each before it is checked;
+    scrypt runs off the event loop, and an unknown username costs the same scrypt
+    as a known one.
     """
     throttle_key = request.throttle_key(f"user:{username}")
-    await throttle.check(throttle_key, InvalidGrantError, "too many failed sign-ins; retry later")
+    await throttle.attempt(throttle_key, InvalidGrantError, "too many failed sign-ins; retry later")
     user = await storage.get_user(username)
     stored = user.password_hash if user is not None else None
     if not await asyncio.to_thread(verify_password, password, stored) or user is None:
-        await throttle.failed(throttle_key)
         security_event(
             "sign_in_failed",
             level=logging.WARNING,

@@ -159,12 +159,12 @@ class LedgerStorage(MemoryStorage):
         self,
         token_hash: str,
         *,
-        expected_successor: str | None,
         tokens: Sequence[Token],
         now: int,
+        sealed_response: str | None = None,
     ) -> bool:
         rotated = await super().rotate_refresh_token(
-            token_hash, expected_successor=expected_successor, tokens=tokens, now=now
+            token_hash, tokens=tokens, now=now, sealed_response=sealed_response
         )
         if rotated:
             self.tokens.extend(tokens)

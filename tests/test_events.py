@@ -287,13 +287,24 @@ async def test_failed_client_authentication_then_throttled(
             assert response.status_code == 401
             failed = {"client_id": confidential.client_id, "address": "203.0.113.9"}
             assert events.step() == [("client_authentication_failed", WARNING, failed)]
-        # Blocked now, even with the right secret: one "throttled", no verification.
+        # Past the limit a wrong secret is a failure and a "throttled" (429)...
         blocked = await http.post(
-            TOKEN, data={"grant_type": "client_credentials"}, auth=confidential.basic
+            TOKEN,
+            data={"grant_type": "client_credentials"},
+            auth=(confidential.client_id, "wrong-secret-1"),
         )
         assert blocked.status_code == 429
         subject = {"subject": f"client:{confidential.client_id}", "address": "203.0.113.9"}
-        assert events.step() == [("throttled", WARNING, subject)]
+        assert events.step() == [
+            ("client_authentication_failed", WARNING, failed),
+            ("throttled", WARNING, subject),
+        ]
+        # ...and the right one still passes.
+        issued = await http.post(
+            TOKEN, data={"grant_type": "client_credentials"}, auth=confidential.basic
+        )
+        assert issued.status_code == 200
+        assert [name for name, *_ in events.step()] == ["token_issued"]
 
     # An unknown client, by client_secret_post: its id is logged, cut and quoted.
     async with device_helpers.browser_at(OAuth2App(server)) as other:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
@@ -10,12 +11,15 @@ from asgi_oauth import (
     AuthorizationServer,
     InvalidGrantError,
     InvalidScopeError,
+    OAuthRequest,
     Settings,
     TokenResponse,
 )
+from asgi_oauth.crypto import Sealer, hash_token
 from asgi_oauth.storage import MemoryStorage
 
 from .conftest import ISSUER, REDIRECT_URI, Credentials, FakeClock
+from .dpop_helpers import DPoPKey
 from .helpers import request
 from .test_grant_authorization_code import exchange, issue_code
 
@@ -100,18 +104,15 @@ async def test_concurrent_refresh_gives_one_new_pair(
     assert not await active(server, winners[0].refresh_token)
 
 
-async def test_concurrent_retries_in_the_grace_period_leave_one_live_pair(
+async def test_concurrent_retries_in_the_grace_period_all_get_the_one_pair(
     grace_server: AuthorizationServer, grace_client: Credentials
 ) -> None:
     pair = await first_pair(grace_server, grace_client)
     outcomes = await asyncio.gather(
-        *(refresh(grace_server, grace_client, pair.refresh_token) for _ in range(10)),
-        return_exceptions=True,
+        *(refresh(grace_server, grace_client, pair.refresh_token) for _ in range(10))
     )
-    issued = [o for o in outcomes if isinstance(o, TokenResponse)]
-    live = [o for o in issued if await active(grace_server, o.refresh_token)]
-    assert len(live) == 1
-    assert all(isinstance(o, (TokenResponse, InvalidGrantError)) for o in outcomes)
+    assert len(set(outcomes)) == 1
+    assert await active(grace_server, outcomes[0].refresh_token)
 
 
 async def test_refresh_token_of_another_client_is_invalid_grant(
@@ -162,18 +163,68 @@ async def grace_client(grace_server: AuthorizationServer) -> Credentials:
     return Credentials(registered.client.client_id, registered.client_secret)
 
 
-async def test_retry_within_grace_period_gets_a_fresh_pair(
+async def test_retry_within_grace_period_gets_the_lost_response_again(
     grace_server: AuthorizationServer, grace_client: Credentials, clock: FakeClock
 ) -> None:
     pair = await first_pair(grace_server, grace_client)
     lost = await refresh(grace_server, grace_client, pair.refresh_token)
     clock.advance(5)
     retried = await refresh(grace_server, grace_client, pair.refresh_token)
-    assert await active(grace_server, retried.refresh_token)
-    # The pair whose response was lost is replaced, not left alive beside the new one.
-    assert not await active(grace_server, lost.refresh_token)
-    assert not await active(grace_server, lost.access_token)
+    # The very tokens the lost response carried, with the lifetime they have left.
+    assert retried == replace(lost, expires_in=lost.expires_in - 5)
+    assert await active(grace_server, lost.refresh_token)
+    assert await active(grace_server, lost.access_token)
     assert (await refresh(grace_server, grace_client, retried.refresh_token)).access_token
+
+
+async def test_the_store_cannot_read_the_response_kept_for_retries(
+    grace_server: AuthorizationServer, grace_client: Credentials
+) -> None:
+    pair = await first_pair(grace_server, grace_client)
+    lost = await refresh(grace_server, grace_client, pair.refresh_token)
+    assert pair.refresh_token is not None and lost.refresh_token is not None
+    stored = await grace_server.storage.get_token(hash_token(pair.refresh_token))
+    assert stored is not None and stored.sealed_response is not None
+    assert lost.access_token not in stored.sealed_response
+    assert lost.refresh_token not in stored.sealed_response
+    # Sealed under the old token itself: no other value opens it.
+    with pytest.raises(ValueError, match="cannot open"):
+        Sealer(lost.refresh_token, purpose=b"asgi_oauth refresh retry").open(
+            stored.sealed_response, context=stored.token_hash
+        )
+
+
+async def test_without_a_grace_period_nothing_is_kept_for_retries(
+    server: AuthorizationServer, confidential: Credentials
+) -> None:
+    pair = await first_pair(server, confidential)
+    await refresh(server, confidential, pair.refresh_token)
+    assert pair.refresh_token is not None
+    stored = await server.storage.get_token(hash_token(pair.refresh_token))
+    assert stored is not None and stored.sealed_response is None
+
+
+async def test_a_retry_with_another_dpop_key_is_refused(
+    grace_server: AuthorizationServer, grace_client: Credentials, clock: FakeClock
+) -> None:
+    pair = await first_pair(grace_server, grace_client)
+    first_key, other_key = DPoPKey(), DPoPKey()
+
+    def with_proof(key: DPoPKey) -> OAuthRequest:
+        plain = request(
+            grace_client, grant_type="refresh_token", refresh_token=pair.refresh_token or ""
+        )
+        return replace(plain, dpop=key.proof(ISSUER + "/token", iat=int(clock.now)))
+
+    lost = await grace_server.token(with_proof(first_key))
+    assert lost.token_type == "DPoP"
+    with pytest.raises(InvalidGrantError, match="DPoP key"):
+        await grace_server.token(with_proof(other_key))
+    with pytest.raises(InvalidGrantError, match="DPoP key"):
+        await refresh(grace_server, grace_client, pair.refresh_token)  # no proof at all
+    assert await grace_server.token(with_proof(first_key)) == replace(
+        lost, expires_in=lost.expires_in
+    )
 
 
 async def test_reuse_after_grace_period_revokes_the_family(

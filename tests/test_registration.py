@@ -628,7 +628,7 @@ async def test_events_name_the_client_and_no_secret_is_logged(
 
 
 class FailingStorage(MemoryStorage):
-    async def save_client(self, client: Client) -> None:
+    async def add_client(self, client: Client) -> bool:
         raise StorageError("database is down")
 
 

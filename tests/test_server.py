@@ -9,7 +9,9 @@ import pytest
 from asgi_oauth import (
     AuthorizationServer,
     InvalidClientError,
+    InvalidGrantError,
     InvalidRequestError,
+    OAuthRequest,
     Settings,
     StorageError,
     TemporarilyUnavailableError,
@@ -243,3 +245,24 @@ async def test_registering_a_taken_client_id_is_refused(server: AuthorizationSer
         await server.register_client(name="b", grant_types=["client_credentials"], client_id="x")
     stored = await server.storage.get_client("x")
     assert stored == first.client
+
+
+async def test_create_user_refuses_a_taken_username_and_replaces_nothing(
+    server: AuthorizationServer,
+) -> None:
+    alice = await server.create_user("alice", "first password")
+    with pytest.raises(ValueError, match="already taken"):
+        await server.create_user("alice", "second password")
+    signed_in = await server.authenticate_user(OAuthRequest(), "alice", "first password")
+    assert signed_in == alice
+    with pytest.raises(InvalidGrantError):
+        await server.authenticate_user(OAuthRequest(), "alice", "second password")
+
+
+@pytest.mark.parametrize("username", ["al\x00ice", " alice", "alice\n", ""])
+async def test_create_user_refuses_a_username_that_is_not_printable(
+    server: AuthorizationServer, username: str
+) -> None:
+    with pytest.raises(ValueError, match="username"):
+        await server.create_user(username, "password")
+    assert await server.storage.list_users() == []

@@ -23,21 +23,25 @@ async def test_shared_throttle_refuses_after_the_limit_for_the_rest_of_the_windo
     clock = FakeClock()
     throttle = SharedThrottle(MemoryStorage(), LIMIT, WINDOW, clock=clock)
     for _ in range(LIMIT):
-        await throttle.check("k", InvalidGrantError, "no")
-        await throttle.failed("k")
+        await throttle.attempt("k", InvalidGrantError, "no")  # counted, then found wrong
         clock.advance(10)
     with pytest.raises(InvalidGrantError) as refused:
-        await throttle.check("k", InvalidGrantError, "slow down")
+        await throttle.attempt("k", InvalidGrantError, "slow down")
     assert refused.value.status == 429
     # The first failure was 30 s ago: it leaves the window in 30 s.
     assert refused.value.headers["Retry-After"] == "30"
-    await throttle.check("other", InvalidGrantError, "no")
+    await throttle.attempt("other", InvalidGrantError, "no")
     clock.advance(30)
-    await throttle.check("k", InvalidGrantError, "no")  # one failure left the window
+    await throttle.attempt("k", InvalidGrantError, "no")  # one failure left the window
     await throttle.succeeded("k")
     for _ in range(LIMIT - 1):
-        await throttle.failed("k")
-    await throttle.check("k", InvalidGrantError, "no")
+        await throttle.attempt("k", InvalidGrantError, "no")
+    right = await throttle.attempt("k", InvalidGrantError, "no")
+    # A right guess that keeps the rest of the count: refunded, it leaves room for one.
+    await throttle.refund("k", right)
+    await throttle.attempt("k", InvalidGrantError, "no")
+    with pytest.raises(InvalidGrantError):
+        await throttle.attempt("k", InvalidGrantError, "no")
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import pytest
 from asgi_oauth.errors import StorageError
 from asgi_oauth.models import (
     AuthorizationCode,
+    BrowserSession,
     Client,
     DeviceAuthorization,
     PushedAuthorizationRequest,
@@ -374,26 +375,117 @@ async def test_lookups_of_text_with_a_nul_find_nothing(storage: Storage) -> None
     assert await storage.is_allowed_origin("https://a\x00.example") is False
 
 
+# -- adding users and clients, sign-in sessions ---------------------------------------------
+
+
+async def test_a_taken_username_or_user_id_is_not_added(storage: Storage) -> None:
+    alice = make_user()
+    assert await storage.add_user(alice) is True
+    assert await storage.add_user(make_user("user-2", "alice", password_hash="scrypt$x")) is False
+    assert await storage.add_user(make_user("user-1", "mallory")) is False
+    assert await storage.get_user("alice") == alice
+    assert await storage.get_user("mallory") is None
+    assert await storage.list_users() == [alice]
+
+
+async def test_concurrent_sign_ups_for_one_name_have_one_winner(storage: Storage) -> None:
+    added = await asyncio.gather(
+        *(storage.add_user(make_user(f"user-{i}", "alice")) for i in range(10))
+    )
+    assert added.count(True) == 1
+    user = await storage.get_user("alice")
+    assert user is not None
+    assert user.user_id == f"user-{added.index(True)}"
+
+
+async def test_save_user_replaces_by_id_and_never_takes_another_users_name(
+    storage: Storage,
+) -> None:
+    assert await storage.add_user(make_user("user-1", "alice"))
+    assert await storage.add_user(make_user("user-2", "bob"))
+    await storage.save_user(make_user("user-1", "alice", password_hash="scrypt$new"))
+    alice = await storage.get_user("alice")
+    assert alice is not None
+    assert alice.password_hash == "scrypt$new"
+    with pytest.raises(StorageError):
+        await storage.save_user(make_user("user-1", "bob"))
+    assert await storage.get_user("bob") == make_user("user-2", "bob")
+    assert await storage.get_user_by_id("user-1") == alice
+
+
+async def test_a_taken_client_id_is_not_added(storage: Storage) -> None:
+    first = make_client()
+    assert await storage.add_client(first) is True
+    assert await storage.add_client(make_client(name="Impostor", allowed_origins=())) is False
+    assert await storage.get_client("client-1") == first
+    assert await storage.is_allowed_origin("https://app.example") is True
+
+
+def make_session(session_hash: str = "session-1", **kw: Any) -> BrowserSession:
+    fields: dict[str, Any] = {"user_id": "user-1", "auth_time": NOW, "expires_at": NOW + 3600}
+    return BrowserSession(session_hash=session_hash, **{**fields, **kw})
+
+
+async def test_a_session_lives_until_deleted(storage: Storage) -> None:
+    session = make_session()
+    await storage.save_session(session)
+    await storage.save_session(make_session("session-2"))
+    assert await storage.get_session("session-1") == session
+    assert await storage.delete_session("session-1") is True
+    assert await storage.delete_session("session-1") is False
+    assert await storage.get_session("session-1") is None
+    assert await storage.get_session("session-2") is not None
+
+
+async def test_deleting_a_user_ends_their_sessions(storage: Storage) -> None:
+    assert await storage.add_user(make_user())
+    assert await storage.add_user(make_user("user-2", "bob"))
+    await storage.save_session(make_session())
+    await storage.save_session(make_session("bobs", user_id="user-2"))
+    assert await storage.delete_user("alice")
+    assert await storage.get_session("session-1") is None
+    assert await storage.get_session("bobs") is not None
+
+
 # -- failed guesses ------------------------------------------------------------------------
 
 
-async def test_failures_are_counted_per_key_since_a_time(storage: Storage) -> None:
-    assert await storage.recent_failures("user:alice", since=NOW - 300) == (0, None)
+async def test_attempts_are_counted_per_key_until_the_limit(storage: Storage) -> None:
     for at in (NOW - 400, NOW - 200, NOW - 100):
-        await storage.record_failure("user:alice", now=at)
-    await storage.record_failure("user:bob", now=NOW)
-    assert await storage.recent_failures("user:alice", since=NOW - 300) == (2, NOW - 200)
-    assert await storage.recent_failures("user:alice", since=NOW - 500) == (3, NOW - 400)
+        assert await storage.take_attempt("user:alice", limit=3, since=NOW - 500, now=at) is None
+    assert await storage.take_attempt("user:bob", limit=3, since=NOW - 500, now=NOW) is None
+    # The limit reached: nothing is counted, and the earliest failure in the window is told.
+    assert await storage.take_attempt("user:alice", limit=3, since=NOW - 500, now=NOW) == NOW - 400
+    assert await storage.take_attempt("user:alice", limit=3, since=NOW - 300, now=NOW) is None
+    assert await storage.take_attempt("user:alice", limit=3, since=NOW - 300, now=NOW) == NOW - 200
     await storage.clear_failures("user:alice")
-    assert await storage.recent_failures("user:alice", since=NOW - 500) == (0, None)
-    assert await storage.recent_failures("user:bob", since=NOW - 1) == (1, NOW)
+    assert await storage.take_attempt("user:alice", limit=1, since=0, now=NOW) is None
+    assert await storage.take_attempt("user:bob", limit=1, since=0, now=NOW) == NOW
+
+
+async def test_a_forgotten_failure_is_one_failure_only(storage: Storage) -> None:
+    for _ in range(2):
+        assert await storage.take_attempt("k", limit=2, since=0, now=NOW) is None
+    await storage.forget_failure("k", at=NOW)
+    await storage.forget_failure("k", at=NOW - 1)  # none then: nothing happens
+    assert await storage.take_attempt("k", limit=2, since=0, now=NOW + 1) is None
+    assert await storage.take_attempt("k", limit=2, since=0, now=NOW + 2) == NOW
+
+
+async def test_concurrent_attempts_are_counted_up_to_the_limit(storage: Storage) -> None:
+    taken = await asyncio.gather(
+        *(storage.take_attempt("k", limit=5, since=0, now=NOW) for _ in range(30))
+    )
+    assert taken.count(None) == 5
+    assert taken.count(NOW) == 25
 
 
 async def test_purge_drops_failures_older_than_the_retention_only(storage: Storage) -> None:
-    await storage.record_failure("k", now=NOW - FAILURE_RETENTION - 1)
-    await storage.record_failure("k", now=NOW - 10)
+    old = NOW - FAILURE_RETENTION - 1
+    assert await storage.take_attempt("k", limit=5, since=0, now=old) is None
+    assert await storage.take_attempt("k", limit=5, since=0, now=NOW - 10) is None
     assert await storage.purge_expired(now=NOW) == 1
-    assert await storage.recent_failures("k", since=0) == (1, NOW - 10)
+    assert await storage.take_attempt("k", limit=1, since=0, now=NOW) == NOW - 10
 
 
 # -- consents ------------------------------------------------------------------------------
@@ -542,9 +634,7 @@ async def test_audience_and_key_binding_round_trip_on_every_way_tokens_are_saved
     redeemed = bound_pair("code")
     assert await storage.redeem_authorization_code("code-1", tokens=redeemed, now=NOW)
     rotated = bound_pair("g1", parent="g0-rt")
-    assert await storage.rotate_refresh_token(
-        "g0-rt", expected_successor=None, tokens=rotated, now=NOW
-    )
+    assert await storage.rotate_refresh_token("g0-rt", tokens=rotated, now=NOW)
     await storage.save_device_authorization(make_device(status="approved", subject="user-1"))
     device = bound_pair("device")
     assert await storage.redeem_device_code("device-1", tokens=device, now=NOW)
@@ -566,75 +656,53 @@ async def test_first_rotation(storage: Storage) -> None:
     new = make_pair("g1", parent="g0-rt")
 
     rotated = await storage.rotate_refresh_token(
-        "g0-rt", expected_successor=None, tokens=new, now=NOW + 10
+        "g0-rt", tokens=new, now=NOW + 10, sealed_response="v1.sealed"
     )
 
     assert rotated is True
     old = await storage.get_token("g0-rt")
     assert old is not None
     assert (old.replaced_by, old.rotated_at, old.revoked_at) == ("g1-rt", NOW + 10, None)
+    assert old.sealed_response == "v1.sealed"
     assert [await storage.get_token(t.token_hash) for t in new] == new
+    # A new token has nothing sealed; only a rotation gives it something.
+    assert {t.sealed_response for t in new} == {None}
+
+
+async def test_a_rotated_token_does_not_rotate_again(storage: Storage) -> None:
+    await storage.save_tokens(make_pair("g0"))
+    assert await storage.rotate_refresh_token(
+        "g0-rt", tokens=make_pair("g1", parent="g0-rt"), now=NOW
+    )
+    again = make_pair("g2", parent="g0-rt")
+    assert await storage.rotate_refresh_token("g0-rt", tokens=again, now=NOW + 1) is False
+    assert await exist(storage, ["g2-at", "g2-rt"]) == [False, False]
+
+
+async def test_no_token_of_a_revoked_family_rotates(storage: Storage) -> None:
+    await storage.save_tokens(make_pair("g0"))
+    assert await storage.rotate_refresh_token(
+        "g0-rt", tokens=make_pair("g1", parent="g0-rt"), now=NOW
+    )
+    assert await storage.revoke_family("family-1", now=NOW + 1) == 4
+
+    late = make_pair("g2", parent="g1-rt")
+    assert await storage.rotate_refresh_token("g1-rt", tokens=late, now=NOW + 2) is False
+    assert await exist(storage, ["g2-at", "g2-rt"]) == [False, False]
 
 
 async def test_a_second_first_rotation_loses(storage: Storage) -> None:
     await storage.save_tokens(make_pair("g0"))
     first = make_pair("g1", parent="g0-rt")
-    await storage.rotate_refresh_token("g0-rt", expected_successor=None, tokens=first, now=NOW)
+    await storage.rotate_refresh_token("g0-rt", tokens=first, now=NOW)
     before = await storage.get_token("g0-rt")
 
     second = make_pair("g1b", parent="g0-rt")
-    rotated = await storage.rotate_refresh_token(
-        "g0-rt", expected_successor=None, tokens=second, now=NOW + 1
-    )
+    rotated = await storage.rotate_refresh_token("g0-rt", tokens=second, now=NOW + 1)
 
     assert rotated is False
     assert await storage.get_token("g0-rt") == before
     assert await exist(storage, ["g1b-at", "g1b-rt"]) == [False, False]
-
-
-async def test_grace_rotation_revokes_the_previous_successors(storage: Storage) -> None:
-    await storage.save_tokens(make_pair("g0"))
-    first = make_pair("g1", parent="g0-rt")
-    await storage.rotate_refresh_token("g0-rt", expected_successor=None, tokens=first, now=NOW)
-
-    retry = make_pair("g2", parent="g0-rt")
-    rotated = await storage.rotate_refresh_token(
-        "g0-rt", expected_successor="g1-rt", tokens=retry, now=NOW + 5
-    )
-
-    assert rotated is True
-    old = await storage.get_token("g0-rt")
-    assert old is not None
-    assert (old.replaced_by, old.rotated_at, old.revoked_at) == ("g2-rt", NOW, None)
-    for token in first:
-        assert await storage.get_token(token.token_hash) == dataclasses.replace(
-            token, revoked_at=NOW + 5
-        )
-    assert [await storage.get_token(t.token_hash) for t in retry] == retry
-    sibling = await storage.get_token("g0-at")  # not a child of g0-rt
-    assert sibling is not None
-    assert sibling.revoked_at is None
-
-
-async def test_rotation_with_a_stale_expected_successor_loses(storage: Storage) -> None:
-    await storage.save_tokens(make_pair("g0"))
-    await storage.rotate_refresh_token(
-        "g0-rt", expected_successor=None, tokens=make_pair("g1", parent="g0-rt"), now=NOW
-    )
-    await storage.rotate_refresh_token(
-        "g0-rt", expected_successor="g1-rt", tokens=make_pair("g2", parent="g0-rt"), now=NOW
-    )
-    late = make_pair("g3", parent="g0-rt")
-    assert (
-        await storage.rotate_refresh_token(
-            "g0-rt", expected_successor="g1-rt", tokens=late, now=NOW + 1
-        )
-        is False
-    )
-    assert await exist(storage, ["g2-at", "g2-rt", "g3-at", "g3-rt"]) == [True, True, False, False]
-    g2 = await storage.get_token("g2-rt")
-    assert g2 is not None
-    assert g2.revoked_at is None
 
 
 async def test_a_revoked_or_unknown_token_does_not_rotate(storage: Storage) -> None:
@@ -642,12 +710,7 @@ async def test_a_revoked_or_unknown_token_does_not_rotate(storage: Storage) -> N
     await storage.revoke_token("g0-rt", now=NOW)
     new = make_pair("g1", parent="g0-rt")
     for token_hash in ("g0-rt", "nothing"):
-        assert (
-            await storage.rotate_refresh_token(
-                token_hash, expected_successor=None, tokens=new, now=NOW + 1
-            )
-            is False
-        )
+        assert await storage.rotate_refresh_token(token_hash, tokens=new, now=NOW + 1) is False
     assert await exist(storage, ["g1-at", "g1-rt"]) == [False, False]
     old = await storage.get_token("g0-rt")
     assert old is not None
@@ -657,30 +720,11 @@ async def test_a_revoked_or_unknown_token_does_not_rotate(storage: Storage) -> N
 async def test_rotation_must_issue_a_refresh_token(storage: Storage) -> None:
     await storage.save_tokens(make_pair("g0"))
     with pytest.raises(ValueError, match="refresh token"):
-        await storage.rotate_refresh_token(
-            "g0-rt", expected_successor=None, tokens=[make_token("g1-at")], now=NOW
-        )
+        await storage.rotate_refresh_token("g0-rt", tokens=[make_token("g1-at")], now=NOW)
     assert await storage.get_token("g1-at") is None
     old = await storage.get_token("g0-rt")
     assert old is not None
     assert old.replaced_by is None
-
-
-async def test_a_grace_rotation_without_a_refresh_token_writes_nothing(
-    storage: Storage,
-) -> None:
-    await storage.save_tokens(make_pair("g0"))
-    assert await storage.rotate_refresh_token(
-        "g0-rt", expected_successor=None, tokens=make_pair("g1", parent="g0-rt"), now=NOW
-    )
-    with pytest.raises(ValueError, match="refresh token"):
-        await storage.rotate_refresh_token(
-            "g0-rt", expected_successor="g1-rt", tokens=[make_token("g2-at")], now=NOW
-        )
-    assert await exist(storage, ["g2-at"]) == [False]
-    successor = await storage.get_token("g1-rt")
-    assert successor is not None
-    assert successor.revoked_at is None
 
 
 async def test_a_duplicate_token_hash_is_refused_and_nothing_is_written(
@@ -705,10 +749,7 @@ async def test_concurrent_rotations_have_one_winner(storage: Storage) -> None:
     await storage.save_tokens(make_pair("g0"))
     attempts = [make_pair(f"try{i}", parent="g0-rt") for i in range(20)]
     results = await asyncio.gather(
-        *(
-            storage.rotate_refresh_token("g0-rt", expected_successor=None, tokens=tokens, now=NOW)
-            for tokens in attempts
-        )
+        *(storage.rotate_refresh_token("g0-rt", tokens=tokens, now=NOW) for tokens in attempts)
     )
     assert results.count(True) == 1
     winner = results.index(True)
@@ -794,20 +835,6 @@ async def test_revoked_access_tokens_are_listed_until_they_expire(storage: Stora
         "revoked",
     ]
     assert await storage.list_revoked_access_tokens(now=NOW + 3600) == []
-
-
-async def test_purged_successors_do_not_hinder_a_grace_rotation(storage: Storage) -> None:
-    await storage.save_tokens(make_pair("g0"))
-    first = [dataclasses.replace(t, expires_at=NOW + 1) for t in make_pair("g1", parent="g0-rt")]
-    await storage.rotate_refresh_token("g0-rt", expected_successor=None, tokens=first, now=NOW)
-    assert await storage.purge_expired(now=NOW + 1) == 2
-
-    retry = make_pair("g2", parent="g0-rt")
-    assert await storage.rotate_refresh_token(
-        "g0-rt", expected_successor="g1-rt", tokens=retry, now=NOW + 1
-    )
-    assert [await storage.get_token(t.token_hash) for t in retry] == retry
-    assert await storage.revoke_family("family-1", now=NOW + 2) == 4
 
 
 # -- signing keys --------------------------------------------------------------------------
@@ -1311,8 +1338,9 @@ async def test_purge_counts_every_kind_of_row_together(storage: Storage) -> None
     await storage.save_device_authorization(make_device(expires_at=NOW))
     await storage.save_pushed_authorization_request(make_pushed(expires_at=NOW))
     await storage.use_once("jti", expires_at=NOW, now=NOW - 1)
-    await storage.record_failure("k", now=NOW - FAILURE_RETENTION)
-    assert await storage.purge_expired(now=NOW) == 6
+    await storage.take_attempt("k", limit=1, since=0, now=NOW - FAILURE_RETENTION)
+    await storage.save_session(make_session(expires_at=NOW))
+    assert await storage.purge_expired(now=NOW) == 7
 
 
 async def test_close_is_idempotent(storage: Storage) -> None:

@@ -9,6 +9,7 @@ a slow statement, an outage, dropped connections), database URLs and the
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import threading
 import time
@@ -25,7 +26,9 @@ from asgi_oauth import (
     Settings,
     StorageError,
     TemporarilyUnavailableError,
+    Token,
     TokenResponse,
+    User,
 )
 from asgi_oauth.cli import main
 from asgi_oauth.crypto import hash_token
@@ -65,6 +68,8 @@ TABLES = {
     "signing_keys",
     "pushed_authorization_requests",
     "once_keys",
+    "sessions",
+    "token_families",
 }
 
 
@@ -225,6 +230,18 @@ async def token_hashes(admin: Any, schema: str) -> set[str]:
     return {row["token_hash"] for row in rows}
 
 
+async def insert_tokens(admin: Any, schema: str, tokens: list[Token]) -> None:
+    """Tokens written straight into the table, past every store."""
+    for token in tokens:
+        await admin.execute(
+            f'INSERT INTO "{schema}".tokens (token_hash, kind, client_id, scope, family_id,'
+            " issued_at, expires_at, subject, audience, parent_hash, replaced_by,"
+            " rotated_at, revoked_at, jkt)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            *_rows.token_row(token),
+        )
+
+
 async def warm(*stores: Storage) -> None:
     """Open every store's pool, so a race is between queries and not pool start-ups."""
     for store in stores:
@@ -381,6 +398,38 @@ async def test_a_version_3_schema_gains_the_pushed_request_and_dpop_columns(
     assert await store.use_once("jti-1", expires_at=NOW + 60, now=NOW)
 
 
+async def test_a_version_4_schema_gains_sessions_and_the_families_of_live_refresh_tokens(
+    stores: Stores, admin: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from asgi_oauth.storage import _postgres_schema
+
+    monkeypatch.setattr(_postgres_schema, "MIGRATIONS", _postgres_schema.MIGRATIONS[:4])
+    monkeypatch.setattr(_postgres_schema, "SCHEMA_VERSION", 4)
+    assert await stores().migrate() == 4
+    monkeypatch.undo()
+    revoked = [
+        dataclasses.replace(t, revoked_at=NOW) for t in make_pair("r0", family_id="family-r")
+    ]
+    # A live family, and a revoked one, as version 4 kept them.
+    await insert_tokens(admin, stores.schema, [*make_pair("g0"), *revoked])
+
+    store = stores()
+    assert await store.migrate() == schema_version() - 4
+    assert await tables_in(admin, stores.schema) == TABLES
+    families = await admin.fetch(
+        f'SELECT family_id, client_id, subject, expires_at, revoked_at FROM "{stores.schema}"'
+        ".token_families"
+    )
+    assert [tuple(row) for row in families] == [
+        ("family-1", "client-1", "user-1", NOW + 86400, None)
+    ]
+    new = make_pair("g1", parent="g0-rt")
+    assert await store.rotate_refresh_token("g0-rt", tokens=new, now=NOW, sealed_response="s")
+    rotated = await store.get_token("g0-rt")
+    assert rotated is not None and rotated.sealed_response == "s"
+    assert await store.rotate_refresh_token("r0-rt", tokens=make_pair("r1"), now=NOW) is False
+
+
 # -- one winner across instances -----------------------------------------------------------
 
 
@@ -458,9 +507,7 @@ async def test_concurrent_rotations_on_two_instances_have_one_winner(
     attempts = [make_pair(f"try-{i}", parent="rt-0") for i in range(30)]
     outcomes = await asyncio.gather(
         *(
-            (first, second)[i % 2].rotate_refresh_token(
-                "rt-0", expected_successor=None, tokens=pair, now=NOW
-            )
+            (first, second)[i % 2].rotate_refresh_token("rt-0", tokens=pair, now=NOW)
             for i, pair in enumerate(attempts)
         )
     )
@@ -469,6 +516,65 @@ async def test_concurrent_rotations_on_two_instances_have_one_winner(
     assert await token_hashes(admin, stores.schema) == {"rt-0", *(t.token_hash for t in winner)}
     rotated = await second.get_token("rt-0")
     assert rotated is not None and rotated.replaced_by == winner[1].token_hash
+
+
+async def rotation_in_flight(admin: Any, schema: str, successors: list[Token]) -> Any:
+    """A rotation of family-1 half done on a direct connection, as a store does it: the
+    family's row locked and the successors inserted; the open transaction to commit."""
+    in_flight = admin.transaction()
+    await in_flight.start()
+    sql = f'UPDATE "{schema}".token_families SET expires_at = expires_at WHERE family_id = $1'
+    await admin.execute(sql, "family-1")
+    await insert_tokens(admin, schema, successors)
+    return in_flight
+
+
+async def test_revoking_a_family_waits_for_a_rotation_in_flight_and_revokes_its_tokens(
+    stores: Stores, admin: Any
+) -> None:
+    """What a rotation does, held open on a direct connection: it has locked the family
+    row and inserted its successor when the revocation starts; the revocation waits, and
+    then revokes the successor too (READ COMMITTED would not see it otherwise)."""
+    store = stores()
+    await store.save_tokens(make_pair("g0"))
+    in_flight = await rotation_in_flight(admin, stores.schema, make_pair("g1", parent="g0-rt"))
+    revoking = asyncio.create_task(store.revoke_family("family-1", now=NOW + 1))
+    await wait_for_lock_wait(admin, stores.application_name)
+    await in_flight.commit()
+
+    assert await revoking == 4
+    successor = await store.get_token("g1-rt")
+    assert successor is not None and successor.revoked_at == NOW + 1
+
+
+async def test_deleting_a_user_waits_for_a_rotation_in_flight_and_ends_its_tokens(
+    stores: Stores, admin: Any
+) -> None:
+    store = stores()
+    assert await store.add_user(User("user-1", "alice", "scrypt$pw"))
+    await store.save_tokens(make_pair("g0"))
+    in_flight = await rotation_in_flight(admin, stores.schema, make_pair("g1", parent="g0-rt"))
+    deleting = asyncio.create_task(store.delete_user("alice"))
+    await wait_for_lock_wait(admin, stores.application_name)
+    await in_flight.commit()
+
+    assert await deleting is True
+    successor = await store.get_token("g1-at")
+    assert successor is not None and successor.revoked_at is not None
+    assert await store.get_token("g1-rt") is None
+    rotated = make_pair("g2", parent="g0-rt")
+    assert await store.rotate_refresh_token("g0-rt", tokens=rotated, now=NOW + 2) is False
+
+
+async def test_concurrent_attempts_on_two_instances_are_counted_up_to_the_limit(
+    stores: Stores,
+) -> None:
+    first, second = stores(), stores()
+    await warm(first, second)
+    taken = await asyncio.gather(
+        *((first, second)[i % 2].take_attempt("k", limit=10, since=0, now=NOW) for i in range(60))
+    )
+    assert taken.count(None) == 10
 
 
 async def test_concurrent_device_redemptions_on_two_instances_have_one_winner(

@@ -16,6 +16,7 @@ import pytest
 from asgi_oauth.errors import StorageError
 from asgi_oauth.models import (
     AuthorizationCode,
+    BrowserSession,
     Client,
     DeviceAuthorization,
     PushedAuthorizationRequest,
@@ -405,7 +406,7 @@ async def test_two_stores_on_one_file_see_each_other(path: Path) -> None:
         assert await two.get_token("g0-rt") == make_pair("g0")[1]
 
         new = make_pair("g1", parent="g0-rt")
-        assert await two.rotate_refresh_token("g0-rt", expected_successor=None, tokens=new, now=NOW)
+        assert await two.rotate_refresh_token("g0-rt", tokens=new, now=NOW)
         rotated = await one.get_token("g0-rt")
         assert rotated is not None
         assert rotated.replaced_by == "g1-rt"
@@ -664,3 +665,28 @@ async def test_uri_lists_keep_their_order(store: SQLiteStorage) -> None:
     client = dataclasses.replace(make_client(), redirect_uris=uris, allowed_origins=())
     await store.save_client(client)
     assert await store.get_client(client.client_id) == client
+
+
+async def test_a_version_5_file_gains_sessions_and_sealed_responses(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_old_file(path, monkeypatch, 5)
+    store = SQLiteStorage(path)
+    try:
+        await store.migrate()
+        assert read_file(path, "SELECT sealed_response FROM tokens") == [(None,), (None,)]
+        assert [await store.get_token(t.token_hash) for t in make_pair("g0")] == make_pair("g0")
+        new = make_pair("g1", parent="g0-rt")
+        assert await store.rotate_refresh_token("g0-rt", tokens=new, now=NOW, sealed_response="s")
+        rotated = await store.get_token("g0-rt")
+        assert rotated is not None and rotated.sealed_response == "s"
+        session = BrowserSession("session-1", "user-1", NOW, NOW + 60)
+        await store.save_session(session)
+        assert await store.get_session("session-1") == session
+        assert await store.delete_user("alice") is True
+        assert await store.get_session("session-1") is None
+    finally:
+        await store.close()
+    assert read_file(path, "SELECT version FROM schema_version") == [
+        (_sqlite_schema.SCHEMA_VERSION,)
+    ]

@@ -110,8 +110,6 @@ async def _create(args: argparse.Namespace, storage: Storage) -> int:
     insecure = settings(args, insecure_transport=args.insecure_transport).insecure_transport
     if any(c.name == args.name for c in await storage.list_clients()):
         raise CommandError(f"a client named {args.name!r} exists already")
-    if args.client_id is not None and await storage.get_client(args.client_id) is not None:
-        raise CommandError(f"client_id {args.client_id!r} exists already")
     try:
         registered = new_client(
             name=args.name,
@@ -129,7 +127,8 @@ async def _create(args: argparse.Namespace, storage: Storage) -> int:
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from None
-    await storage.save_client(registered.client)
+    if not await storage.add_client(registered.client):
+        raise CommandError(f"client_id {registered.client.client_id!r} exists already")
     security_event("client_created", client_id=registered.client.client_id, source="cli")
     _print_registered(args, registered, "created")
     return 0

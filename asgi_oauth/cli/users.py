@@ -68,7 +68,7 @@ async def _hash(args: argparse.Namespace) -> str:
 async def _create(args: argparse.Namespace, storage: Storage) -> int:
     if not args.username.strip() or not args.username.isprintable():
         raise CommandError("the username must be printable and not blank")
-    if await storage.get_user(args.username) is not None:
+    if await storage.get_user(args.username) is not None:  # before asking for a password
         raise CommandError(f"a user named {args.username!r} exists already")
     user = User(
         user_id=generate_token(16),
@@ -76,7 +76,8 @@ async def _create(args: argparse.Namespace, storage: Storage) -> int:
         password_hash=await _hash(args),
         created_at=int(time.time()),
     )
-    await storage.save_user(user)
+    if not await storage.add_user(user):
+        raise CommandError(f"a user named {args.username!r} exists already")
     security_event("user_created", user_id=user.user_id, source="cli")
     report(args, user_json(user), f"created user {user.username!r} (user_id {user.user_id})")
     return 0

@@ -165,6 +165,36 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX once_keys_expires_at ON once_keys (expires_at)",
     ),
+    (
+        # What a retry in the refresh grace period repeats, sealed under the old token;
+        # a retry no longer revokes what was rotated out before it, by parent.
+        "ALTER TABLE tokens ADD COLUMN sealed_response TEXT",
+        "DROP INDEX tokens_parent_hash",
+        # Sign-in sessions of the built-in page, so signing out ends one on the server.
+        """CREATE TABLE sessions (
+            session_hash TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            auth_time BIGINT NOT NULL,
+            expires_at BIGINT NOT NULL
+        )""",
+        "CREATE INDEX sessions_user_id ON sessions (user_id)",
+        "CREATE INDEX sessions_expires_at ON sessions (expires_at)",
+        # A grant with a refresh token, revoked as one: rotation and revocation both take
+        # its row first, so under READ COMMITTED neither misses what the other wrote.
+        """CREATE TABLE token_families (
+            family_id TEXT PRIMARY KEY,
+            client_id TEXT NOT NULL,
+            subject TEXT,
+            expires_at BIGINT NOT NULL,
+            revoked_at BIGINT
+        )""",
+        "CREATE INDEX token_families_client_id ON token_families (client_id)",
+        "CREATE INDEX token_families_subject ON token_families (subject) WHERE subject IS NOT NULL",
+        "CREATE INDEX token_families_expires_at ON token_families (expires_at)",
+        "INSERT INTO token_families (family_id, client_id, subject, expires_at)"
+        " SELECT family_id, min(client_id), min(subject), max(expires_at) FROM tokens"
+        " WHERE kind = 'refresh_token' AND revoked_at IS NULL GROUP BY family_id",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -215,14 +245,18 @@ SELECT_CLIENTS = (
     " require_pushed_authorization_requests, dpop_bound_access_tokens,"
     " registration_access_token_hash, registration_metadata FROM clients"
 )
-UPSERT_CLIENT = (
+_CLIENT_INSERT = (
     "INSERT INTO clients (client_id, secret_hash, name, redirect_uris, grant_types,"
     " scope, allowed_origins, is_resource_server, require_pkce, created_at,"
     " access_token_format, id_token_signed_response_alg,"
     " require_pushed_authorization_requests, dpop_bound_access_tokens,"
     " registration_access_token_hash, registration_metadata)"
     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
-    " ON CONFLICT (client_id) DO UPDATE SET secret_hash = excluded.secret_hash,"
+)
+#: Adds a client unless its id is taken.
+ADD_CLIENT = _CLIENT_INSERT + " ON CONFLICT (client_id) DO NOTHING"
+UPSERT_CLIENT = (
+    _CLIENT_INSERT + " ON CONFLICT (client_id) DO UPDATE SET secret_hash = excluded.secret_hash,"
     " name = excluded.name, redirect_uris = excluded.redirect_uris,"
     " grant_types = excluded.grant_types, scope = excluded.scope,"
     " allowed_origins = excluded.allowed_origins,"
@@ -236,8 +270,16 @@ UPSERT_CLIENT = (
     " registration_metadata = excluded.registration_metadata"
 )
 SELECT_USERS = "SELECT user_id, username, password_hash, created_at FROM users"
+#: Adds a user unless its id or username is taken (either unique constraint).
 INSERT_USER = (
     "INSERT INTO users (user_id, username, password_hash, created_at) VALUES ($1, $2, $3, $4)"
+    " ON CONFLICT DO NOTHING"
+)
+#: Inserts a user or replaces the one with its id; another user's username fails.
+UPSERT_USER = (
+    "INSERT INTO users (user_id, username, password_hash, created_at) VALUES ($1, $2, $3, $4)"
+    " ON CONFLICT (user_id) DO UPDATE SET username = excluded.username,"
+    " password_hash = excluded.password_hash, created_at = excluded.created_at"
 )
 SELECT_CODE = (
     "SELECT code_hash, client_id, subject, scope, redirect_uri, family_id, issued_at,"
@@ -267,7 +309,7 @@ INSERT_DEVICE = (
 )
 SELECT_TOKEN = (
     "SELECT token_hash, kind, client_id, scope, family_id, issued_at, expires_at, subject,"
-    " audience, parent_hash, replaced_by, rotated_at, revoked_at, jkt"
+    " audience, parent_hash, replaced_by, rotated_at, revoked_at, jkt, sealed_response"
     " FROM tokens WHERE token_hash = $1"
 )
 #: The revocation list: partial index ``tokens_revoked_access`` covers exactly these rows.
@@ -302,6 +344,27 @@ USE_ONCE = (
     " ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at"
     " WHERE once_keys.expires_at <= $3"
 )
+SELECT_SESSION = (
+    "SELECT session_hash, user_id, auth_time, expires_at FROM sessions WHERE session_hash = $1"
+)
+INSERT_SESSION = (
+    "INSERT INTO sessions (session_hash, user_id, auth_time, expires_at) VALUES ($1, $2, $3, $4)"
+)
+#: A new grant with a refresh token: the family its rotations and revocations lock
+#: (one already known keeps its state, revoked or not).
+INSERT_FAMILY = (
+    "INSERT INTO token_families (family_id, client_id, subject, expires_at)"
+    " VALUES ($1, $2, $3, $4) ON CONFLICT (family_id)"
+    " DO UPDATE SET expires_at = GREATEST(token_families.expires_at, excluded.expires_at)"
+)
+#: A rotation's first step: the family, unless revoked, locked until the rotation commits.
+LOCK_FAMILY = (
+    "UPDATE token_families SET expires_at = GREATEST(expires_at, $2)"
+    " WHERE family_id = $1 AND revoked_at IS NULL"
+)
+#: The advisory lock class under which guesses at one key are counted one at a time
+#: (two 32-bit keys: a space apart from the migrations' one 64-bit key).
+FAILURE_LOCK_CLASS = 0x6661_696C
 #: Every token of a response in one statement, whatever their number: one array per column.
 INSERT_TOKENS = (
     "INSERT INTO tokens (token_hash, kind, client_id, scope, family_id, issued_at, expires_at,"

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..models import (
     AuthorizationCode,
+    BrowserSession,
     Client,
     DeviceAuthorization,
     PushedAuthorizationRequest,
@@ -171,6 +172,7 @@ def token_from_row(row: Any) -> Token:
         rotated_at=row[11],
         revoked_at=row[12],
         jkt=row[13],
+        sealed_response=row[14],
     )
 
 
@@ -242,3 +244,11 @@ def pushed_request_from_row(row: Any) -> PushedAuthorizationRequest:
         expires_at=row[4],
         consumed_at=row[5],
     )
+
+
+def session_row(s: BrowserSession) -> Row:
+    return (s.session_hash, s.user_id, s.auth_time, s.expires_at)
+
+
+def session_from_row(row: Any) -> BrowserSession:
+    return BrowserSession(session_hash=row[0], user_id=row[1], auth_time=row[2], expires_at=row[3])

@@ -174,6 +174,21 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX once_keys_expires_at ON once_keys (expires_at)",
     ),
+    (
+        # What a retry in the refresh grace period repeats, sealed under the old token;
+        # a retry no longer revokes what was rotated out before it, by parent.
+        "ALTER TABLE tokens ADD COLUMN sealed_response TEXT",
+        "DROP INDEX tokens_parent_hash",
+        # Sign-in sessions of the built-in page, so signing out ends one on the server.
+        """CREATE TABLE sessions (
+            session_hash TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            auth_time INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL
+        )""",
+        "CREATE INDEX sessions_user_id ON sessions (user_id)",
+        "CREATE INDEX sessions_expires_at ON sessions (expires_at)",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -224,18 +239,31 @@ SELECT_CLIENTS = (
     " require_pushed_authorization_requests, dpop_bound_access_tokens,"
     " registration_access_token_hash, registration_metadata FROM clients"
 )
-INSERT_CLIENT = (
-    "INSERT OR REPLACE INTO clients (client_id, secret_hash, name, redirect_uris, grant_types,"
+_CLIENT_INSERT = (
+    "INTO clients (client_id, secret_hash, name, redirect_uris, grant_types,"
     " scope, allowed_origins, is_resource_server, require_pkce, created_at,"
     " access_token_format, id_token_signed_response_alg,"
     " require_pushed_authorization_requests, dpop_bound_access_tokens,"
     " registration_access_token_hash, registration_metadata)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+INSERT_CLIENT = "INSERT OR REPLACE " + _CLIENT_INSERT
+#: Adds a client unless its id is taken.
+ADD_CLIENT = "INSERT " + _CLIENT_INSERT + " ON CONFLICT (client_id) DO NOTHING"
 SELECT_USERS = "SELECT user_id, username, password_hash, created_at FROM users"
 SELECT_USER = SELECT_USERS + " WHERE username = ?"
 SELECT_USER_BY_ID = SELECT_USERS + " WHERE user_id = ?"
-INSERT_USER = "INSERT INTO users (user_id, username, password_hash, created_at) VALUES (?, ?, ?, ?)"
+#: Adds a user unless its id or username is taken (either unique constraint).
+INSERT_USER = (
+    "INSERT INTO users (user_id, username, password_hash, created_at) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT DO NOTHING"
+)
+#: Inserts a user or replaces the one with its id; another user's username fails.
+UPSERT_USER = (
+    "INSERT INTO users (user_id, username, password_hash, created_at) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (user_id) DO UPDATE SET username = excluded.username,"
+    " password_hash = excluded.password_hash, created_at = excluded.created_at"
+)
 SELECT_CODE = (
     "SELECT code_hash, client_id, subject, scope, redirect_uri, family_id, issued_at,"
     " expires_at, code_challenge, code_challenge_method, nonce, consumed_at,"
@@ -261,7 +289,7 @@ INSERT_DEVICE = (
 )
 SELECT_TOKEN = (
     "SELECT token_hash, kind, client_id, scope, family_id, issued_at, expires_at, subject,"
-    " audience, parent_hash, replaced_by, rotated_at, revoked_at, jkt"
+    " audience, parent_hash, replaced_by, rotated_at, revoked_at, jkt, sealed_response"
     " FROM tokens WHERE token_hash = ?"
 )
 #: The revocation list: partial index ``tokens_revoked_access`` covers exactly these rows.
@@ -292,6 +320,12 @@ USE_ONCE = (
     "INSERT INTO once_keys (key, expires_at) VALUES (?, ?)"
     " ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at"
     " WHERE once_keys.expires_at <= ?"
+)
+SELECT_SESSION = (
+    "SELECT session_hash, user_id, auth_time, expires_at FROM sessions WHERE session_hash = ?"
+)
+INSERT_SESSION = (
+    "INSERT INTO sessions (session_hash, user_id, auth_time, expires_at) VALUES (?, ?, ?, ?)"
 )
 _TOKEN_COLUMNS = (
     "token_hash, kind, client_id, scope, family_id, issued_at, expires_at,"

@@ -14,6 +14,7 @@ from typing import Protocol, runtime_checkable
 
 from ..models import (
     AuthorizationCode,
+    BrowserSession,
     Client,
     DeviceAuthorization,
     PushedAuthorizationRequest,
@@ -27,6 +28,10 @@ from ..models import (
 class Storage(Protocol):
     async def get_client(self, client_id: str) -> Client | None:
         """The client with this id, for client authentication on every endpoint."""
+
+    async def add_client(self, client: Client) -> bool:
+        """Insert a new client; False, writing nothing, if its ``client_id`` is taken.
+        One insert decides, so of two registrations racing for one id exactly one wins."""
 
     async def save_client(self, client: Client) -> None:
         """Insert the client, or replace the one with the same id."""
@@ -49,16 +54,21 @@ class Storage(Protocol):
     async def get_user_by_id(self, user_id: str) -> User | None:
         """The user with this id, for a signed-in session."""
 
+    async def add_user(self, user: User) -> bool:
+        """Insert a new user; False, writing nothing, if its username or id is taken.
+        One insert decides, so of two sign-ups racing for one name exactly one wins."""
+
     async def save_user(self, user: User) -> None:
-        """Insert the user, or replace the one with the same id."""
+        """Replace the user with the same id (a new password); its username stays."""
 
     async def list_users(self) -> list[User]:
         """Every user, ordered by username."""
 
     async def delete_user(self, username: str) -> bool:
-        """Remove a user with the consents they gave and every code, device code and
-        refresh token issued on their behalf; False if unknown. Their access tokens
-        are revoked rather than deleted, as ``delete_client`` does."""
+        """Remove a user with the consents they gave, their sign-in sessions and every
+        code, device code and refresh token issued on their behalf; False if unknown.
+        Their access tokens are revoked rather than deleted, as ``delete_client`` does.
+        A rotation racing with it gives the user no live token."""
 
     async def get_consent(self, subject: str, client_id: str) -> frozenset[str] | None:
         """The scopes this user let this client have without asking again; None if never."""
@@ -91,25 +101,28 @@ class Storage(Protocol):
         self,
         token_hash: str,
         *,
-        expected_successor: str | None,
         tokens: Sequence[Token],
         now: int,
+        sealed_response: str | None = None,
     ) -> bool:
         """Atomically rotate a refresh token out and save its successors ``tokens``.
 
-        Succeeds only if the token is unrevoked and its ``replaced_by`` is still
-        ``expected_successor`` (None for a first rotation). The token's
-        ``replaced_by`` becomes the refresh token among ``tokens`` and its
-        ``rotated_at`` is set if unset; when ``expected_successor`` is given
-        (a retry in the grace period) the tokens previously rotated out of it
-        are revoked. Returns False, writing nothing, when another request won.
+        Succeeds only if the token is unrevoked, was never rotated, and its family
+        was never revoked. The token's ``replaced_by`` becomes the refresh token
+        among ``tokens``, its ``rotated_at`` is ``now``, and its ``sealed_response``
+        the one given (what a retry in the grace period repeats). Returns False,
+        writing nothing, when another request won or the family was revoked.
         """
 
     async def revoke_token(self, token_hash: str, *, now: int) -> bool:
         """Revoke one token; False if unknown or already revoked."""
 
     async def revoke_family(self, family_id: str, *, now: int) -> int:
-        """Revoke every token of a grant; returns how many were still unrevoked."""
+        """Revoke every token of a grant; returns how many were still unrevoked.
+
+        The family itself is revoked: a rotation committing at the same moment
+        either finished first (and its tokens are revoked here) or fails.
+        """
 
     async def list_revoked_access_tokens(self, *, now: int) -> list[str]:
         """The hashes of access tokens revoked before they expired and not yet expired:
@@ -188,18 +201,35 @@ class Storage(Protocol):
         racing with the same key exactly one gets True (a DPoP proof's ``jti``,
         RFC 9449 §11.1)."""
 
-    async def record_failure(self, key: str, *, now: int) -> None:
-        """Count one failed guess (a password, a user code) against ``key``."""
+    async def take_attempt(self, key: str, *, limit: int, since: int, now: int) -> int | None:
+        """Count a guess (a password, a user code) against ``key`` as a failure at ``now``,
+        before it is checked, unless ``key`` already has ``limit`` failures at or after
+        ``since``: then record nothing and return when the earliest of those was.
 
-    async def recent_failures(self, key: str, *, since: int) -> tuple[int, int | None]:
-        """How many failures ``key`` has had at or after ``since``, and when the first was."""
+        Count and decision are one atomic step across instances, so a burst of
+        concurrent guesses gets no more than ``limit`` of them checked.
+        """
+
+    async def forget_failure(self, key: str, *, at: int) -> None:
+        """Remove one failure of ``key`` counted at ``at``: a guess that proved right
+        without clearing the rest (a valid user code)."""
 
     async def clear_failures(self, key: str) -> None:
         """Forget ``key``'s failures (it succeeded)."""
 
+    async def save_session(self, session: BrowserSession) -> None:
+        """Persist a sign-in session when someone signs in on the built-in page."""
+
+    async def get_session(self, session_hash: str) -> BrowserSession | None:
+        """The sign-in session with this hash, expired or not; None once it ended
+        (signed out, its user deleted, purged)."""
+
+    async def delete_session(self, session_hash: str) -> bool:
+        """End a sign-in session (sign-out); False if unknown."""
+
     async def purge_expired(self, *, now: int) -> int:
-        """Delete expired codes, device codes, tokens, signing keys, pushed requests
-        and ``use_once`` keys, and failures
+        """Delete expired codes, device codes, tokens, signing keys, pushed requests,
+        sign-in sessions and ``use_once`` keys, and failures
         older than a day (``FAILURE_RETENTION``); returns how many rows went."""
 
     async def close(self) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from ..errors import StorageError
 from ..models import (
     AuthorizationCode,
+    BrowserSession,
     Client,
     DeviceAuthorization,
     PushedAuthorizationRequest,
@@ -30,7 +31,6 @@ class MemoryStorage:
         self._codes: dict[str, AuthorizationCode] = {}
         self._tokens: dict[str, Token] = {}
         self._families: dict[str, set[str]] = {}
-        self._children: dict[str, set[str]] = {}
         self._consents: dict[tuple[str, str], frozenset[str]] = {}
         self._failures: dict[str, list[int]] = {}
         self._devices: dict[str, DeviceAuthorization] = {}
@@ -38,9 +38,16 @@ class MemoryStorage:
         self._signing_keys: dict[str, SigningKey] = {}
         self._pushed: dict[str, PushedAuthorizationRequest] = {}
         self._once: dict[str, int] = {}  # key -> expires_at
+        self._sessions: dict[str, BrowserSession] = {}
 
     async def get_client(self, client_id: str) -> Client | None:
         return self._clients.get(client_id)
+
+    async def add_client(self, client: Client) -> bool:
+        if client.client_id in self._clients:
+            return False
+        self._clients[client.client_id] = client
+        return True
 
     async def save_client(self, client: Client) -> None:
         self._clients[client.client_id] = client
@@ -69,12 +76,21 @@ class MemoryStorage:
         return self._users.get(username)
 
     async def get_user_by_id(self, user_id: str) -> User | None:
-        return next((u for u in self._users.values() if u.user_id == user_id), None)
+        return self._by_id(user_id)
+
+    async def add_user(self, user: User) -> bool:
+        if user.username in self._users or self._by_id(user.user_id) is not None:
+            return False
+        self._users[user.username] = user
+        return True
 
     async def save_user(self, user: User) -> None:
-        for name, known in list(self._users.items()):
-            if known.user_id == user.user_id:
-                del self._users[name]
+        taken = self._users.get(user.username)
+        if taken is not None and taken.user_id != user.user_id:
+            raise StorageError("username taken by another user")
+        known = self._by_id(user.user_id)
+        if known is not None:
+            del self._users[known.username]
         self._users[user.username] = user
 
     async def list_users(self) -> list[User]:
@@ -90,6 +106,8 @@ class MemoryStorage:
             del self._codes[code_hash]
         for device in [d for d in self._devices.values() if d.subject == user.user_id]:
             self._forget_device(device)
+        for session_hash in [h for h, s in self._sessions.items() if s.user_id == user.user_id]:
+            del self._sessions[session_hash]
         self._end_tokens([t for t in self._tokens.values() if t.subject == user.user_id])
         return True
 
@@ -129,22 +147,17 @@ class MemoryStorage:
         self,
         token_hash: str,
         *,
-        expected_successor: str | None,
         tokens: Sequence[Token],
         now: int,
+        sealed_response: str | None = None,
     ) -> bool:
         successor = successor_of(tokens)
         token = self._tokens.get(token_hash)
-        if token is None or token.revoked_at is not None:
-            return False
-        if token.replaced_by != expected_successor:
+        if token is None or token.revoked_at is not None or token.replaced_by is not None:
             return False
         self._check_new(tokens)
-        if expected_successor is not None:
-            for child in self._children.get(token_hash, ()):
-                self._revoke(child, now)
         self._tokens[token_hash] = dataclasses.replace(
-            token, replaced_by=successor, rotated_at=token.rotated_at or now
+            token, replaced_by=successor, rotated_at=now, sealed_response=sealed_response
         )
         self._add(tokens)
         return True
@@ -272,6 +285,9 @@ class MemoryStorage:
         once = [k for k, expires_at in self._once.items() if expires_at <= now]
         for key in once:
             del self._once[key]
+        sessions = [h for h, s in self._sessions.items() if s.expires_at <= now]
+        for session_hash in sessions:
+            del self._sessions[session_hash]
         failures = 0
         for key, times in list(self._failures.items()):
             kept = [t for t in times if t > now - FAILURE_RETENTION]
@@ -281,20 +297,37 @@ class MemoryStorage:
             else:
                 del self._failures[key]
         rows = len(codes) + len(tokens) + len(devices) + len(kids) + len(pushed) + len(once)
-        return rows + failures
+        return rows + len(sessions) + failures
 
-    async def record_failure(self, key: str, *, now: int) -> None:
-        self._failures.setdefault(key, []).append(now)
-
-    async def recent_failures(self, key: str, *, since: int) -> tuple[int, int | None]:
+    async def take_attempt(self, key: str, *, limit: int, since: int, now: int) -> int | None:
         recent = [t for t in self._failures.get(key, ()) if t >= since]
-        return len(recent), min(recent, default=None)
+        if len(recent) >= limit:
+            return min(recent)
+        self._failures.setdefault(key, []).append(now)
+        return None
+
+    async def forget_failure(self, key: str, *, at: int) -> None:
+        times = self._failures.get(key, [])
+        if at in times:
+            times.remove(at)
 
     async def clear_failures(self, key: str) -> None:
         self._failures.pop(key, None)
 
+    async def save_session(self, session: BrowserSession) -> None:
+        self._sessions[session.session_hash] = session
+
+    async def get_session(self, session_hash: str) -> BrowserSession | None:
+        return self._sessions.get(session_hash)
+
+    async def delete_session(self, session_hash: str) -> bool:
+        return self._sessions.pop(session_hash, None) is not None
+
     async def close(self) -> None:
         return None
+
+    def _by_id(self, user_id: str) -> User | None:
+        return next((u for u in self._users.values() if u.user_id == user_id), None)
 
     def _check_new(self, tokens: Sequence[Token]) -> None:
         """Refuse a hash already stored, before anything is written (as a primary key would)."""
@@ -305,8 +338,6 @@ class MemoryStorage:
         for token in tokens:
             self._tokens[token.token_hash] = token
             self._families.setdefault(token.family_id, set()).add(token.token_hash)
-            if token.parent_hash is not None:
-                self._children.setdefault(token.parent_hash, set()).add(token.token_hash)
 
     def _end_tokens(self, tokens: list[Token]) -> None:
         """Revoke access tokens (the revocation list names them until they expire);
@@ -340,13 +371,6 @@ class MemoryStorage:
             family.discard(token.token_hash)
             if not family:
                 del self._families[token.family_id]
-        self._children.pop(token.token_hash, None)
-        if token.parent_hash is not None:
-            siblings = self._children.get(token.parent_hash)
-            if siblings is not None:
-                siblings.discard(token.token_hash)
-                if not siblings:
-                    del self._children[token.parent_hash]
 
 
 def _expired(key: SigningKey, now: int) -> bool:

@@ -29,6 +29,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 from ..errors import StorageError
 from ..models import (
     AuthorizationCode,
+    BrowserSession,
     Client,
     DeviceAuthorization,
     PushedAuthorizationRequest,
@@ -115,21 +116,30 @@ class PostgresStorage:
             self._clients.put(client)
         return client
 
+    async def add_client(self, client: Client) -> bool:
+        return await self._put_client(client, _pg.ADD_CLIENT)
+
     async def save_client(self, client: Client) -> None:
+        await self._put_client(client, _pg.UPSERT_CLIENT)
+
+    async def _put_client(self, client: Client, insert: str) -> bool:
         row = _rows.client_row(client)
         origins = [(client.client_id, origin) for origin in client.allowed_origins]
 
-        async def save(conn: Any) -> None:
-            await conn.execute(_pg.UPSERT_CLIENT, *row)
+        async def save(conn: Any) -> bool:
+            if await conn.execute(insert, *row) == "INSERT 0 0":
+                return False
             await conn.execute("DELETE FROM client_origins WHERE client_id = $1", client.client_id)
             await conn.executemany(
                 "INSERT INTO client_origins (client_id, origin) VALUES ($1, $2)"
                 " ON CONFLICT DO NOTHING",
                 origins,
             )
+            return True
 
-        await self._transaction(save)
+        saved: bool = await self._transaction(save)
         self._clients.forget(client.client_id)
+        return saved
 
     async def delete_client(self, client_id: str) -> bool:
         async def delete(conn: Any) -> bool:
@@ -167,13 +177,11 @@ class PostgresStorage:
         row = await self._fetchrow(_pg.SELECT_USERS + " WHERE user_id = $1", user_id)
         return None if row is None else _rows.user_from_row(row)
 
-    async def save_user(self, user: User) -> None:
-        async def save(conn: Any) -> None:
-            sql = "DELETE FROM users WHERE user_id = $1 OR username = $2"
-            await conn.execute(sql, user.user_id, user.username)
-            await conn.execute(_pg.INSERT_USER, *_rows.user_row(user))
+    async def add_user(self, user: User) -> bool:
+        return await self._execute(_pg.INSERT_USER, *_rows.user_row(user)) == "INSERT 0 1"
 
-        await self._transaction(save)
+    async def save_user(self, user: User) -> None:
+        await self._execute(_pg.UPSERT_USER, *_rows.user_row(user))
 
     async def list_users(self) -> list[User]:
         rows = await self._fetch(_pg.SELECT_USERS + " ORDER BY username")
@@ -189,6 +197,7 @@ class PostgresStorage:
             for table in ("consents", "authorization_codes", "device_authorizations"):
                 sql = f"DELETE FROM {table} WHERE subject = $1"  # noqa: S608 (constants)
                 await conn.execute(sql, user_id)
+            await conn.execute("DELETE FROM sessions WHERE user_id = $1", user_id)
             await _end_tokens_of(conn, "subject", user_id)
             return True
 
@@ -222,8 +231,19 @@ class PostgresStorage:
         )
 
     async def save_tokens(self, tokens: Sequence[Token]) -> None:
-        if tokens:
-            await self._execute(_pg.INSERT_TOKENS, *_pg.token_columns(tokens))
+        if not tokens:
+            return
+        columns = _pg.token_columns(tokens)
+        family = _new_family(tokens)
+        if family is None:
+            await self._execute(_pg.INSERT_TOKENS, *columns)
+            return
+
+        async def save(conn: Any) -> None:
+            await conn.execute(_pg.INSERT_FAMILY, *family)
+            await conn.execute(_pg.INSERT_TOKENS, *columns)
+
+        await self._transaction(save)
 
     async def get_token(self, token_hash: str) -> Token | None:
         row = await self._fetchrow(_pg.SELECT_TOKEN, token_hash)
@@ -233,45 +253,57 @@ class PostgresStorage:
         self,
         token_hash: str,
         *,
-        expected_successor: str | None,
         tokens: Sequence[Token],
         now: int,
+        sealed_response: str | None = None,
     ) -> bool:
         successor = successor_of(tokens)
+        family_id = tokens[0].family_id
+        expires_at = max(token.expires_at for token in tokens)
         columns = _pg.token_columns(tokens)
 
-        async def rotate(conn: Any) -> bool:
+        async def rotate(conn: Any) -> None:
+            # The family row first, as revocations take it: a revocation that came
+            # first has it revoked; one that comes later waits for this commit and
+            # then sees the new tokens (READ COMMITTED reads afresh per statement).
+            if await conn.execute(_pg.LOCK_FAMILY, family_id, expires_at) != "UPDATE 1":
+                raise _Lost
             rotated = await conn.execute(
-                "UPDATE tokens SET replaced_by = $1, rotated_at = COALESCE(rotated_at, $2)"
-                " WHERE token_hash = $3 AND revoked_at IS NULL"
-                " AND replaced_by IS NOT DISTINCT FROM $4",
+                "UPDATE tokens SET replaced_by = $1, rotated_at = $2, sealed_response = $3"
+                " WHERE token_hash = $4 AND revoked_at IS NULL AND replaced_by IS NULL",
                 successor,
                 now,
+                sealed_response,
                 token_hash,
-                expected_successor,
             )
             if rotated != "UPDATE 1":
-                return False
-            if expected_successor is not None:
-                await conn.execute(
-                    "UPDATE tokens SET revoked_at = $1"
-                    " WHERE parent_hash = $2 AND revoked_at IS NULL",
-                    now,
-                    token_hash,
-                )
+                raise _Lost
             await conn.execute(_pg.INSERT_TOKENS, *columns)
-            return True
 
-        rotated: bool = await self._transaction(rotate)
-        return rotated
+        try:
+            await self._transaction(rotate)
+        except _Lost:
+            return False
+        return True
 
     async def revoke_token(self, token_hash: str, *, now: int) -> bool:
         sql = "UPDATE tokens SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL"
         return await self._execute(sql, now, token_hash) == "UPDATE 1"
 
     async def revoke_family(self, family_id: str, *, now: int) -> int:
-        sql = "UPDATE tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL"
-        return _count(await self._execute(sql, now, family_id))
+        async def revoke(conn: Any) -> int:
+            # The family first: waits for a rotation in flight, and stops any after.
+            await conn.execute(
+                "UPDATE token_families SET revoked_at = $1"
+                " WHERE family_id = $2 AND revoked_at IS NULL",
+                now,
+                family_id,
+            )
+            sql = "UPDATE tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL"
+            return _count(await conn.execute(sql, now, family_id))
+
+        revoked: int = await self._transaction(revoke)
+        return revoked
 
     async def list_revoked_access_tokens(self, *, now: int) -> list[str]:
         rows = await self._fetch(_pg.SELECT_REVOKED_ACCESS_TOKENS, now)
@@ -389,12 +421,16 @@ class PostgresStorage:
     async def _consume_then_save(
         self, consume: str, args: tuple[object, ...], tokens: Sequence[Token]
     ) -> bool:
-        """One transaction: a guarded UPDATE of one row; the tokens only if it matched."""
+        """One transaction: a guarded UPDATE of one row; the tokens (and their new
+        family) only if it matched."""
         columns = _pg.token_columns(tokens)
+        family = _new_family(tokens)
 
         async def redeem(conn: Any) -> bool:
             if await conn.execute(consume, *args) != "UPDATE 1":
                 return False
+            if family is not None:
+                await conn.execute(_pg.INSERT_FAMILY, *family)
             await conn.execute(_pg.INSERT_TOKENS, *columns)
             return True
 
@@ -411,6 +447,8 @@ class PostgresStorage:
                 "signing_keys",
                 "pushed_authorization_requests",
                 "once_keys",
+                "sessions",
+                "token_families",
             ):
                 sql = f"DELETE FROM {table} WHERE expires_at <= $1"  # noqa: S608 (constants)
                 purged += _count(await conn.execute(sql, now))
@@ -420,16 +458,41 @@ class PostgresStorage:
         purged: int = await self._transaction(purge)
         return purged
 
-    async def record_failure(self, key: str, *, now: int) -> None:
-        await self._execute("INSERT INTO failures (key, at) VALUES ($1, $2)", key, now)
+    async def take_attempt(self, key: str, *, limit: int, since: int, now: int) -> int | None:
+        async def take(conn: Any) -> int | None:
+            # One counter at a time per key, across instances, until this commits.
+            lock = "SELECT pg_advisory_xact_lock($1, hashtext($2))"
+            await conn.execute(lock, _pg.FAILURE_LOCK_CLASS, key)
+            sql = "SELECT count(*), min(at) FROM failures WHERE key = $1 AND at >= $2"
+            count, first = await conn.fetchrow(sql, key, since)
+            if count >= limit:
+                return int(first)
+            await conn.execute("INSERT INTO failures (key, at) VALUES ($1, $2)", key, now)
+            return None
 
-    async def recent_failures(self, key: str, *, since: int) -> tuple[int, int | None]:
-        sql = "SELECT count(*), min(at) FROM failures WHERE key = $1 AND at >= $2"
-        row = await self._fetchrow(sql, key, since)
-        return int(row[0]), row[1]
+        taken: int | None = await self._transaction(take)
+        return taken
+
+    async def forget_failure(self, key: str, *, at: int) -> None:
+        sql = (
+            "DELETE FROM failures WHERE ctid ="
+            " (SELECT ctid FROM failures WHERE key = $1 AND at = $2 LIMIT 1)"
+        )
+        await self._execute(sql, key, at)
 
     async def clear_failures(self, key: str) -> None:
         await self._execute("DELETE FROM failures WHERE key = $1", key)
+
+    async def save_session(self, session: BrowserSession) -> None:
+        await self._execute(_pg.INSERT_SESSION, *_rows.session_row(session))
+
+    async def get_session(self, session_hash: str) -> BrowserSession | None:
+        row = await self._fetchrow(_pg.SELECT_SESSION, session_hash)
+        return None if row is None else _rows.session_from_row(row)
+
+    async def delete_session(self, session_hash: str) -> bool:
+        sql = "DELETE FROM sessions WHERE session_hash = $1"
+        return await self._execute(sql, session_hash) == "DELETE 1"
 
     async def close(self) -> None:
         self._closed = True
@@ -531,7 +594,14 @@ class _Lost(Exception):
 
 async def _end_tokens_of(conn: Any, column: Literal["client_id", "subject"], value: str) -> None:
     """Revoke the access tokens of a client or user (the revocation list names them until
-    they expire) and delete their refresh tokens."""
+    they expire) and delete their refresh tokens, their families first (as
+    ``revoke_family`` does, so no rotation in flight slips a new token past)."""
+    await conn.execute(
+        f"UPDATE token_families SET revoked_at = $1 WHERE {column} = $2"  # noqa: S608
+        " AND revoked_at IS NULL",
+        int(time.time()),
+        value,
+    )
     await conn.execute(
         f"UPDATE tokens SET revoked_at = $1 WHERE {column} = $2"  # noqa: S608 (constants)
         " AND kind = 'access_token' AND revoked_at IS NULL",
@@ -545,6 +615,14 @@ async def _end_tokens_of(conn: Any, column: Literal["client_id", "subject"], val
 async def _keep_session(conn: Any) -> None:
     """Skip asyncpg's reset query on release (an extra round trip each time): this store
     keeps no session state; its transactions and advisory locks end with themselves."""
+
+
+def _new_family(tokens: Sequence[Token]) -> tuple[str, str, str | None, int] | None:
+    """The ``INSERT_FAMILY`` row of a new grant that has a refresh token, or None."""
+    for token in tokens:
+        if token.kind == "refresh_token":
+            return (token.family_id, token.client_id, token.subject, token.expires_at)
+    return None
 
 
 def _has_nul(args: Sequence[object]) -> bool:

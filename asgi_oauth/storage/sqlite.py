@@ -29,6 +29,7 @@ from typing import Any, Generic, Literal, TypeVar
 from ..errors import StorageError
 from ..models import (
     AuthorizationCode,
+    BrowserSession,
     Client,
     DeviceAuthorization,
     PushedAuthorizationRequest,
@@ -98,19 +99,29 @@ class SQLiteStorage:
             self._clients.put(client)
         return client
 
+    async def add_client(self, client: Client) -> bool:
+        return await self._put_client(client, replace=False)
+
     async def save_client(self, client: Client) -> None:
+        await self._put_client(client, replace=True)
+
+    async def _put_client(self, client: Client, *, replace: bool) -> bool:
         row = _rows.client_row(client)
         origins = [(client.client_id, origin) for origin in client.allowed_origins]
 
-        def save(conn: sqlite3.Connection) -> None:
-            conn.execute(schema.INSERT_CLIENT, row)
+        def save(conn: sqlite3.Connection) -> bool:
+            insert = schema.INSERT_CLIENT if replace else schema.ADD_CLIENT
+            if conn.execute(insert, row).rowcount == 0:
+                return False
             conn.execute("DELETE FROM client_origins WHERE client_id = ?", (client.client_id,))
             conn.executemany(
                 "INSERT OR IGNORE INTO client_origins (client_id, origin) VALUES (?, ?)", origins
             )
+            return True
 
-        await self._write(save)
+        saved = await self._write(save)
         self._clients.forget(client.client_id)
+        return saved
 
     async def delete_client(self, client_id: str) -> bool:
         def delete(conn: sqlite3.Connection) -> bool:
@@ -148,13 +159,15 @@ class SQLiteStorage:
         rows = await self._read(schema.SELECT_USER_BY_ID, (user_id,))
         return _rows.user_from_row(rows[0]) if rows else None
 
-    async def save_user(self, user: User) -> None:
-        def save(conn: sqlite3.Connection) -> None:
-            sql = "DELETE FROM users WHERE user_id = ? OR username = ?"
-            conn.execute(sql, (user.user_id, user.username))
-            conn.execute(schema.INSERT_USER, _rows.user_row(user))
+    async def add_user(self, user: User) -> bool:
+        row = _rows.user_row(user)
+        return await self._write(
+            lambda conn: conn.execute(schema.INSERT_USER, row).rowcount == 1, atomic=True
+        )
 
-        await self._write(save)
+    async def save_user(self, user: User) -> None:
+        row = _rows.user_row(user)
+        await self._write(lambda conn: conn.execute(schema.UPSERT_USER, row).close(), atomic=True)
 
     async def list_users(self) -> list[User]:
         rows = await self._read(schema.SELECT_USERS + " ORDER BY username")
@@ -168,6 +181,7 @@ class SQLiteStorage:
             user_id = found[0][0]
             for table in ("consents", "authorization_codes", "device_authorizations"):
                 conn.execute(f"DELETE FROM {table} WHERE subject = ?", (user_id,))  # noqa: S608
+            conn.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
             _end_tokens_of(conn, "subject", user_id)
             conn.execute("DELETE FROM users WHERE username = ?", (username,))
             return True
@@ -216,26 +230,23 @@ class SQLiteStorage:
         self,
         token_hash: str,
         *,
-        expected_successor: str | None,
         tokens: Sequence[Token],
         now: int,
+        sealed_response: str | None = None,
     ) -> bool:
         successor = successor_of(tokens)
         insert, rows = schema.insert_tokens(len(tokens)), schema.token_rows(tokens)
 
         def rotate(conn: sqlite3.Connection) -> bool:
+            # One writer at a time holds the file: a family revoked before this ran has
+            # this token revoked (or deleted), and one revoked after sees the new rows.
             rotated = conn.execute(
-                "UPDATE tokens SET replaced_by = ?, rotated_at = COALESCE(rotated_at, ?)"
-                " WHERE token_hash = ? AND revoked_at IS NULL AND replaced_by IS ?",
-                (successor, now, token_hash, expected_successor),
+                "UPDATE tokens SET replaced_by = ?, rotated_at = ?, sealed_response = ?"
+                " WHERE token_hash = ? AND revoked_at IS NULL AND replaced_by IS NULL",
+                (successor, now, sealed_response, token_hash),
             )
             if rotated.rowcount == 0:
                 return False
-            if expected_successor is not None:
-                conn.execute(
-                    "UPDATE tokens SET revoked_at = ? WHERE parent_hash = ? AND revoked_at IS NULL",
-                    (now, token_hash),
-                )
             conn.execute(insert, rows)
             return True
 
@@ -383,26 +394,54 @@ class SQLiteStorage:
                 "DELETE FROM pushed_authorization_requests WHERE expires_at <= ?", (now,)
             )
             once = conn.execute("DELETE FROM once_keys WHERE expires_at <= ?", (now,))
+            sessions = conn.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,))
             failures = conn.execute(
                 "DELETE FROM failures WHERE at <= ?", (now - FAILURE_RETENTION,)
             )
-            done = (codes, tokens, devices, keys, pushed, once, failures)
+            done = (codes, tokens, devices, keys, pushed, once, sessions, failures)
             return sum(c.rowcount for c in done)
 
         return await self._write(purge)
 
-    async def record_failure(self, key: str, *, now: int) -> None:
-        sql = "INSERT INTO failures (key, at) VALUES (?, ?)"
-        await self._write(lambda conn: conn.execute(sql, (key, now)).close(), atomic=True)
+    async def take_attempt(self, key: str, *, limit: int, since: int, now: int) -> int | None:
+        def take(conn: sqlite3.Connection) -> int | None:
+            # Inside the writer's transaction, which holds the file: no other process
+            # counts between this read and the insert.
+            sql = "SELECT count(*), min(at) FROM failures WHERE key = ? AND at >= ?"
+            ((count, first),) = conn.execute(sql, (key, since)).fetchall()
+            if count >= limit:
+                return int(first)
+            conn.execute("INSERT INTO failures (key, at) VALUES (?, ?)", (key, now))
+            return None
 
-    async def recent_failures(self, key: str, *, since: int) -> tuple[int, int | None]:
-        sql = "SELECT count(*), min(at) FROM failures WHERE key = ? AND at >= ?"
-        rows = await self._read(sql, (key, since))
-        return int(rows[0][0]), rows[0][1]
+        return await self._write(take)
+
+    async def forget_failure(self, key: str, *, at: int) -> None:
+        sql = (
+            "DELETE FROM failures WHERE rowid ="
+            " (SELECT rowid FROM failures WHERE key = ? AND at = ? LIMIT 1)"
+        )
+        await self._write(lambda conn: conn.execute(sql, (key, at)).close(), atomic=True)
 
     async def clear_failures(self, key: str) -> None:
         sql = "DELETE FROM failures WHERE key = ?"
         await self._write(lambda conn: conn.execute(sql, (key,)).close(), atomic=True)
+
+    async def save_session(self, session: BrowserSession) -> None:
+        row = _rows.session_row(session)
+        await self._write(
+            lambda conn: conn.execute(schema.INSERT_SESSION, row).close(), atomic=True
+        )
+
+    async def get_session(self, session_hash: str) -> BrowserSession | None:
+        rows = await self._read(schema.SELECT_SESSION, (session_hash,))
+        return _rows.session_from_row(rows[0]) if rows else None
+
+    async def delete_session(self, session_hash: str) -> bool:
+        sql = "DELETE FROM sessions WHERE session_hash = ?"
+        return await self._write(
+            lambda conn: conn.execute(sql, (session_hash,)).rowcount == 1, atomic=True
+        )
 
     async def close(self) -> None:
         if self._closed:
