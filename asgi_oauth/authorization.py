@@ -8,6 +8,7 @@ redirect URI in the request's response mode, with ``state`` and ``iss``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import cast
@@ -29,7 +30,14 @@ from .resources import requested_resources
 from .scopes import narrow_scope, parse_scope
 from .types import RESPONSE_MODES, RESPONSE_TYPES, CodeChallengeMethod, ResponseMode, ResponseType
 
-_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+#: An http loopback redirect URI (RFC 8252 §7.3), split around its port, if any.
+_LOOPBACK_URI = re.compile(
+    r"(?P<origin>(?i:http)://(?i:127\.0\.0\.1|\[::1\]|localhost))(?::[0-9]+)?(?P<rest>[/?].*)?",
+    re.DOTALL,
+)
+#: A port as a native app writes it: decimal, no sign, no leading zero.
+_PORT = re.compile(r":[1-9][0-9]{0,4}")
+_MAX_PORT = 65535
 _PROMPTS = frozenset({"none", "login", "consent", "select_account"})
 #: What each word of a ``response_type`` needs among the client's grant types
 #: (RFC 7591 §2.1, OpenID Connect Registration §2).
@@ -51,7 +59,8 @@ class AuthorizationRequest:
 
     client: Client
     response_type: ResponseType
-    #: Where the response goes: the ``redirect_uri`` given, or the client's only one.
+    #: Where the response goes: the registered URI the request named (with its port,
+    #: on loopback), or the client's only one.
     redirect_uri: str
     #: Whether ``redirect_uri`` was in the request (then the token request must repeat it).
     redirect_uri_given: bool
@@ -120,20 +129,26 @@ class AuthorizationRedirectError(Exception):
         self.response = response
 
 
-def redirect_uri_matches(registered: str, requested: str) -> bool:
-    """Exact string match, but any port on a loopback redirect URI (RFC 8252 §7.3)."""
-    if registered == requested:
-        return True
-    reg, req = urlsplit(registered), urlsplit(requested)
-    if reg.scheme != "http" or req.scheme != "http" or reg.hostname not in _LOOPBACK_HOSTS:
-        return False
-    if "@" in req.netloc or "#" in requested or len(requested.split()) != 1:
-        return False
-    try:
-        req.port  # noqa: B018 - a malformed port raises
-    except ValueError:
-        return False
-    return (reg.hostname, reg.path, reg.query) == (req.hostname, req.path, req.query)
+def registered_redirect_uri(registered: str, requested: str) -> str | None:
+    """The URI to redirect to when ``requested`` names ``registered``, else None.
+
+    RFC 6749 §3.1.2.3: the strings must be identical. RFC 8252 §7.3: for an
+    http loopback URI the port may differ, and is all that differs: the answer is
+    ``registered`` with the requested port, never a spelling compared otherwise.
+    """
+    if requested == registered:
+        return registered
+    loopback = _LOOPBACK_URI.fullmatch(registered)
+    if loopback is None or not requested.startswith(loopback["origin"]):
+        return None
+    origin, rest = loopback["origin"], loopback["rest"] or ""
+    tail = requested[len(origin) :]
+    if not tail.endswith(rest):
+        return None
+    port = tail[: len(tail) - len(rest)]
+    if port and (_PORT.fullmatch(port) is None or int(port[1:]) > _MAX_PORT):
+        return None
+    return f"{origin}{port}{rest}"
 
 
 def authorization_error(
@@ -264,9 +279,11 @@ def _resolve_redirect_uri(client: Client, given: str | None) -> str:
         if len(client.redirect_uris) != 1:
             raise InvalidRequestError("redirect_uri required: the client registered several")
         return client.redirect_uris[0]
-    if not any(redirect_uri_matches(uri, given) for uri in client.redirect_uris):
-        raise InvalidRequestError("redirect_uri is not registered for this client")
-    return given
+    for registered in client.redirect_uris:
+        redirect_uri = registered_redirect_uri(registered, given)
+        if redirect_uri is not None:
+            return redirect_uri
+    raise InvalidRequestError("redirect_uri is not registered for this client")
 
 
 def _check_pkce(

@@ -2,9 +2,10 @@
 
 It is a protected resource like any other: the bearer middleware checks the
 access token (RFC 6750: header, or form body for POST; a DPoP-bound one with
-its proof, RFC 9449 §7) with the very logic resource servers use, and
-requires the ``openid`` scope. Browser clients of a registered origin may
-call it (CORS), as they call the token endpoint.
+its proof, RFC 9449 §7) with the very logic resource servers use, requires
+the ``openid`` scope, and refuses a token meant only for other resources
+(RFC 8707): this one is the authorization server's own. Browser clients of a
+registered origin may call it (CORS), as they call the token endpoint.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class UserinfoEndpoint:
             introspector=LocalIntrospector(server),
             protect={"/": ("openid",)},
             realm="userinfo",
+            # RFC 8707: a token asked for another resource is not for this one.
+            audiences=(server.settings.issuer, server.settings.jwt_audience),
             allow_form_token=True,
             # A proof's htu is the issuer's URL, whatever Host header came with it.
             origin=server.settings.issuer,

@@ -47,12 +47,17 @@ class BearerTokenMiddleware:
 
     ``protect`` maps path prefixes to the scopes they need; by default every
     path needs a valid token. ``public`` prefixes (your authorization server's
-    mount, a health check) pass without one. ``resource`` is this API's
-    identifier URL: with it the middleware serves RFC 9728 metadata, its
-    challenges point there, and a token whose ``aud`` names only other
-    resources is refused (RFC 8707). A token asked for without a resource is
-    for any: one with no ``aud``, or naming an authorization server (as JWT
-    access tokens do then), is accepted.
+    mount, a health check) and paths outside ``protect`` pass without one; a
+    route there sees the caller a middleware further out (another resource's,
+    in the same app) published, else the token's user or an anonymous one with
+    ``request.auth.error``. ``resource`` is this API's identifier URL: with it
+    the middleware serves RFC 9728 metadata, its challenges point there, and a
+    token whose ``aud`` names only other resources is refused (RFC 8707). A
+    token asked for without a resource is for any: one with no ``aud``, or
+    naming an authorization server (as JWT access tokens do then), is
+    accepted. ``audiences`` are more ``aud`` values this API answers to; without
+    ``resource``, a token must name one of them (or have no ``aud``), and no
+    metadata is served.
 
     DPoP-bound tokens (RFC 9449) come as ``Authorization: DPoP`` with a proof,
     whose ``htu`` is checked against ``origin`` (by default ``resource``'s;
@@ -71,6 +76,7 @@ class BearerTokenMiddleware:
         public: Iterable[str] = (),
         realm: str = "api",
         resource: str | None = None,
+        audiences: Iterable[str] = (),
         authorization_servers: Iterable[str] | None = None,
         scopes_supported: Iterable[str] = (),
         resource_name: str | None = None,
@@ -104,14 +110,14 @@ class BearerTokenMiddleware:
         self._metadata_path: str | None = None
         self._metadata_body = b""
         self._resource_metadata: str | None = None
-        self._audiences: frozenset[str] = frozenset()
+        self._audiences = frozenset(audiences)
         if resource is not None:
             servers = list(authorization_servers or ())
             defaults = set(servers)
             if isinstance(introspector, LocalIntrospector):
                 servers = servers or [introspector.issuer]
                 defaults |= {introspector.issuer, introspector.server.settings.jwt_audience}
-            self._audiences = frozenset({resource, *defaults})
+            self._audiences |= {resource, *defaults}
             methods = ["header"] + ["body"] * allow_form_token + ["query"] * allow_query_token
             known = {s for rule in self._rules for s in rule.scopes} | set(scopes_supported)
             document = metadata_document(
@@ -140,6 +146,10 @@ class BearerTokenMiddleware:
             await self._send_metadata(send)
             return
         rule = match(self._rules, _route_path(scope))
+        if (rule is None or not rule.required) and ("auth" in scope or "user" in scope):
+            # Not ours to judge, and a middleware further out already has: keep its answer.
+            await self.app(scope, receive, send)
+            return
         dpop = False
         try:
             if self._allow_query or self._allow_form:
