@@ -17,10 +17,11 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from asgi_oauth import AuthorizationServer, Settings, User
 from asgi_oauth.app import OAuth2App
 from asgi_oauth.app.sessions import credential_of
-from asgi_oauth.crypto import hash_password
+from asgi_oauth.crypto import hash_password, hash_token
 
 from .browser_helpers import (
     CHALLENGE,
+    FORM,
     LOGIN,
     PASSWORD,
     authorize_url,
@@ -34,7 +35,10 @@ from .conftest import ISSUER, Credentials
 
 pytestmark = pytest.mark.anyio
 
-COOKIE = "asgi_oauth_session"
+#: The session cookie of an https issuer: at Path=/, its name says so (RFC 6265bis §4.1.3.2).
+COOKIE = "__Host-asgi_oauth_session"
+#: Its name under insecure_transport, and what another application might call its own.
+PLAIN_COOKIE = "asgi_oauth_session"
 KEY = "k" * 40
 
 
@@ -63,9 +67,10 @@ async def is_signed_in(http: httpx.AsyncClient, client: Credentials) -> bool:
     return True
 
 
-def set_cookie(response: httpx.Response) -> tuple[str, dict[str, str]]:
+def set_cookie(response: httpx.Response, name: str = COOKIE) -> tuple[str, dict[str, str]]:
     """The session cookie a response sets: its value and its attributes (lower-cased)."""
-    (header,) = [h for h in response.headers.get_list("set-cookie") if h.startswith(COOKIE)]
+    headers = response.headers.get_list("set-cookie")
+    (header,) = [h for h in headers if h.startswith(name + "=")]
     value, *attributes = (part.strip() for part in header.split(";"))
     parsed = {}
     for attribute in attributes:
@@ -75,7 +80,7 @@ def set_cookie(response: httpx.Response) -> tuple[str, dict[str, str]]:
 
 
 def cookie_value(http: httpx.AsyncClient) -> str:
-    value = http.cookies.get(COOKIE, domain="as.example", path="/oauth2")
+    value = http.cookies.get(COOKIE, domain="as.example", path="/")
     assert value is not None
     return value
 
@@ -186,7 +191,6 @@ async def test_sign_in_is_throttled_after_max_failed_attempts(
         "/authorize\r\nLocation: https://evil.example",
         "/authorize\tx",
         "/authorize?a=\r\nSet-Cookie: x=1",
-        "/authorize?a=\x00",
         "/authorize?a=\u2028",
         "javascript:alert(1)",
         "authorize",
@@ -270,7 +274,7 @@ async def test_login_post_without_any_session_is_refused(
 async def test_session_cookie_attributes(http: httpx.AsyncClient, alice: User) -> None:
     for response in (await http.get(LOGIN), await sign_in(http, "alice")):
         _, attributes = set_cookie(response)
-        assert attributes["path"] == "/oauth2"
+        assert attributes["path"] == "/"
         assert attributes["samesite"] == "Lax"
         assert attributes["max-age"] == "1234"
         assert "httponly" in attributes and "secure" in attributes
@@ -285,7 +289,7 @@ async def test_session_cookie_attributes(http: httpx.AsyncClient, alice: User) -
 async def test_session_cookie_not_secure_over_http(oauth_app: OAuth2App) -> None:
     async with mounted(oauth_app, base_url="http://as.example") as http:
         response = await http.get("http://as.example/oauth2/login")
-    _, attributes = set_cookie(response)
+    _, attributes = set_cookie(response, PLAIN_COOKIE)
     assert "secure" not in attributes
     assert "httponly" in attributes and attributes["samesite"] == "Lax"
     assert attributes["path"] == "/oauth2"
@@ -315,7 +319,7 @@ async def test_tampered_session_cookie_counts_as_signed_out(
         "",
         "junk",
     ):
-        http.cookies.set(COOKIE, tampered, domain="as.example", path="/oauth2")
+        http.cookies.set(COOKIE, tampered, domain="as.example", path="/")
         assert not await is_signed_in(http, public), tampered
 
 
@@ -323,21 +327,23 @@ async def test_tampered_session_cookie_counts_as_signed_out(
     "settings", [Settings(issuer=ISSUER, secret_key=KEY, session_lifetime=60)], ids=["key"]
 )
 async def test_expired_session_counts_as_signed_out(
-    http: httpx.AsyncClient, public: Credentials, alice: User
+    http: httpx.AsyncClient, server: AuthorizationServer, public: Credentials, alice: User
 ) -> None:
+    session_id, auth_time = await server.open_session(alice)
     data: dict[str, object] = {
         "c": "csrf-" + "x" * 40,
         "u": alice.user_id,
-        "t": 0,
+        "t": auth_time,
         "p": credential_of(alice),
+        "s": session_id,
     }
     # The same cookie, signed within the lifetime, is honoured: the forgery is faithful.
-    http.cookies.set(COOKIE, old_cookie(data, 30), domain="as.example", path="/oauth2")
+    http.cookies.set(COOKIE, old_cookie(data, 30), domain="as.example", path="/")
     assert await is_signed_in(http, public)
-    http.cookies.set(COOKIE, old_cookie(data, 61), domain="as.example", path="/oauth2")
+    http.cookies.set(COOKIE, old_cookie(data, 61), domain="as.example", path="/")
     assert not await is_signed_in(http, public)
     # And one signed with another key is nothing.
-    http.cookies.set(COOKIE, old_cookie(data, 0, "z" * 40), domain="as.example", path="/oauth2")
+    http.cookies.set(COOKIE, old_cookie(data, 0, "z" * 40), domain="as.example", path="/")
     assert not await is_signed_in(http, public)
 
 
@@ -362,7 +368,7 @@ async def test_sign_in_rotates_the_session_and_its_csrf_token(
 
     # Session fixation: whoever held the cookie from before sign-in holds nothing.
     async with mounted(oauth_app) as fixer:
-        fixer.cookies.set(COOKIE, before_cookie, domain="as.example", path="/oauth2")
+        fixer.cookies.set(COOKIE, before_cookie, domain="as.example", path="/")
         assert not await is_signed_in(fixer, public)
 
 
@@ -372,8 +378,8 @@ async def test_deleted_users_session_counts_as_signed_out(
     await sign_in(http, "alice")
     assert await is_signed_in(http, public)
     # Another account under the same name: the old user id is gone from the store.
-    await server.storage.save_user(dataclasses.replace(alice, user_id="someone-else"))
-    assert await server.storage.get_user_by_id(alice.user_id) is None
+    assert await server.storage.delete_user("alice")
+    assert await server.storage.add_user(dataclasses.replace(alice, user_id="someone-else"))
     assert not await is_signed_in(http, public)
 
 
@@ -411,6 +417,47 @@ async def test_host_cookies_do_not_hide_the_session(
     assert response.status_code == 200, response.headers
 
 
+@pytest.mark.parametrize(
+    "settings",
+    [
+        Settings(issuer=ISSUER),
+        Settings(issuer="http://as.example/oauth2", insecure_transport=True),
+    ],
+    ids=["https", "insecure"],
+)
+async def test_a_same_name_cookie_at_the_root_does_not_block_sign_in(
+    oauth_app: OAuth2App, settings: Settings, public: Credentials, alice: User
+) -> None:
+    # Another application on the host (or a sibling subdomain) set a cookie of our name.
+    base = settings.issuer.removesuffix("/oauth2")
+    async with mounted(oauth_app, base_url=base) as http:
+        http.cookies.set(PLAIN_COOKIE, "junk", domain="as.example", path="/")
+        response = await sign_in(http, "alice", next_url="/oauth2/login")
+        assert response.status_code == 200, response.text
+        assert parse_page(response.text).title == "Signed in"
+        consent = await http.get("/oauth2" + request_of(public).removeprefix(ISSUER))
+        assert parse_page(consent.text).title == "Authorize access"
+
+
+@pytest.mark.parametrize("ours_first", [True, False], ids=["ours-first", "ours-second"])
+async def test_a_junk_value_of_the_session_cookie_beside_ours_is_ignored(
+    oauth_app: OAuth2App, public: Credentials, alice: User, ours_first: bool
+) -> None:
+    async with mounted(oauth_app) as http:
+        login = await http.get(LOGIN)
+        ours = f"{COOKIE}={cookie_value(http)}"
+        form = parse_page(login.text).form
+    cookies = [ours, f"{COOKIE}=junk", f"{PLAIN_COOKIE}=junk"]
+    header = "; ".join(cookies if ours_first else cookies[::-1])
+    async with mounted(oauth_app) as http:
+        data = {**form.fields, "username": "alice", "password": PASSWORD}
+        response = await http.post(
+            form.action, content=urlencode(data), headers={**FORM, "cookie": header}
+        )
+    assert response.status_code == 200, response.text
+    assert parse_page(response.text).title == "Signed in"
+
+
 async def test_a_forged_login_post_does_not_sign_anyone_out(
     http: httpx.AsyncClient, oauth_app: OAuth2App, public: Credentials, alice: User
 ) -> None:
@@ -437,6 +484,46 @@ async def test_sign_out_needs_the_sessions_csrf_token_and_ends_the_session(
     assert done.status_code == 200 and parse_page(done.text).title == "Signed out"
     assert set_cookie(done)[1]["max-age"] == "0"
     assert not await is_signed_in(http, public)
+
+
+async def test_a_copy_of_the_cookie_taken_before_sign_out_signs_in_no_one(
+    http: httpx.AsyncClient, oauth_app: OAuth2App, public: Credentials, alice: User
+) -> None:
+    await sign_in(http, "alice")
+    copied = cookie_value(http)
+    logout = parse_page((await http.get("/oauth2/logout")).text)
+    assert (await submit(http, logout.form)).status_code == 200
+
+    async with mounted(oauth_app) as thief:
+        thief.cookies.set(COOKIE, copied, domain="as.example", path="/")
+        assert not await is_signed_in(thief, public)
+
+
+@pytest.mark.parametrize("settings", [Settings(issuer=ISSUER, secret_key=KEY)], ids=["key"])
+async def test_a_session_cookie_the_store_does_not_know_signs_in_no_one(
+    http: httpx.AsyncClient, server: AuthorizationServer, public: Credentials, alice: User
+) -> None:
+    """A cookie signed with the right key but naming no sign-in the store kept (one from
+    before sessions were kept, or one whose row was purged) counts as signed out."""
+    _, auth_time = await server.open_session(alice)
+    data = {"c": "x" * 40, "u": alice.user_id, "t": auth_time, "p": credential_of(alice)}
+    forge = URLSafeTimedSerializer(KEY, salt="asgi_oauth.session").dumps
+    for extra in ({}, {"s": "never-issued"}):
+        http.cookies.set(COOKIE, forge(data | extra), domain="as.example", path="/")
+        assert not await is_signed_in(http, public), extra
+    # The same forgery naming the sign-in the store kept is honoured: it was faithful.
+    session_id, _ = await server.open_session(alice)
+    http.cookies.set(COOKIE, forge(data | {"s": session_id}), domain="as.example", path="/")
+    assert await is_signed_in(http, public)
+
+
+async def test_the_store_keeps_only_a_hash_of_the_session_id(
+    http: httpx.AsyncClient, server: AuthorizationServer, alice: User
+) -> None:
+    session_id, _ = await server.open_session(alice)
+    kept = await server.storage.get_session(hash_token(session_id))
+    assert kept is not None and kept.user_id == alice.user_id
+    assert await server.storage.get_session(session_id) is None
 
 
 async def test_a_new_password_ends_the_sessions_opened_with_the_old_one(

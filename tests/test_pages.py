@@ -337,7 +337,6 @@ async def test_undecodable_query_is_a_400_page(host: Starlette, path: str, query
     [
         b"%",
         b"a=%zz&b=%",
-        b"client_id=%00",
         b"&&&=&==",
         b"client_id=" + b"x" * 100_000,
         b"client_id=%E2%80%AE",
@@ -350,6 +349,15 @@ async def test_odd_but_decodable_query_is_an_ordinary_error_page(
     assert status == 400
     assert headers[b"content-type"].startswith(b"text/html")
     assert b"client" in body and b"Traceback" not in body
+
+
+@pytest.mark.parametrize("query", [b"client_id=%00", b"client_id=x&state=a%00b", b"a%00=1"])
+async def test_a_nul_anywhere_in_the_query_is_an_error_page(host: Starlette, query: bytes) -> None:
+    status, headers, body = await raw_request(host, "GET", "/oauth2/authorize", query=query)
+    assert status == 400
+    assert headers[b"content-type"].startswith(b"text/html")
+    assert b"must not contain NUL" in body
+    assert b"location" not in headers
 
 
 @pytest.mark.parametrize("path", ["/oauth2/authorize", "/oauth2/login"])
@@ -403,7 +411,13 @@ async def test_malformed_headers_are_400_pages(host: Starlette) -> None:
 
 async def test_garbage_cookie_counts_as_signed_out(host: Starlette, public: Credentials) -> None:
     query = "client_id=" + public.client_id + f"&response_type=code&code_challenge={CHALLENGE}"
-    for cookie in (b"\xff\xfe", b"asgi_oauth_session=\xff", b'asgi_oauth_session="', b";;;="):
+    for cookie in (
+        b"\xff\xfe",
+        b"__Host-asgi_oauth_session=\xff",
+        b'__Host-asgi_oauth_session="',
+        b"asgi_oauth_session=\xff; __Host-asgi_oauth_session=\xfe",
+        b";;;=",
+    ):
         status, headers, _ = await raw_request(
             host,
             "GET",

@@ -35,6 +35,11 @@ _DECISION_FIELDS = (CSRF_FIELD, "decision", "remember")
 class AuthorizeEndpoint(PageEndpoint):
     allow_repeats = True
 
+    def posts_a_form(self, request: BrowserRequest) -> bool:
+        # A client may POST the authorization request from its own site (RFC 6749
+        # §3.1); only the consent page's decision is a form of ours.
+        return request.method == "POST" and "decision" in request.params
+
     async def handle(self, request: BrowserRequest) -> Response:
         try:
             return await self._handle(request)
@@ -66,7 +71,7 @@ class AuthorizeEndpoint(PageEndpoint):
         elif "login" in request.prompt:
             too_old = True
         if owner is None or too_old:
-            return self.browser.login_redirect(_without_login_prompt(request))
+            return self._sign_in(browser_request, request)
         if not await self.server.needs_consent(request, owner):
             return self._respond(await self.server.authorize(request, owner))
         return self._consent_page(browser_request, request, owner)
@@ -86,7 +91,7 @@ class AuthorizeEndpoint(PageEndpoint):
                 status_code=403,
             )
         if owner is None:
-            return self.browser.login_redirect(_without_login_prompt(request))
+            return self._sign_in(browser_request, request)
         if decision == "approve":
             remember = browser_request.params.get("remember") == "yes"
             security_event(
@@ -103,14 +108,22 @@ class AuthorizeEndpoint(PageEndpoint):
 
     def _too_old(self, request: AuthorizationRequest, owner: ResourceOwner) -> bool:
         """Whether the sign-in is older than ``max_age`` allows (Core §3.1.2.1); 0 always
-        asks for a new one. A host hook that gives no ``auth_time`` is trusted otherwise."""
+        asks for a new one, and so does a sign-in whose time is unknown (the ID token
+        must then say when, Core §2)."""
         if request.max_age is None:
             return False
-        if request.max_age == 0:
+        if request.max_age == 0 or owner.auth_time is None:
             return True
-        if owner.auth_time is None:
-            return False
         return self.server.now() - owner.auth_time > request.max_age
+
+    def _sign_in(self, browser_request: BrowserRequest, request: AuthorizationRequest) -> Response:
+        """Send the person to sign in, and back without ``prompt=login`` or ``max_age``."""
+        next_path = _without_login_prompt(request)
+        if self.browser.current_user is not None and request.max_age is not None:
+            # The host's hook may not say when they sign in: note when they were sent,
+            # the auth_time that the new sign-in ``max_age`` asks for stands on then.
+            return self.browser.reauth_redirect(browser_request, next_path)
+        return self.browser.login_redirect(next_path)
 
     def _consent_page(
         self, browser_request: BrowserRequest, request: AuthorizationRequest, owner: ResourceOwner

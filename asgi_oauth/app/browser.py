@@ -4,6 +4,8 @@ signed in, and answering with a page or a redirect under strict security headers
 Every response here is ``no-store`` with ``Referrer-Policy: no-referrer`` and a
 Content-Security-Policy that allows nothing but this response's own nonce and
 no framing (clickjacking, RFC 6749 §10.13). Every URL comes from the issuer.
+A form posted from another origin's page is refused before its CSRF token is
+even looked at: ``Sec-Fetch-Site`` says so when the browser sends it, else ``Origin``.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ class Browser:
         self.current_user = current_user
         self.login_url = login_url
         self.issuer = server.settings.issuer
+        self.origin = _serialized_origin(self.issuer)
 
     async def read(
         self, scope: Scope, receive: Receive, *, allow_repeats: bool = False
@@ -103,15 +106,29 @@ class Browser:
         session = self.cookie.load(_cookie_header(scope))
         return BrowserRequest(scope, method, params, repeated, session)
 
+    def refuse_cross_site(self, scope: Scope) -> None:
+        """A second layer under the CSRF token: a form a browser says another origin's
+        page posted changes nothing, whatever token it carries."""
+        if _sent_from_elsewhere(scope, self.origin):
+            raise InvalidRequestError(
+                "this form did not come from this site; go back and start again",
+                status_code=403,
+            )
+
     async def owner(self, request: BrowserRequest) -> ResourceOwner | None:
         """Who is signed in: the host's hook, else the built-in session's user."""
         if self.current_user is not None:
-            return await self.current_user(Request(request.scope))
+            owner = await self.current_user(Request(request.scope))
+            reauth_at = request.session.reauth_at if request.session is not None else None
+            if owner is not None and owner.auth_time is None and reauth_at is not None:
+                # Sent to sign in anew then (``reauth_redirect``): the sign-in is no older.
+                owner = replace(owner, auth_time=reauth_at)
+            return owner
         session = request.session
-        if session is None or session.user_id is None:
+        if session is None or session.user_id is None or session.session_id is None:
             return None
-        user = await self.server.user_by_id(session.user_id)
-        if user is None or not session.belongs_to(user):
+        user = await self.server.session_user(session.session_id)
+        if user is None or user.user_id != session.user_id or not session.belongs_to(user):
             return None
         return ResourceOwner(
             subject=user.user_id,
@@ -156,13 +173,21 @@ class Browser:
             MessagePage(title=title, message=message), status=error.status, headers=error.headers
         )
 
-    def login_redirect(self, next_path: str) -> Response:
+    def login_redirect(self, next_path: str, cookies: list[str] | None = None) -> Response:
         """Send the person to sign in, then back to ``next_path`` below the issuer."""
         if self.login_url is not None:
             separator = "&" if "?" in self.login_url else "?"
             query = urlencode({"next": self.issuer + next_path})
-            return self.redirect(f"{self.login_url}{separator}{query}")
-        return self.redirect(f"{self.issuer}{LOGIN_PATH}?{urlencode({'next': next_path})}")
+            return self.redirect(f"{self.login_url}{separator}{query}", cookies)
+        return self.redirect(f"{self.issuer}{LOGIN_PATH}?{urlencode({'next': next_path})}", cookies)
+
+    def reauth_redirect(self, request: BrowserRequest, next_path: str) -> Response:
+        """``login_redirect``, the time of it kept in the session: the host's login page
+        signs the person in anew after it, so ``owner`` may stand on it for a hook
+        that cannot say when they signed in."""
+        session, _ = self.ensure_session(request)
+        session = replace(session, reauth_at=int(self.server.now()))
+        return self.login_redirect(next_path, [self.cookie.set_cookie(session)])
 
     def after_login(self, next_path: str | None) -> str | None:
         """Where to go after signing in: only back to our own pages (no open redirector)."""
@@ -187,10 +212,16 @@ class PageEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             request = await self.browser.read(scope, receive, allow_repeats=self.allow_repeats)
+            if self.posts_a_form(request):
+                self.browser.refuse_cross_site(scope)
             response = await self.handle(request)
         except Exception as exc:
             response = self.browser.error_page(exc)
         await response(scope, receive, send)
+
+    def posts_a_form(self, request: BrowserRequest) -> bool:
+        """Whether the request is one of our pages' forms, which only our origin may post."""
+        return request.method == "POST"
 
     async def handle(self, request: BrowserRequest) -> Response:
         raise NotImplementedError
@@ -199,6 +230,29 @@ class PageEndpoint:
 def _cookie_header(scope: Scope) -> str | None:
     values = [v.decode("latin-1") for k, v in scope["headers"] if k == b"cookie"]
     return "; ".join(values) if values else None
+
+
+def _sent_from_elsewhere(scope: Scope, origin: str) -> bool:
+    """Whether the browser says a page of an origin other than ``origin`` sent this."""
+    headers = [(k.lower(), v.decode("latin-1").strip()) for k, v in scope["headers"]]
+    sites = [v for k, v in headers if k == b"sec-fetch-site"]
+    if sites:
+        # W3C Fetch Metadata, Sec-Fetch-Site: "none" is a navigation the user started.
+        return any(site not in ("same-origin", "none") for site in sites)
+    # "null" says nothing (RFC 6454 §7.3): under our pages' Referrer-Policy: no-referrer,
+    # browsers send it with their own forms (Fetch Standard, "append a request Origin").
+    return any(v not in ("null", origin) for k, v in headers if k == b"origin")
+
+
+def _serialized_origin(url: str) -> str:
+    """The origin of an http(s) URL as a browser writes it (RFC 6454 §6.2)."""
+    parts = urlsplit(url)
+    scheme, host, port = parts.scheme.lower(), parts.hostname or "", parts.port
+    if ":" in host:
+        host = f"[{host}]"
+    if port is None or port == {"http": 80, "https": 443}.get(scheme):
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
 
 
 def _csp(nonce: str, form_action: str | None) -> str:

@@ -2,8 +2,10 @@
 (when the host gives no hook).
 
 Signing in replaces the session, CSRF secret included (no session fixation),
-and returns the person only to this server's own pages. Signing out clears it;
-so does a new password (the session remembers a digest of the one it was opened with).
+records it in the store, and returns the person only to this server's own pages.
+Signing out ends it in the store and clears the cookie; a new password ends it too
+(the session remembers a digest of the one it was opened with), and so does
+deleting the user.
 """
 
 from __future__ import annotations
@@ -53,7 +55,8 @@ class LoginEndpoint(PageEndpoint):
             if exc.status == 503:
                 raise
             return self._form(request, error=exc)
-        session = Session.signed_in(user, self.server.now())
+        session_id, auth_time = await self.server.open_session(user)
+        session = Session.signed_in(user, auth_time, session_id)
         cookies = [self.browser.cookie.set_cookie(session)]
         target = self.browser.after_login(request.params.get("next"))
         if target is not None:
@@ -77,6 +80,9 @@ class LogoutEndpoint(PageEndpoint):
             raise InvalidRequestError(
                 "this form has expired or did not come from this site", status_code=403
             )
+        if request.session is not None and request.session.session_id is not None:
+            # Ended in the store too: a copy of the cookie taken before signs in no one.
+            await self.server.close_session(request.session.session_id)
         done = MessagePage(title="Signed out", message="You are signed out.")
         return self.browser.page(done, cookies=[self.browser.cookie.clear_cookie()])
 

@@ -140,6 +140,10 @@ def parse_params(data: bytes) -> tuple[dict[str, str], frozenset[str]]:
                 form[name] = value
     except UnicodeDecodeError:
         raise InvalidRequestError("parameters are not valid UTF-8") from None
+    # No parameter of any endpoint may hold a NUL: refused here, it is a 400 on every
+    # store (PostgreSQL text cannot hold one) and reaches no page, log or header.
+    if any("\x00" in name or "\x00" in value for name, value in form.items()):
+        raise InvalidRequestError("parameters must not contain NUL characters")
     return form, frozenset(repeated)
 
 

@@ -1,10 +1,15 @@
 """The built-in sign-in session: a cookie signed with itsdangerous, and its CSRF secret.
 
 The cookie holds no secret a thief could use elsewhere: the user's id, when
-they signed in, and a random CSRF value that every form must echo. It is
-HttpOnly, SameSite=Lax, Secure unless ``insecure_transport``, scoped to the
-issuer's path, and honoured for ``session_lifetime`` seconds at most. Signing
-in issues a new one, so a session fixed before sign-in is worthless after.
+they signed in, the id of the sign-in the store keeps (so signing out, a new
+password or deleting the user ends it for every copy of the cookie), and a
+random CSRF value that every form must echo. It is
+HttpOnly, SameSite=Lax, and honoured for ``session_lifetime`` seconds at most.
+Over https it is ``__Host-asgi_oauth_session``: Secure, at ``Path=/``, host-only,
+so no subdomain can set it and no cookie at another path can shadow it (RFC 6265bis
+§4.1.3.2); under ``insecure_transport`` it keeps the plain name, scoped to the
+issuer's path. Of several values of its name, the first that verifies is used.
+Signing in issues a new one, so a session fixed before sign-in is worthless after.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from ..models import User
 logger = logging.getLogger("asgi_oauth")
 
 COOKIE_NAME = "asgi_oauth_session"
+HOST_COOKIE_NAME = "__Host-" + COOKIE_NAME
 CSRF_FIELD = "csrf_token"
 
 
@@ -36,18 +42,24 @@ class Session:
     auth_time: int | None = None
     #: A digest of the user's password hash at sign-in: a new password ends the session.
     credential: str | None = None
+    #: The sign-in the store keeps (``AuthorizationServer.open_session``).
+    session_id: str | None = None
+    #: When this browser was last sent to the host's ``login_url`` to sign in anew,
+    #: for a ``current_user`` hook that cannot say when (OpenID Connect ``max_age``).
+    reauth_at: int | None = None
 
     @classmethod
     def anonymous(cls) -> Session:
         return cls(csrf=secrets.token_urlsafe(32))
 
     @classmethod
-    def signed_in(cls, user: User, auth_time: int) -> Session:
+    def signed_in(cls, user: User, auth_time: int, session_id: str) -> Session:
         return cls(
             csrf=secrets.token_urlsafe(32),
             user_id=user.user_id,
             auth_time=auth_time,
             credential=credential_of(user),
+            session_id=session_id,
         )
 
     def check_csrf(self, submitted: str | None) -> bool:
@@ -76,7 +88,13 @@ class SessionCookie:
             key = secrets.token_urlsafe(32)
         self._serializer = URLSafeTimedSerializer(key, salt="asgi_oauth.session")
         self._max_age = settings.session_lifetime
-        attributes = [f"Path={settings.issuer_path or '/'}", "HttpOnly", "SameSite=Lax"]
+        if settings.insecure_transport:
+            self.name, path = COOKIE_NAME, settings.issuer_path or "/"
+        else:
+            # RFC 6265bis §4.1.3.2: browsers keep a __Host- cookie only if it is
+            # Secure, at Path=/ and without Domain.
+            self.name, path = HOST_COOKIE_NAME, "/"
+        attributes = [f"Path={path}", "HttpOnly", "SameSite=Lax"]
         if not settings.insecure_transport:
             attributes.append("Secure")
         self._attributes = "; ".join(attributes)
@@ -85,10 +103,14 @@ class SessionCookie:
         """The session in a Cookie header; None when absent, expired or tampered with."""
         if not cookie_header:
             return None
-        # Starlette's lenient parser: one odd cookie of the host's must not hide ours.
-        value = cookie_parser(cookie_header).get(COOKIE_NAME)
-        if value is None:
-            return None
+        # Another path or domain's cookie of the same name may come first or last.
+        for value in _values_named(self.name, cookie_header):
+            session = self._session_in(value)
+            if session is not None:
+                return session
+        return None
+
+    def _session_in(self, value: str) -> Session | None:
         try:
             data = self._serializer.loads(value, max_age=self._max_age)
             if not isinstance(data, dict):
@@ -98,6 +120,8 @@ class SessionCookie:
                 user_id=None if data.get("u") is None else str(data["u"]),
                 auth_time=None if data.get("t") is None else int(data["t"]),
                 credential=None if data.get("p") is None else str(data["p"]),
+                reauth_at=None if data.get("r") is None else int(data["r"]),
+                session_id=None if data.get("s") is None else str(data["s"]),
             )
         except (BadData, KeyError, TypeError, ValueError):
             return None
@@ -107,8 +131,22 @@ class SessionCookie:
         data: dict[str, object] = {"c": session.csrf}
         if session.user_id is not None:
             data["u"], data["t"], data["p"] = session.user_id, session.auth_time, session.credential
+            data["s"] = session.session_id
+        if session.reauth_at is not None:
+            data["r"] = session.reauth_at
         value = self._serializer.dumps(data)
-        return f"{COOKIE_NAME}={value}; Max-Age={self._max_age}; {self._attributes}"
+        return f"{self.name}={value}; Max-Age={self._max_age}; {self._attributes}"
 
     def clear_cookie(self) -> str:
-        return f"{COOKIE_NAME}=; Max-Age=0; {self._attributes}"
+        return f"{self.name}=; Max-Age=0; {self._attributes}"
+
+
+def _values_named(name: str, cookie_header: str) -> list[str]:
+    """Every value of the cookie ``name`` in a Cookie header, in order. Each pair goes
+    through Starlette's lenient parser: one odd cookie of the host's must not hide ours."""
+    return [
+        value
+        for pair in cookie_header.split(";")
+        for key, value in cookie_parser(pair).items()
+        if key == name
+    ]

@@ -74,7 +74,39 @@ class Arrival:
     params: dict[str, str]
 
 
-class ClientApp:
+class PageHandler(BaseHTTPRequestHandler):
+    """A loopback site's request handler: quiet, and answers with small HTML pages."""
+
+    def send_page(self, body: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class LoopbackSite:
+    """A site of its own on a free port of 127.0.0.1, served from a thread."""
+
+    def __init__(self, handler: type[PageHandler]) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.port: int = self._server.server_address[1]
+        self.base = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+
+class ClientApp(LoopbackSite):
     """The client's redirect URI, ``http://127.0.0.1:<free port>/cb``: a native app's
     loopback listener (RFC 8252 §7.3; the registered ``http://127.0.0.1/cb`` matches
     any port). It answers with a tiny page and records what arrived.
@@ -88,7 +120,7 @@ class ClientApp:
         self.arrivals: list[Arrival] = []
         arrivals = self.arrivals
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(PageHandler):
             def do_GET(self) -> None:
                 self._arrive(urlsplit(self.path).query)
 
@@ -101,29 +133,12 @@ class ClientApp:
                     self.send_error(404)
                     return
                 params = dict(parse_qsl(encoded, keep_blank_values=True))
-                arrivals.append(Arrival(self.command, base + self.path, params))
-                body = b"<!doctype html><title>Client</title><p>Back in the application."
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                arrivals.append(Arrival(self.command, site.base + self.path, params))
+                self.send_page(b"<!doctype html><title>Client</title><p>Back in the application.")
 
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        base = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self.redirect_uri = base + REDIRECT_PATH
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        super().__init__(Handler)
+        site = self
+        self.redirect_uri = self.base + REDIRECT_PATH
 
 
 @dataclass
