@@ -5,15 +5,13 @@ Each test prepares a fresh schema (``pg_schema``) with ``deploy`` and runs
 instance A and instance B share the store, the issuer and the session key, and
 each has its own resource-server side (``/api/me`` behind ``BearerTokenMiddleware``
 with a ``LocalIntrospector``). The tests check that what one instance does is
-seen by the other, that racing requests spread over both get one winner, and
-that a database outage (a ``tcp_proxy`` cut) is answered with 503 and healed
-without a restart.
+seen by the other, and that a database outage (a ``tcp_proxy`` cut) is answered
+with 503 and healed without a restart. Races between instances are the contract
+of ``tests/contract/``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -29,10 +27,8 @@ from tests.postgres import POSTGRES_URL
 from tests.servers.process import (
     API_ME,
     INTROSPECT,
-    REDIRECT_URI,
     REVOKE,
     TOKEN,
-    Credentials,
     Deployment,
     ServerKind,
     ServerProcess,
@@ -102,69 +98,8 @@ def call_api(http: httpx.Client, token: str) -> httpx.Response:
     return http.get(API_ME, headers={"Authorization": f"Bearer {token}"})
 
 
-def exchange_code(http: httpx.Client, deployment: Deployment) -> dict[str, str]:
-    """Tokens for the user from a fresh authorization code (made in the store, PKCE S256)."""
-    verifier = secrets.token_urlsafe(48)
-    response = http.post(TOKEN, data=code_form(deployment, verifier), auth=deployment.client)
-    assert response.status_code == 200, response.text
-    tokens: dict[str, str] = response.json()
-    return tokens
-
-
-def code_form(deployment: Deployment, verifier: str) -> dict[str, str]:
-    return {
-        "grant_type": "authorization_code",
-        "code": deployment.create_code(verifier),
-        "redirect_uri": REDIRECT_URI,
-        "code_verifier": verifier,
-    }
-
-
-def post_spread(
-    servers: tuple[ServerProcess, ...], data: dict[str, str], auth: Credentials, count: int
-) -> list[httpx.Response]:
-    """``count`` identical POSTs to the token endpoint at once, alternating between servers."""
-
-    async def main() -> list[httpx.Response]:
-        limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
-        async with httpx.AsyncClient(limits=limits, timeout=30) as http:
-            return await asyncio.gather(
-                *(
-                    http.post(servers[i % len(servers)].url + TOKEN, data=data, auth=auth)
-                    for i in range(count)
-                )
-            )
-
-    return asyncio.run(main())
-
-
-def warm_up(*servers: ServerProcess) -> None:
-    """One store read on each instance, so its connection pool exists before a race."""
-    for server in servers:
-        with httpx.Client(base_url=server.url, timeout=10) as http:
-            assert introspect(http, server.deployment, "warm-up") == {"active": False}
-
-
 def errors_of(responses: list[httpx.Response]) -> list[tuple[int, object]]:
     return [(response.status_code, response.json().get("error")) for response in responses]
-
-
-def assert_one_winner(responses: list[httpx.Response]) -> dict[str, str]:
-    winners = [r for r in responses if r.status_code == 200]
-    losers = [r for r in responses if r.status_code != 200]
-    assert len(winners) == 1, errors_of(responses)
-    assert errors_of(losers) == [(400, "invalid_grant")] * len(losers)
-    tokens: dict[str, str] = winners[0].json()
-    return tokens
-
-
-def assert_revoked_everywhere(
-    servers: tuple[ServerProcess, ...], deployment: Deployment, tokens: dict[str, str]
-) -> None:
-    for server in servers:
-        with httpx.Client(base_url=server.url, timeout=10) as http:
-            for name in ("access_token", "refresh_token"):
-                assert introspect(http, deployment, tokens[name]) == {"active": False}, name
 
 
 def assert_store_unavailable(response: httpx.Response) -> None:
@@ -222,34 +157,6 @@ def test_token_from_one_instance_is_seen_and_revoked_on_the_other(
     assert refused_after <= CACHE_TTL + SLACK
     if revoked_at - cached_at < CACHE_TTL / 2:
         assert stale_answers, "B refused at once: its cache was not used"
-
-
-def test_concurrent_code_redemption_on_both_instances_has_one_winner(
-    pair: tuple[ServerProcess, ServerProcess], deployment: Deployment
-) -> None:
-    verifier = secrets.token_urlsafe(48)
-    form = code_form(deployment, verifier)
-    warm_up(*pair)
-
-    tokens = assert_one_winner(post_spread(pair, form, deployment.client, 50))
-
-    # RFC 6749 §4.1.2: the replays revoked what the code had issued.
-    assert_revoked_everywhere(pair, deployment, tokens)
-
-
-def test_concurrent_refresh_on_both_instances_has_one_winner(
-    pair: tuple[ServerProcess, ServerProcess], deployment: Deployment
-) -> None:
-    a, _ = pair
-    with httpx.Client(base_url=a.url, timeout=10) as http:
-        refresh_token = exchange_code(http, deployment)["refresh_token"]
-    warm_up(*pair)
-    form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
-
-    tokens = assert_one_winner(post_spread(pair, form, deployment.client, 30))
-
-    # The losers presented a rotated-out refresh token: reuse (RFC 9700 §4.14.2).
-    assert_revoked_everywhere(pair, deployment, tokens)
 
 
 def test_device_approved_on_one_instance_gets_tokens_from_the_other(

@@ -8,8 +8,6 @@ SQLite writer thread, separate processes) is exercised.
 
 from __future__ import annotations
 
-import asyncio
-import secrets
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -19,10 +17,8 @@ import pytest
 
 from tests.servers.process import (
     INTROSPECT,
-    REDIRECT_URI,
     REVOKE,
     TOKEN,
-    Credentials,
     Deployment,
     ServerKind,
     ServerProcess,
@@ -77,25 +73,6 @@ def introspect(http: httpx.Client, deployment: Deployment, token: str) -> dict[s
     return body
 
 
-def post_concurrently(
-    url: str, data: dict[str, str], auth: Credentials, count: int
-) -> list[httpx.Response]:
-    """``count`` identical POSTs in flight at once, each on its own connection."""
-
-    async def main() -> list[httpx.Response]:
-        limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
-        async with httpx.AsyncClient(limits=limits, timeout=30) as http:
-            return await asyncio.gather(
-                *(http.post(url, data=data, auth=auth) for _ in range(count))
-            )
-
-    return asyncio.run(main())
-
-
-def errors_of(responses: list[httpx.Response]) -> list[tuple[int, object]]:
-    return [(response.status_code, response.json().get("error")) for response in responses]
-
-
 def test_token_is_issued_introspected_and_revoked(running: ServerProcess) -> None:
     deployment = running.deployment
     with httpx.Client(base_url=running.url, timeout=10) as http:
@@ -143,62 +120,6 @@ def test_token_survives_sigkill_and_restart(deployment: Deployment, launch: Laun
         described = introspect(http, deployment, token)
     assert described["active"] is True
     assert described["client_id"] == deployment.client.client_id
-
-
-def test_concurrent_code_redemption_has_one_winner_whose_token_is_revoked(
-    deployment: Deployment, launch: Launch
-) -> None:
-    verifier = secrets.token_urlsafe(48)
-    code = deployment.create_code(verifier)
-    server = launch("uvicorn", deployment)
-    form = {
-        "grant_type": "authorization_code",
-        "code": code,
-        "redirect_uri": REDIRECT_URI,
-        "code_verifier": verifier,
-    }
-
-    responses = post_concurrently(server.url + TOKEN, form, deployment.client, 50)
-
-    winners = [r for r in responses if r.status_code == 200]
-    losers = [r for r in responses if r.status_code != 200]
-    assert len(winners) == 1, errors_of(responses)
-    assert errors_of(losers) == [(400, "invalid_grant")] * 49
-    # RFC 6749 §4.1.2: the replays revoked what the code had issued.
-    with httpx.Client(base_url=server.url, timeout=10) as http:
-        assert introspect(http, deployment, winners[0].json()["access_token"]) == {"active": False}
-
-
-def test_concurrent_refresh_has_one_winner_whose_tokens_are_revoked(
-    deployment: Deployment, launch: Launch
-) -> None:
-    verifier = secrets.token_urlsafe(48)
-    code = deployment.create_code(verifier)
-    server = launch("uvicorn", deployment)
-    with httpx.Client(base_url=server.url, timeout=10) as http:
-        exchanged = http.post(
-            TOKEN,
-            data={
-                "grant_type": "authorization_code",
-                "code": code,
-                "redirect_uri": REDIRECT_URI,
-                "code_verifier": verifier,
-            },
-            auth=deployment.client,
-        )
-    assert exchanged.status_code == 200, exchanged.text
-    form = {"grant_type": "refresh_token", "refresh_token": exchanged.json()["refresh_token"]}
-
-    responses = post_concurrently(server.url + TOKEN, form, deployment.client, 20)
-
-    winners = [r for r in responses if r.status_code == 200]
-    losers = [r for r in responses if r.status_code != 200]
-    assert len(winners) == 1, errors_of(responses)
-    assert errors_of(losers) == [(400, "invalid_grant")] * 19
-    # The losers presented a rotated-out refresh token: reuse (RFC 9700 §4.14.2).
-    with httpx.Client(base_url=server.url, timeout=10) as http:
-        for name in ("access_token", "refresh_token"):
-            assert introspect(http, deployment, winners[0].json()[name]) == {"active": False}
 
 
 def test_bad_requests_get_json_errors_and_no_traceback(

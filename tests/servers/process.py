@@ -50,6 +50,7 @@ _OPTIONAL_ENV = (
     "ASGI_OAUTH_TEST_SECRET_KEY",
     "ASGI_OAUTH_TEST_CACHE_TTL",
     "ASGI_OAUTH_TEST_KEY_ENCRYPTION_KEY",
+    "ASGI_OAUTH_TEST_SETTINGS",
 )
 
 USERNAME = "alice"
@@ -89,6 +90,10 @@ class Deployment:
     cache_ttl: float | None = None
     #: ``Settings.key_encryption_key``: set, the server is an OpenID provider too.
     key_encryption_key: str | None = None
+    #: Worker processes of one server (uvicorn ``--workers``), all on the same store.
+    workers: int = 1
+    #: More ``Settings`` for the server processes, as JSON (``{"refresh_token_grace_period": 5}``).
+    settings_json: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -125,36 +130,7 @@ def deploy(directory: Path, database_url: str | None = None) -> Deployment:
     port = _free_port()
     issuer = f"http://127.0.0.1:{port}/oauth2"
 
-    async def register(server: AuthorizationServer) -> tuple[Credentials, Credentials, str]:
-        client = await server.register_client(
-            name="app",
-            redirect_uris=[REDIRECT_URI],
-            grant_types=[
-                "client_credentials",
-                "authorization_code",
-                "refresh_token",
-                "urn:ietf:params:oauth:grant-type:device_code",
-            ],
-            scope=["read", "write"],
-        )
-        resource_server = await server.register_client(
-            name="api", grant_types=[], is_resource_server=True
-        )
-        native = await server.register_client(
-            name="Native app",
-            redirect_uris=[REDIRECT_URI],
-            grant_types=[
-                "authorization_code",
-                "refresh_token",
-                "urn:ietf:params:oauth:grant-type:device_code",
-            ],
-            scope=["read", "write"],
-            public=True,
-        )
-        await server.create_user(USERNAME, PASSWORD)
-        return _credentials(client), _credentials(resource_server), native.client.client_id
-
-    client, resource_server, native = run_on_store(db, issuer, register)
+    client, resource_server, native = run_on_store(db, issuer, provision)
     return Deployment(
         db=db,
         port=port,
@@ -165,6 +141,38 @@ def deploy(directory: Path, database_url: str | None = None) -> Deployment:
         public_client_id=native,
         secret_key=None if database_url is None else secrets.token_urlsafe(32),
     )
+
+
+async def provision(server: AuthorizationServer) -> tuple[Credentials, Credentials, str]:
+    """Register the test clients and user: a confidential client, a resource server and a
+    public client; returns their credentials (the public client's id alone)."""
+    client = await server.register_client(
+        name="app",
+        redirect_uris=[REDIRECT_URI],
+        grant_types=[
+            "client_credentials",
+            "authorization_code",
+            "refresh_token",
+            "urn:ietf:params:oauth:grant-type:device_code",
+        ],
+        scope=["read", "write"],
+    )
+    resource_server = await server.register_client(
+        name="api", grant_types=[], is_resource_server=True
+    )
+    native = await server.register_client(
+        name="Native app",
+        redirect_uris=[REDIRECT_URI],
+        grant_types=[
+            "authorization_code",
+            "refresh_token",
+            "urn:ietf:params:oauth:grant-type:device_code",
+        ],
+        scope=["read", "write"],
+        public=True,
+    )
+    await server.create_user(USERNAME, PASSWORD)
+    return _credentials(client), _credentials(resource_server), native.client.client_id
 
 
 def run_on_store(
@@ -217,9 +225,11 @@ class ServerProcess:
             env["ASGI_OAUTH_TEST_CACHE_TTL"] = str(deployment.cache_ttl)
         if deployment.key_encryption_key is not None:
             env["ASGI_OAUTH_TEST_KEY_ENCRYPTION_KEY"] = deployment.key_encryption_key
+        if deployment.settings_json is not None:
+            env["ASGI_OAUTH_TEST_SETTINGS"] = deployment.settings_json
         with self.stderr_path.open("wb") as stderr:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", *_server_args(kind, deployment.port)],
+                [sys.executable, "-m", *_server_args(kind, deployment.port, deployment.workers)],
                 cwd=REPO_ROOT,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -240,7 +250,10 @@ class ServerProcess:
                 )
             try:
                 with socket.create_connection(("127.0.0.1", self.deployment.port), timeout=1):
+                    pass
+                if self._workers_ready():
                     return
+                raise OSError("not every worker is ready")
             except OSError:
                 if time.monotonic() > deadline:
                     self.stop()
@@ -248,6 +261,13 @@ class ServerProcess:
                         f"{self.kind} not listening after {STARTUP_TIMEOUT} s:\n{self.stderr()}"
                     )
                 time.sleep(0.05)
+
+    def _workers_ready(self) -> bool:
+        """Whether every worker process has started the application (uvicorn says so
+        once per worker), so requests fired next can reach each of them."""
+        if self.kind != "uvicorn" or self.deployment.workers == 1:
+            return True
+        return self.stderr().count("Application startup complete") >= self.deployment.workers
 
     def stop(self) -> None:
         """Stop gracefully (SIGTERM, so the lifespan closes the store); kill if stuck."""
@@ -266,10 +286,11 @@ class ServerProcess:
         self.process.wait()
 
 
-def _server_args(kind: ServerKind, port: int) -> list[str]:
+def _server_args(kind: ServerKind, port: int, workers: int) -> list[str]:
     if kind == "uvicorn":
-        return ["uvicorn", APP, "--host", "127.0.0.1", "--port", str(port)]
-    return ["hypercorn", APP, "--bind", f"127.0.0.1:{port}"]
+        args = ["uvicorn", APP, "--host", "127.0.0.1", "--port", str(port)]
+        return args if workers == 1 else [*args, "--workers", str(workers)]
+    return ["hypercorn", APP, "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
 
 
 @contextmanager
