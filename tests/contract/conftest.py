@@ -174,11 +174,14 @@ def _memory_cluster(stack: ExitStack, **settings: object) -> Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(store_kind: StoreKind, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """The module's cluster on ``store_kind``: the test servers' settings, and clients may
-    register themselves (RFC 7591)."""
+    """The module's cluster on ``store_kind``: the test servers' settings, clients may
+    register themselves (RFC 7591), and devices poll every 5 s (so polls racing across
+    a second's edge are still too fast)."""
     with ExitStack() as stack:
         directory = tmp_path_factory.mktemp(store_kind)
-        yield start_cluster(store_kind, directory, stack, client_registration="open")
+        yield start_cluster(
+            store_kind, directory, stack, client_registration="open", device_poll_interval=5
+        )
 
 
 def statuses(responses: Sequence[httpx.Response]) -> list[tuple[int, object]]:
