@@ -10,9 +10,9 @@ import pytest
 
 from asgi_oauth import AuthorizationServer, Settings
 from asgi_oauth.crypto import hash_token, verify_secret
+from asgi_oauth.endpoints.registration import Registrar
 from asgi_oauth.errors import StorageError, TemporarilyUnavailableError
 from asgi_oauth.models import Client
-from asgi_oauth.registration import Registrar
 from asgi_oauth.storage import MemoryStorage
 
 from .browser_helpers import CHALLENGE, PASSWORD, VERIFIER, approved, exchange, redirect_params

@@ -99,7 +99,7 @@ def closed_port() -> int:
 
 
 def schema_version() -> int:
-    from asgi_oauth.storage._postgres_schema import SCHEMA_VERSION
+    from asgi_oauth.storage.postgres.schema import SCHEMA_VERSION
 
     return SCHEMA_VERSION
 
@@ -320,7 +320,7 @@ async def test_first_use_migrates_without_an_explicit_migrate(stores: Stores, ad
 async def test_a_version_2_schema_gains_the_openid_connect_columns(
     stores: Stores, admin: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from asgi_oauth.storage import _postgres_schema
+    from asgi_oauth.storage.postgres import schema as _postgres_schema
 
     monkeypatch.setattr(_postgres_schema, "MIGRATIONS", _postgres_schema.MIGRATIONS[:2])
     monkeypatch.setattr(_postgres_schema, "SCHEMA_VERSION", 2)
@@ -352,7 +352,7 @@ async def test_a_version_2_schema_gains_the_openid_connect_columns(
 async def test_a_version_3_schema_gains_the_pushed_request_and_dpop_columns(
     stores: Stores, admin: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from asgi_oauth.storage import _postgres_schema
+    from asgi_oauth.storage.postgres import schema as _postgres_schema
 
     monkeypatch.setattr(_postgres_schema, "MIGRATIONS", _postgres_schema.MIGRATIONS[:3])
     monkeypatch.setattr(_postgres_schema, "SCHEMA_VERSION", 3)
@@ -401,7 +401,7 @@ async def test_a_version_3_schema_gains_the_pushed_request_and_dpop_columns(
 async def test_a_version_4_schema_gains_sessions_and_the_families_of_live_refresh_tokens(
     stores: Stores, admin: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from asgi_oauth.storage import _postgres_schema
+    from asgi_oauth.storage.postgres import schema as _postgres_schema
 
     monkeypatch.setattr(_postgres_schema, "MIGRATIONS", _postgres_schema.MIGRATIONS[:4])
     monkeypatch.setattr(_postgres_schema, "SCHEMA_VERSION", 4)

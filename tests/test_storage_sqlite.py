@@ -24,7 +24,8 @@ from asgi_oauth.models import (
     Token,
     User,
 )
-from asgi_oauth.storage import SQLiteStorage, _rows, _sqlite_schema, sqlite
+from asgi_oauth.storage import SQLiteStorage, _rows, sqlite
+from asgi_oauth.storage.sqlite import schema as _sqlite_schema
 
 pytestmark = pytest.mark.anyio
 

@@ -14,10 +14,8 @@ from dataclasses import dataclass, field
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..errors import InvalidRequestError
-from ..registration import REGISTRATION_PATH
-from ..requests import OAuthRequest
-from ..server import (
+from ..endpoints.metadata import openid_configuration, server_metadata
+from ..endpoints.paths import (
     AUTHORIZATION_PATH,
     DEVICE_AUTHORIZATION_PATH,
     DEVICE_VERIFICATION_PATH,
@@ -28,11 +26,14 @@ from ..server import (
     METADATA_PATH,
     OPENID_CONFIGURATION_PATH,
     PUSHED_AUTHORIZATION_REQUEST_PATH,
+    REGISTRATION_PATH,
     REVOCATION_PATH,
     TOKEN_PATH,
     USERINFO_PATH,
-    AuthorizationServer,
 )
+from ..errors import InvalidRequestError
+from ..requests import OAuthRequest
+from ..server import AuthorizationServer
 from ..types import DEVICE_CODE
 from .authorize import AuthorizeEndpoint
 from .browser import Browser, CurrentUser
@@ -185,29 +186,29 @@ class OAuth2App:
         await send_json(send, endpoint.status, body, [*extra, *cors])
 
     async def _token(self, request: OAuthRequest) -> object:
-        return (await self.server.token(request)).to_dict()
+        return (await self.server.token_endpoint.handle(request)).to_dict()
 
     async def _introspect(self, request: OAuthRequest) -> object:
-        return (await self.server.introspect(request)).to_dict()
+        return (await self.server.introspection.introspect(request)).to_dict()
 
     async def _revoke(self, request: OAuthRequest) -> object:
-        await self.server.revoke(request)
+        await self.server.revocation.revoke(request)
         return {}
 
     async def _pushed_authorization_request(self, request: OAuthRequest) -> object:
-        return await self.server.pushed_authorization_request(request)
+        return await self.server.pushed.push(request)
 
     async def _device_authorization(self, request: OAuthRequest) -> object:
-        return await self.server.device_authorization(request)
+        return await self.server.device.start(request)
 
     async def _metadata(self, request: OAuthRequest) -> object:
-        return self.server.metadata()
+        return server_metadata(self.server.settings)
 
     async def _openid_configuration(self, request: OAuthRequest) -> object:
-        return self.server.openid_configuration()
+        return openid_configuration(self.server.settings)
 
     async def _jwks(self, request: OAuthRequest) -> object:
-        return await self.server.jwks()
+        return await self.server.openid.jwks()
 
     async def _preflight(self, send: Send, endpoint: Endpoint, cors: Headers) -> None:
         if not cors:

@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 from starlette.responses import Response
 
 from ..authorization import AuthorizationRedirectError, AuthorizationRequest, AuthorizationResponse
+from ..endpoints.paths import AUTHORIZATION_PATH
 from ..errors import (
     AccessDeniedError,
     ConsentRequiredError,
@@ -23,7 +24,6 @@ from ..errors import (
 from ..events import security_event
 from ..models import ResourceOwner
 from ..resources import as_pairs
-from ..server import AUTHORIZATION_PATH
 from .browser import BrowserRequest, PageEndpoint, origin_of
 from .pages import ConsentPage, FormPostPage
 from .sessions import CSRF_FIELD
@@ -51,7 +51,7 @@ class AuthorizeEndpoint(PageEndpoint):
         decision = params.get("decision") if browser_request.method == "POST" else None
         for name in _DECISION_FIELDS:
             params.pop(name, None)
-        request = await self.server.authorization_request(params, browser_request.repeated)
+        request = await self.server.authorization.request(params, browser_request.repeated)
         owner = await self.browser.owner(browser_request)
         if owner is not None and request.hint_subject not in (None, owner.subject):
             # OpenID Connect Core §3.1.2.1: the hint names someone else, who must sign in.
@@ -64,7 +64,7 @@ class AuthorizeEndpoint(PageEndpoint):
             # OpenID Connect Core §3.1.2.1: answer without showing any page.
             if owner is None or too_old:
                 return self._fail(request, LoginRequiredError("the user is not signed in"))
-            if await self.server.needs_consent(request, owner):
+            if await self.server.authorization.needs_consent(request, owner):
                 return self._fail(request, ConsentRequiredError("the user must consent"))
         if owner is not None and _signed_in_since_pushed(request, owner):
             too_old = False
@@ -72,8 +72,8 @@ class AuthorizeEndpoint(PageEndpoint):
             too_old = True
         if owner is None or too_old:
             return self._sign_in(browser_request, request)
-        if not await self.server.needs_consent(request, owner):
-            return self._respond(await self.server.authorize(request, owner))
+        if not await self.server.authorization.needs_consent(request, owner):
+            return self._respond(await self.server.authorization.authorize(request, owner))
         return self._consent_page(browser_request, request, owner)
 
     async def _decide(
@@ -101,7 +101,9 @@ class AuthorizeEndpoint(PageEndpoint):
                 scope=request.scope,
                 remembered=remember,
             )
-            return self._respond(await self.server.authorize(request, owner, remember=remember))
+            return self._respond(
+                await self.server.authorization.authorize(request, owner, remember=remember)
+            )
         if decision == "deny":
             return self._fail(request, AccessDeniedError("the user denied the request"))
         raise InvalidRequestError("decision must be approve or deny")
@@ -141,7 +143,7 @@ class AuthorizeEndpoint(PageEndpoint):
         return self.browser.page(page, cookies=cookies)
 
     def _fail(self, request: AuthorizationRequest, error: OAuth2Error) -> Response:
-        return self._respond(self.server.authorization_failed(request, error))
+        return self._respond(self.server.authorization.failed(request, error))
 
     def _respond(self, response: AuthorizationResponse) -> Response:
         if response.response_mode == "form_post":

@@ -19,15 +19,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from ..endpoints.paths import AUTHORIZATION_PATH, DEVICE_VERIFICATION_PATH, LOGIN_PATH
 from ..errors import InvalidRequestError
 from ..models import ResourceOwner
 from ..requests import OAuthRequest
-from ..server import (
-    AUTHORIZATION_PATH,
-    DEVICE_VERIFICATION_PATH,
-    LOGIN_PATH,
-    AuthorizationServer,
-)
+from ..server import AuthorizationServer
 from .pages import MessagePage, Page, Pages
 from .requests import RequestHeaders, parse_params, read_body
 from .responses import as_oauth_error
@@ -127,7 +123,7 @@ class Browser:
         session = request.session
         if session is None or session.user_id is None or session.session_id is None:
             return None
-        user = await self.server.session_user(session.session_id)
+        user = await self.server.accounts.session_user(session.session_id)
         if user is None or user.user_id != session.user_id or not session.belongs_to(user):
             return None
         return ResourceOwner(

@@ -12,8 +12,8 @@ from urllib.parse import urlencode
 from starlette.responses import Response
 
 from ..device import format_user_code, normalize_user_code
+from ..endpoints.paths import DEVICE_VERIFICATION_PATH
 from ..errors import InvalidRequestError, OAuth2Error
-from ..server import DEVICE_VERIFICATION_PATH
 from .browser import BrowserRequest, PageEndpoint
 from .pages import DeviceConsentPage, DevicePage, MessagePage
 
@@ -37,9 +37,7 @@ class DeviceVerificationEndpoint(PageEndpoint):
                 status_code=403,
             )
         try:
-            device, client = await self.server.find_device_authorization(
-                user_code, request.oauth_request
-            )
+            device, client = await self.server.device.find(user_code, request.oauth_request)
         except OAuth2Error as exc:
             if exc.status == 503:
                 raise
@@ -60,7 +58,7 @@ class DeviceVerificationEndpoint(PageEndpoint):
         if decision not in ("approve", "deny"):
             raise InvalidRequestError("decision must be approve or deny")
         approved = decision == "approve"
-        await self.server.decide_device_authorization(device, owner, approved=approved)
+        await self.server.device.decide(device, owner, approved=approved)
         if approved:
             done = MessagePage("Device connected", "You can return to your device now.")
         else:

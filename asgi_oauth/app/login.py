@@ -14,8 +14,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from starlette.responses import Response
 
+from ..endpoints.paths import LOGIN_PATH, LOGOUT_PATH
 from ..errors import InvalidRequestError, OAuth2Error
-from ..server import LOGIN_PATH, LOGOUT_PATH
 from .browser import BrowserRequest, PageEndpoint
 from .pages import LoginPage, LogoutPage, MessagePage
 from .sessions import Session
@@ -50,12 +50,14 @@ class LoginEndpoint(PageEndpoint):
         username = request.params.get("username", "")
         password = request.params.get("password", "")
         try:
-            user = await self.server.authenticate_user(request.oauth_request, username, password)
+            user = await self.server.accounts.authenticate(
+                request.oauth_request, username, password
+            )
         except OAuth2Error as exc:
             if exc.status == 503:
                 raise
             return self._form(request, error=exc)
-        session_id, auth_time = await self.server.open_session(user)
+        session_id, auth_time = await self.server.accounts.open_session(user)
         session = Session.signed_in(user, auth_time, session_id)
         cookies = [self.browser.cookie.set_cookie(session)]
         target = self.browser.after_login(request.params.get("next"))
@@ -82,7 +84,7 @@ class LogoutEndpoint(PageEndpoint):
             )
         if request.session is not None and request.session.session_id is not None:
             # Ended in the store too: a copy of the cookie taken before signs in no one.
-            await self.server.close_session(request.session.session_id)
+            await self.server.accounts.close_session(request.session.session_id)
         done = MessagePage(title="Signed out", message="You are signed out.")
         return self.browser.page(done, cookies=[self.browser.cookie.clear_cookie()])
 

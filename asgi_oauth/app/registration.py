@@ -11,8 +11,8 @@ import json
 
 from starlette.types import Receive, Scope, Send
 
+from ..endpoints.paths import REGISTRATION_PATH
 from ..errors import InvalidClientMetadataError, InvalidRequestError
-from ..registration import REGISTRATION_PATH
 from ..server import AuthorizationServer
 from .requests import RequestHeaders, read_body, route_path
 from .responses import NO_STORE, send_empty, send_error, send_json

@@ -71,7 +71,7 @@ class UserinfoEndpoint:
             await send_bearer_error(scope, send, error, challenge(error))
             return
         try:
-            body = await self.server.userinfo(token.sub, token.scope)
+            body = await self.server.openid.userinfo(token.sub, token.scope)
         except Exception as exc:
             await send_error(send, exc)
             return

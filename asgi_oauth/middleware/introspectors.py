@@ -92,7 +92,7 @@ class LocalIntrospector:
 
     async def _introspect(self, token: str) -> IntrospectionResult:
         try:
-            return await self.server.introspect_token(token)
+            return await self.server.introspection.introspect_token(token)
         except TemporarilyUnavailableError as exc:
             raise IntrospectionUnavailable("the authorization server's store failed") from exc
 

@@ -11,25 +11,23 @@ import hmac
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Final
 
-from .client_metadata import ClientMetadata, validate_client_metadata
-from .clients import check_client, new_client
-from .config import Settings
-from .crypto import generate_token, hash_token, verify_secret
-from .errors import (
+from ..client_metadata import ClientMetadata, validate_client_metadata
+from ..clients import check_client, new_client
+from ..config import Settings
+from ..crypto import generate_token, hash_token, verify_secret
+from ..errors import (
     InvalidClientMetadataError,
     InvalidRequestError,
     InvalidTokenError,
     StorageError,
     storage_guard,
 )
-from .events import security_event
-from .models import Client
-from .storage.base import Storage
+from ..events import security_event
+from ..models import Client
+from ..storage.base import Storage
+from .paths import REGISTRATION_PATH
 
-#: The client registration endpoint; ``/register/{client_id}`` configures one client.
-REGISTRATION_PATH: Final = "/register"
 #: RFC 7592 §2.2: what only the server sets, which an update must not carry.
 _SERVER_FIELDS = (
     "registration_access_token",

@@ -1,0 +1,112 @@
+"""The in-process store's clients, users, consents and browser sessions."""
+
+from __future__ import annotations
+
+import time
+
+from ...errors import StorageError
+from ...models import BrowserSession, Client, Token, User
+from .state import _State
+
+
+class _Accounts(_State):
+    """Clients, users, consents and browser sessions."""
+
+    async def get_client(self, client_id: str) -> Client | None:
+        return self._clients.get(client_id)
+
+    async def add_client(self, client: Client) -> bool:
+        if client.client_id in self._clients:
+            return False
+        self._clients[client.client_id] = client
+        return True
+
+    async def save_client(self, client: Client) -> None:
+        self._clients[client.client_id] = client
+
+    async def delete_client(self, client_id: str) -> bool:
+        if self._clients.pop(client_id, None) is None:
+            return False
+        for code_hash in [h for h, c in self._codes.items() if c.client_id == client_id]:
+            del self._codes[code_hash]
+        self._end_tokens([t for t in self._tokens.values() if t.client_id == client_id])
+        for device in [d for d in self._devices.values() if d.client_id == client_id]:
+            self._forget_device(device)
+        for uri_hash in [h for h, r in self._pushed.items() if r.client_id == client_id]:
+            del self._pushed[uri_hash]
+        for key in [k for k in self._consents if k[1] == client_id]:
+            del self._consents[key]
+        return True
+
+    async def list_clients(self) -> list[Client]:
+        return sorted(self._clients.values(), key=lambda c: c.client_id)
+
+    async def is_allowed_origin(self, origin: str) -> bool:
+        return any(origin in c.allowed_origins for c in self._clients.values())
+
+    async def get_user(self, username: str) -> User | None:
+        return self._users.get(username)
+
+    async def get_user_by_id(self, user_id: str) -> User | None:
+        return self._by_id(user_id)
+
+    async def add_user(self, user: User) -> bool:
+        if user.username in self._users or self._by_id(user.user_id) is not None:
+            return False
+        self._users[user.username] = user
+        return True
+
+    async def save_user(self, user: User) -> None:
+        taken = self._users.get(user.username)
+        if taken is not None and taken.user_id != user.user_id:
+            raise StorageError("username taken by another user")
+        known = self._by_id(user.user_id)
+        if known is not None:
+            del self._users[known.username]
+        self._users[user.username] = user
+
+    async def list_users(self) -> list[User]:
+        return sorted(self._users.values(), key=lambda u: u.username)
+
+    async def delete_user(self, username: str) -> bool:
+        user = self._users.pop(username, None)
+        if user is None:
+            return False
+        for key in [k for k in self._consents if k[0] == user.user_id]:
+            del self._consents[key]
+        for code_hash in [h for h, c in self._codes.items() if c.subject == user.user_id]:
+            del self._codes[code_hash]
+        for device in [d for d in self._devices.values() if d.subject == user.user_id]:
+            self._forget_device(device)
+        for session_hash in [h for h, s in self._sessions.items() if s.user_id == user.user_id]:
+            del self._sessions[session_hash]
+        self._end_tokens([t for t in self._tokens.values() if t.subject == user.user_id])
+        return True
+
+    async def get_consent(self, subject: str, client_id: str) -> frozenset[str] | None:
+        return self._consents.get((subject, client_id))
+
+    async def save_consent(self, subject: str, client_id: str, scope: frozenset[str]) -> None:
+        self._consents[(subject, client_id)] = scope
+
+    async def save_session(self, session: BrowserSession) -> None:
+        self._sessions[session.session_hash] = session
+
+    async def get_session(self, session_hash: str) -> BrowserSession | None:
+        return self._sessions.get(session_hash)
+
+    async def delete_session(self, session_hash: str) -> bool:
+        return self._sessions.pop(session_hash, None) is not None
+
+    def _by_id(self, user_id: str) -> User | None:
+        return next((u for u in self._users.values() if u.user_id == user_id), None)
+
+    def _end_tokens(self, tokens: list[Token]) -> None:
+        """Revoke access tokens (the revocation list names them until they expire);
+        forget refresh tokens."""
+        now = int(time.time())
+        for token in tokens:
+            if token.kind == "access_token":
+                self._revoke(token.token_hash, now)
+            else:
+                self._forget(token)

@@ -1,0 +1,135 @@
+"""The PostgreSQL store's clients, users, consents and browser sessions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...models import BrowserSession, Client, User
+from .. import _rows
+from . import schema as _pg
+from .database import PostgresDatabase
+from .tokens import _end_tokens_of
+
+
+class _Accounts(PostgresDatabase):
+    """Clients (read through a short-lived cache), users, consents and browser sessions."""
+
+    # -- clients and users -------------------------------------------------------------
+
+    async def get_client(self, client_id: str) -> Client | None:
+        client = self._clients.get(client_id)
+        if client is None:
+            row = await self._fetchrow(_pg.SELECT_CLIENTS + " WHERE client_id = $1", client_id)
+            if row is None:
+                return None
+            client = _rows.client_from_row(row)
+            self._clients.put(client)
+        return client
+
+    async def add_client(self, client: Client) -> bool:
+        return await self._put_client(client, _pg.ADD_CLIENT)
+
+    async def save_client(self, client: Client) -> None:
+        await self._put_client(client, _pg.UPSERT_CLIENT)
+
+    async def _put_client(self, client: Client, insert: str) -> bool:
+        row = _rows.client_row(client)
+        origins = [(client.client_id, origin) for origin in client.allowed_origins]
+
+        async def save(conn: Any) -> bool:
+            if await conn.execute(insert, *row) == "INSERT 0 0":
+                return False
+            await conn.execute("DELETE FROM client_origins WHERE client_id = $1", client.client_id)
+            await conn.executemany(
+                "INSERT INTO client_origins (client_id, origin) VALUES ($1, $2)"
+                " ON CONFLICT DO NOTHING",
+                origins,
+            )
+            return True
+
+        saved: bool = await self._transaction(save)
+        self._clients.forget(client.client_id)
+        return saved
+
+    async def delete_client(self, client_id: str) -> bool:
+        async def delete(conn: Any) -> bool:
+            deleted = await conn.execute("DELETE FROM clients WHERE client_id = $1", client_id)
+            if deleted == "DELETE 0":
+                return False
+            for table in (
+                "client_origins",
+                "authorization_codes",
+                "device_authorizations",
+                "pushed_authorization_requests",
+                "consents",
+            ):
+                await conn.execute(f"DELETE FROM {table} WHERE client_id = $1", client_id)  # noqa: S608
+            await _end_tokens_of(conn, "client_id", client_id)
+            return True
+
+        deleted: bool = await self._transaction(delete)
+        self._clients.forget(client_id)
+        return deleted
+
+    async def list_clients(self) -> list[Client]:
+        rows = await self._fetch(_pg.SELECT_CLIENTS + " ORDER BY client_id")
+        return [_rows.client_from_row(row) for row in rows]
+
+    async def is_allowed_origin(self, origin: str) -> bool:
+        sql = "SELECT 1 FROM client_origins WHERE origin = $1 LIMIT 1"
+        return await self._fetchrow(sql, origin) is not None
+
+    async def get_user(self, username: str) -> User | None:
+        row = await self._fetchrow(_pg.SELECT_USERS + " WHERE username = $1", username)
+        return None if row is None else _rows.user_from_row(row)
+
+    async def get_user_by_id(self, user_id: str) -> User | None:
+        row = await self._fetchrow(_pg.SELECT_USERS + " WHERE user_id = $1", user_id)
+        return None if row is None else _rows.user_from_row(row)
+
+    async def add_user(self, user: User) -> bool:
+        return await self._execute(_pg.INSERT_USER, *_rows.user_row(user)) == "INSERT 0 1"
+
+    async def save_user(self, user: User) -> None:
+        await self._execute(_pg.UPSERT_USER, *_rows.user_row(user))
+
+    async def list_users(self) -> list[User]:
+        rows = await self._fetch(_pg.SELECT_USERS + " ORDER BY username")
+        return [_rows.user_from_row(row) for row in rows]
+
+    async def delete_user(self, username: str) -> bool:
+        async def delete(conn: Any) -> bool:
+            user_id = await conn.fetchval(
+                "DELETE FROM users WHERE username = $1 RETURNING user_id", username
+            )
+            if user_id is None:
+                return False
+            for table in ("consents", "authorization_codes", "device_authorizations"):
+                sql = f"DELETE FROM {table} WHERE subject = $1"  # noqa: S608 (constants)
+                await conn.execute(sql, user_id)
+            await conn.execute("DELETE FROM sessions WHERE user_id = $1", user_id)
+            await _end_tokens_of(conn, "subject", user_id)
+            return True
+
+        deleted: bool = await self._transaction(delete)
+        return deleted
+
+    async def get_consent(self, subject: str, client_id: str) -> frozenset[str] | None:
+        row = await self._fetchrow(_pg.SELECT_CONSENT, subject, client_id)
+        return None if row is None else frozenset(row[0].split())
+
+    async def save_consent(self, subject: str, client_id: str, scope: frozenset[str]) -> None:
+        await self._execute(_pg.UPSERT_CONSENT, *_rows.consent_row(subject, client_id, scope))
+
+    # -- browser sessions --------------------------------------------------------------
+
+    async def save_session(self, session: BrowserSession) -> None:
+        await self._execute(_pg.INSERT_SESSION, *_rows.session_row(session))
+
+    async def get_session(self, session_hash: str) -> BrowserSession | None:
+        row = await self._fetchrow(_pg.SELECT_SESSION, session_hash)
+        return None if row is None else _rows.session_from_row(row)
+
+    async def delete_session(self, session_hash: str) -> bool:
+        sql = "DELETE FROM sessions WHERE session_hash = $1"
+        return await self._execute(sql, session_hash) == "DELETE 1"
