@@ -1,7 +1,11 @@
 """Reading an ASGI HTTP request into an ``OAuthRequest``, refusing what RFC 6749 forbids.
 
 Bodies are ``application/x-www-form-urlencoded`` UTF-8 (RFC 6749 Appendix B),
-bounded in size, with each parameter at most once (§3.1).
+bounded in size, with each parameter at most once (§3.1). One parser reads every
+form, the token endpoint's and the pages' alike: what it must decide (repeats,
+multi-valued ``resource``, strict UTF-8, NUL) comes after splitting the pairs, and
+``multipart/form-data`` is never valid here, so a general form library would add a
+dependency and halve the speed without removing any of it.
 """
 
 from __future__ import annotations
