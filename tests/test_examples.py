@@ -6,7 +6,8 @@ the test's directory; the tests take the credentials it printed, get tokens
 from its ``/oauth2/token`` and call its API the way the docstring's curl
 commands do. ``device_client.py`` runs against ``asgi-oauth serve --demo`` and
 ``starlette_api.py`` while the test, as the person, signs in and decides on
-the verification page with httpx.
+the verification page with httpx; so does ``pkce_client.py``, whose browser
+(``BROWSER``) is a script that hands the URL it opens to the test.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import socket
 import subprocess
 import sys
@@ -32,7 +34,7 @@ from urllib.parse import urljoin
 import httpx
 import pytest
 
-from examples import device_client
+from examples import device_client, pkce_client
 
 pytestmark = pytest.mark.slow
 
@@ -612,6 +614,103 @@ def test_fastapi_docs_authorize_button_flow_gives_a_person_token(fastapi_api: Ex
     assert me.status_code == 200, me.text
     assert me.json()["client_id"] == "demo-app"
     assert me.json()["subject"] is not None
+
+
+@dataclass(frozen=True)
+class PkceClientRun:
+    """What ``examples/pkce_client.py`` printed and returned, and the person's last page."""
+
+    last_page: httpx.Response
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_pkce_client(server: Example, directory: Path, decision: str) -> PkceClientRun:
+    """``python examples/pkce_client.py`` against ``server``, its browser (``BROWSER``) a
+    script that hands the URL to the test, where the demo user signs in and decides."""
+    opened = directory / "opened-url"
+    browser = directory / "browser"
+    target = shlex.quote(str(opened))
+    browser.write_text(f'#!/bin/sh\nprintf %s "$1" > {target}.part && mv {target}.part {target}\n')
+    browser.chmod(0o755)
+    command = [sys.executable, "examples/pkce_client.py", "--issuer", server.issuer]
+    command += ["--client-id", "demo-app", "--scope", "read", "--timeout", "30"]
+    with (
+        subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            env={**os.environ, "BROWSER": str(browser), "PYTHONUNBUFFERED": "1"},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        ) as client,
+        person(server) as someone,
+    ):
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not opened.exists():
+            assert client.poll() is None, client.communicate()[1].decode()
+            assert time.monotonic() < deadline, "the example opened no browser"
+            time.sleep(0.05)
+        consent = someone.sign_in(someone.open(opened.read_text()))
+        assert "Authorize access" in consent.text
+        last_page = someone.submit(consent, button=("decision", decision))
+        out, err = client.communicate(timeout=DEVICE_CLIENT_TIMEOUT)
+    return PkceClientRun(last_page, client.returncode, out.decode(), err.decode())
+
+
+def test_pkce_client_gets_the_token_the_person_approves(
+    demo_server: Example, tmp_path: Path
+) -> None:
+    run = run_pkce_client(demo_server, tmp_path, "approve")
+
+    assert run.last_page.status_code == 200, run.last_page.text
+    assert str(run.last_page.url).startswith("http://127.0.0.1:")
+    assert run.last_page.url.path == "/callback"
+    assert "You can close this window" in run.last_page.text
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr
+    token = json.loads(run.stdout)
+    assert token["token_type"] == "Bearer" and token["scope"] == "read"
+    api = httpx.get(f"{demo_server.url}/api/demo", headers=bearer(token["access_token"]))
+    assert api.status_code == 200, api.text
+    assert api.json()["sub"] is not None
+
+
+def test_pkce_client_stops_when_the_person_denies(demo_server: Example, tmp_path: Path) -> None:
+    run = run_pkce_client(demo_server, tmp_path, "deny")
+
+    assert run.last_page.url.path == "/callback"
+    assert run.returncode == 1
+    assert run.stdout == ""
+    assert "error: access_denied" in run.stderr
+
+
+ISSUER = "https://as.example"
+
+
+@pytest.mark.parametrize(
+    ("params", "refused"),
+    [
+        ({"code": "C", "state": "S", "iss": ISSUER}, None),
+        ({"code": "C", "state": "other", "iss": ISSUER}, "state is not this request's"),
+        ({"code": "C", "iss": ISSUER}, "state is not this request's"),
+        # RFC 9207: another issuer's answer, or none where iss was promised (mix-up).
+        ({"code": "C", "state": "S", "iss": "https://evil.example"}, "comes from"),
+        ({"code": "C", "state": "S"}, "comes from None"),
+        ({"error": "access_denied", "state": "S", "iss": ISSUER}, "access_denied"),
+        ({"state": "S", "iss": ISSUER}, "no code"),
+    ],
+)
+def test_pkce_client_checks_the_answer_before_it_uses_the_code(
+    params: dict[str, str], refused: str | None
+) -> None:
+    metadata = {"issuer": ISSUER, "authorization_response_iss_parameter_supported": True}
+    if refused is None:
+        assert pkce_client.check_response(params, "S", metadata) == "C"
+    else:
+        with pytest.raises(pkce_client.SignInError, match=refused):
+            pkce_client.check_response(params, "S", metadata)
 
 
 TOKEN_RESPONSE = {"access_token": "T", "token_type": "Bearer", "expires_in": 3600}

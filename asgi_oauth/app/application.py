@@ -1,8 +1,9 @@
 """``OAuth2App``: the authorization server's endpoints as one raw ASGI application.
 
-Mount it anywhere (``Mount("/oauth2", app=OAuth2App(server))``, a plain ASGI
-dispatcher, or serve it alone); it routes on the path below ``root_path``. The
-URLs it publishes come from ``Settings.issuer``, never from the Host header.
+Mount it anywhere (``Mount("/oauth2", app=OAuth2App(server))``, Litestar's mount,
+a plain ASGI dispatcher, or serve it alone); it routes on the path below the mount
+(``route_path``). The URLs it publishes come from ``Settings.issuer``, never from
+the request.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from .device import DeviceVerificationEndpoint
 from .login import LoginEndpoint, LogoutEndpoint
 from .pages import Pages
 from .registration import RegistrationEndpoint
-from .requests import RequestHeaders, read_form, route_path
+from .requests import RequestHeaders, mount_path, read_form, route_path
 from .responses import NO_STORE, Headers, send_empty, send_error, send_json
 from .userinfo import UserinfoEndpoint
 
@@ -216,21 +217,31 @@ class OAuth2App:
             return
         await send_empty(send, 204, preflight_headers(cors, (*endpoint.methods, "OPTIONS")))
 
-    def _route_path(self, scope: Scope) -> str:
-        if not self._mount_checked:
-            self._check_mount(scope.get("root_path", ""))
-        return route_path(scope)
+    def check_mount(self, path: str) -> bool:
+        """Whether ``path``, where the host serves this app (as clients see it: a proxy's
+        prefix included), is the issuer's path; a warning is logged when it is not.
 
-    def _check_mount(self, root_path: str) -> None:
+        No framework tells a mounted app where it is before a request comes (Starlette
+        and FastAPI send no lifespan to a mount), so the first request checks it. A host
+        that knows its mount path calls this at startup instead, and the first request
+        checks nothing more.
+        """
         self._mount_checked = True
         expected = self.server.settings.issuer_path
-        if root_path.rstrip("/") != expected:
-            logger.warning(
-                "mounted at %r but the issuer %r says %r: published URLs follow the issuer",
-                root_path or "/",
-                self.server.settings.issuer,
-                expected or "/",
-            )
+        if path.rstrip("/") == expected:
+            return True
+        logger.warning(
+            "mounted at %r but the issuer %r says %r: published URLs follow the issuer",
+            path or "/",
+            self.server.settings.issuer,
+            expected or "/",
+        )
+        return False
+
+    def _route_path(self, scope: Scope) -> str:
+        if not self._mount_checked:
+            self.check_mount(mount_path(scope))
+        return route_path(scope)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         """Serve alone (``uvicorn module:app``): close the store at shutdown."""

@@ -11,7 +11,7 @@ dependency and halve the speed without removing any of it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import unquote_plus
+from urllib.parse import unquote, unquote_plus
 
 from starlette.types import Receive, Scope
 
@@ -52,12 +52,42 @@ class RequestHeaders:
 
 
 def route_path(scope: Scope) -> str:
-    """The path below the mount point (ASGI: ``path`` includes ``root_path``)."""
+    """The path below the mount point, which every endpoint and page routes on.
+
+    ASGI puts ``root_path`` at the start of ``path``: Starlette's ``Mount``, FastAPI,
+    hypercorn's ``DispatcherMiddleware`` and uvicorn ``--root-path`` do. A dispatcher
+    that strips its prefix from ``path`` instead (WSGI's way; Litestar's mount, which
+    leaves ``root_path`` as the server set it) gives the path below already. Litestar
+    also ends that path with a slash: one the client did not send, as ``raw_path``
+    shows, is dropped, so the client's own ``/token/`` is still no endpoint.
+    """
     path: str = scope["path"]
     root_path: str = scope.get("root_path", "")
     if root_path and path.startswith(root_path):
-        return path[len(root_path) :] or "/"
+        path = path[len(root_path) :] or "/"
+    if path.endswith("/") and path != "/" and not (scope.get("raw_path") or b"/").endswith(b"/"):
+        return path[:-1]
     return path
+
+
+def mount_path(scope: Scope) -> str:
+    """Where the app is mounted, as the client sees the path: what comes before
+    :func:`route_path` in it. Read once, to check it against the issuer.
+
+    ``root_path`` when ``path`` starts with it (ASGI); else the received path
+    (``raw_path``, after ``root_path`` unless the server already put it there) less
+    the route, as under a dispatcher that strips its prefix or Litestar's mount.
+    """
+    root_path: str = scope.get("root_path", "")
+    raw_path: bytes | None = scope.get("raw_path")
+    if (root_path and scope["path"].startswith(root_path)) or raw_path is None:
+        return root_path
+    received = unquote(raw_path.decode("latin-1"))
+    full = received if received.startswith(root_path) else root_path + received
+    route = route_path(scope)
+    if route == "/":
+        return full.rstrip("/")
+    return full[: -len(route)] if full.endswith(route) else root_path
 
 
 async def read_form(
