@@ -173,7 +173,8 @@ def test_a_file_that_is_not_a_database_is_a_clear_error(
 ) -> None:
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"this is not a database" * 100)
-    assert main(["serve", "--db", str(junk), "--insecure-transport"]) == 2
+    port = str(free_port())
+    assert main(["serve", "--db", str(junk), "--insecure-transport", "--port", port]) == 2
     assert "asgi-oauth: " in capsys.readouterr().err
     assert junk.read_bytes() == b"this is not a database" * 100
 
@@ -192,7 +193,7 @@ _METADATA = [
 ]
 _STORE = ["--db", "--json", "ASGI_OAUTH_DATABASE_URL"]
 HELP: dict[tuple[str, ...], list[str]] = {
-    (): ["serve", "clients", "users", "tokens", "migrate", "purge", "ASGI_OAUTH_"],
+    (): ["--version", "serve", "clients", "users", "tokens", "migrate", "purge", "ASGI_OAUTH_"],
     ("serve",): [
         "--db",
         "--host",
@@ -200,6 +201,11 @@ HELP: dict[tuple[str, ...], list[str]] = {
         "--issuer",
         "ASGI_OAUTH_ISSUER",
         "--insecure-transport",
+        "--ssl-certfile",
+        "--ssl-keyfile",
+        "--behind-tls-proxy",
+        "--forwarded-allow-ips",
+        "--root-path",
         "--demo",
     ],
     ("clients",): ["create", "list", "show", "update", "delete", "rotate-secret"],

@@ -4,7 +4,8 @@
 ``tokens`` manage what it knows; ``migrate`` and ``purge`` look after its database. Every
 command takes ``--db`` (or ``ASGI_OAUTH_DATABASE_URL``) and ``--help``. A
 mistake prints one line on stderr and exits non-zero, leaving the database as
-it was.
+it was: 1 for a refused change, 2 for a setup that cannot work (an option, a
+missing extra, a database or port out of reach).
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from .. import __version__
 from ..errors import StorageError
 from ..keys import KeyEncryptionError
 from . import clients, database, keys, serve, users
-from ._common import CommandError
+from ._common import CommandError, SetupError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="An OAuth 2.0 authorization server: run it, and manage its clients and users.",
         epilog="Settings come from flags, then ASGI_OAUTH_* environment variables, then defaults.",
     )
+    parser.add_argument("--version", action="version", version=f"asgi-oauth {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (serve, clients, users, keys, database):
         module.add_commands(commands)
@@ -38,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as exc:
         print(f"asgi-oauth: {exc}", file=sys.stderr)
         return 1
-    except (ValueError, StorageError, KeyEncryptionError) as exc:
+    except (SetupError, ValueError, StorageError, KeyEncryptionError) as exc:
         print(f"asgi-oauth: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,7 +1,9 @@
 """What every command shares: the database option, settings, output and errors.
 
 Configuration has one precedence everywhere: a command-line flag beats an
-``ASGI_OAUTH_*`` environment variable, which beats the default.
+``ASGI_OAUTH_*`` environment variable, which beats the default. A setup that cannot
+work (an option, a missing extra, a database out of reach) is refused before
+anything is written, in one line naming what to do.
 """
 
 from __future__ import annotations
@@ -11,9 +13,12 @@ import asyncio
 import contextlib
 import functools
 import getpass
+import importlib
 import json
 import os
+import shlex
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TextIO
 
@@ -22,7 +27,7 @@ from ..errors import StorageError
 from ..keys import read_key_file
 from ..models import Client, User
 from ..storage import DEFAULT_DATABASE_URL, Storage, open_storage
-from ..storage.urls import redact_url, sqlite_path
+from ..storage.urls import redact_url, sqlite_path, store_kind
 
 #: Stands in for the issuer where a command needs settings but publishes no URL.
 _OFFLINE_ISSUER = "https://localhost"
@@ -30,6 +35,37 @@ _OFFLINE_ISSUER = "https://localhost"
 
 class CommandError(Exception):
     """A user's mistake: printed as one line on stderr, exit status 1."""
+
+
+class SetupError(Exception):
+    """A setup the command cannot run with (its options, the installation, where the
+    database is): printed as one line on stderr, exit status 2, as a bad option is."""
+
+
+def require(module: str, extra: str, needed_by: str) -> None:
+    """Import ``module`` of the package's ``extra``, or refuse with the command installing it."""
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        if exc.name != module:
+            raise  # installed but broken: the traceback says more than a line could
+        raise SetupError(f"{needed_by} needs {module}: pip install 'asgi-oauth[{extra}]'") from None
+
+
+def check_database(url: str) -> None:
+    """Refuse now what would only fail at first use: a URL no store takes, a SQLite
+    file in a directory that is not there, PostgreSQL without its driver."""
+    kind = store_kind(url)
+    if kind == "postgresql":
+        require("asyncpg", "postgres", "a postgresql:// database")
+    elif kind == "sqlite":
+        path = sqlite_path(url) or url
+        directory = os.path.dirname(path)
+        if directory and not os.path.isdir(directory):
+            raise SetupError(
+                f"unable to open database file {path}: there is no directory {directory}"
+                " (create it, or choose another --db)"
+            )
 
 
 def add_database_option(parser: argparse.ArgumentParser) -> None:
@@ -93,6 +129,7 @@ def open_database(args: argparse.Namespace, *, create: bool) -> Storage:
     """The store ``--db`` names. Unless ``create``, a SQLite file must exist already:
     a command that changes nothing must not leave a new database behind a typo."""
     url = database_url(args)
+    check_database(url)
     path = sqlite_path(url)
     if not create and path is not None and not os.path.exists(path):
         raise StorageError(f"unable to open database file {path}: none there (migrate creates one)")
@@ -155,6 +192,20 @@ def read_password(*, from_stdin: bool, confirm: bool = True) -> str:
     return password
 
 
+def command_hint(args: argparse.Namespace, *words: str) -> str:
+    """A command line to paste: this program as it was typed (``.venv/bin/asgi-oauth``)
+    or ``asgi-oauth``, then ``words``, then ``--db`` if it was given (without its password)."""
+    typed = sys.argv[0]
+    program = typed if os.path.basename(typed) == "asgi-oauth" else "asgi-oauth"
+    database = ["--db", shown_database(args)] if args.db else []
+    return " ".join(shlex.quote(word) for word in (program, *words, *database))
+
+
+def iso_time(timestamp: int) -> str:
+    """An epoch time as people read it: ISO 8601 in UTC (``2026-01-31T09:30:00Z``)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
+
+
 def report(args: argparse.Namespace, value: object, text: str) -> None:
     """A command's result: ``value`` as JSON with ``--json``, else ``text`` for people."""
     if args.json:
@@ -163,7 +214,8 @@ def report(args: argparse.Namespace, value: object, text: str) -> None:
         print(text)
 
 
-def print_json(value: object, out: TextIO = sys.stdout) -> None:
+def print_json(value: object, out: TextIO | None = None) -> None:
+    out = out or sys.stdout  # looked up now: stdout may have been replaced since import
     json.dump(value, out, indent=2, sort_keys=True)
     out.write("\n")
 

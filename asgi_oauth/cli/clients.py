@@ -20,6 +20,7 @@ from ._common import (
     add_database_option,
     add_json_option,
     client_json,
+    iso_time,
     print_json,
     print_table,
     report,
@@ -176,13 +177,15 @@ async def _find(storage: Storage, client_id: str) -> Client:
 
 @with_storage()
 async def _show(args: argparse.Namespace, storage: Storage) -> int:
-    shown = client_json(await _find(storage, args.client_id))
+    client = await _find(storage, args.client_id)
+    shown = client_json(client)
     if args.json:
-        print_json(shown)
-    else:
-        for key, value in shown.items():
-            text = " ".join(value) if isinstance(value, list) else value
-            print(f"{key + ':':20} {text}")
+        print_json(shown)  # epoch seconds, for scripts
+        return 0
+    shown["created_at"] = iso_time(client.created_at)
+    for key, value in shown.items():
+        text = " ".join(value) if isinstance(value, list) else value
+        print(f"{key + ':':20} {text}")
     return 0
 
 

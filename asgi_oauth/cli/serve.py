@@ -1,9 +1,13 @@
 """``asgi-oauth serve``: a standalone authorization server under uvicorn.
 
-On the SQLite default (``./asgi_oauth.db``) or the database ``--db`` names.
-With ``--demo`` it registers, once, a confidential client, a public PKCE client
-and a user, prints their credentials, and serves ``/api/demo``: a route
-protected by the bearer middleware, to try a token on.
+It serves https itself (``--ssl-certfile``), plain http to a proxy that serves
+https at the issuer (``--behind-tls-proxy``), or plain http for local development
+(``--insecure-transport``): without one of the three it refuses to start rather
+than publish https URLs nothing serves (RFC 9700 §2.1.2). What would fail later is
+refused before anything is written, one line each: a certificate that does not
+load, a database out of reach, a ``--root-path`` the issuer's path does not start
+with, a port already taken. On the SQLite default (``./asgi_oauth.db``) or the
+database ``--db`` names; ``--demo`` adds clients, a user and an API to try them on.
 """
 
 from __future__ import annotations
@@ -12,32 +16,42 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import errno
+import functools
 import os
-from collections.abc import AsyncIterator
+import socket
+import ssl
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
-from ..crypto import generate_token
+from ..config import Settings
 from ..server import AuthorizationServer
 from ..storage import Storage
-from ..types import DEVICE_CODE
 from ._common import (
+    SetupError,
     add_command,
     add_database_option,
+    check_database,
+    command_hint,
+    database_url,
     key_encryption_key,
+    require,
     settings,
     shown_database,
 )
 from .database import migrate_storage
+from .demo import demo_api, framed, register_demo
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse
+    from starlette.middleware import Middleware
+    from starlette.routing import Mount, Route
 
-DEMO_CLIENT_ID = "demo-client"
-DEMO_APP_ID = "demo-app"
-DEMO_USER = "demo"
-DEMO_REDIRECT_URI = "http://127.0.0.1/callback"
+_NEEDS_HTTPS = (
+    "serve publishes https urls: give --ssl-certfile and --ssl-keyfile to serve https,"
+    " or --behind-tls-proxy with the proxy's https url as --issuer,"
+    " or --insecure-transport for local development only"
+)
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -47,39 +61,175 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     run.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
     run.add_argument(
         "--issuer",
-        help="the server's public URL (env ASGI_OAUTH_ISSUER; default http(s)://HOST:PORT)",
-    )
-    run.add_argument(
-        "--insecure-transport",
-        action="store_true",
-        default=None,
-        help="allow http (local development only; env ASGI_OAUTH_INSECURE_TRANSPORT)",
+        help="the server's public URL (env ASGI_OAUTH_ISSUER; "
+        "default https://HOST:PORT, or http:// with --insecure-transport)",
     )
     run.add_argument(
         "--demo",
         action="store_true",
         help="register demo clients and a demo user once, and serve /api/demo",
     )
+    https = run.add_argument_group(
+        "https", "One of: a certificate, a TLS proxy in front, or http for local development."
+    )
+    https.add_argument("--ssl-certfile", metavar="PEM", help="serve https with this certificate")
+    https.add_argument(
+        "--ssl-keyfile", metavar="PEM", help="its private key, unless the certificate file has it"
+    )
+    https.add_argument(
+        "--behind-tls-proxy",
+        action="store_true",
+        help="serve http to a proxy that serves https at --issuer; "
+        "trust its X-Forwarded-For and X-Forwarded-Proto",
+    )
+    https.add_argument(
+        "--forwarded-allow-ips",
+        metavar="IPS",
+        help="with --behind-tls-proxy: the proxy's addresses, comma-separated (127.0.0.1)",
+    )
+    https.add_argument(
+        "--root-path",
+        default="",
+        metavar="PATH",
+        help="the path prefix a proxy strips from requests (the issuer's path starts with it)",
+    )
+    https.add_argument(
+        "--insecure-transport",
+        action="store_true",
+        default=None,
+        help="allow http (local development only; env ASGI_OAUTH_INSECURE_TRANSPORT)",
+    )
     run.set_defaults(run=serve)
 
 
 def serve(args: argparse.Namespace) -> int:
+    require("uvicorn", "server", "serve")
     import uvicorn
 
-    base = settings(args, insecure_transport=args.insecure_transport)
-    scheme = "http" if base.insecure_transport else "https"
-    issuer = args.issuer or os.environ.get("ASGI_OAUTH_ISSUER")
+    config, scheme = _configure(args)
+    with _listen(args.host, args.port) as sock:
+        # Only once the setup is known good: a refused command makes no key file.
+        config = dataclasses.replace(config, key_encryption_key=key_encryption_key(args))
+        hint = functools.partial(command_hint, args)
+        server = AuthorizationServer.from_settings(config)
+        demo = asyncio.run(prepare(server, demo=args.demo, hint=hint))
+        # A fresh server: uvicorn runs the app on its own event loop.
+        app = build_app(
+            AuthorizationServer.from_settings(config), demo=args.demo, root_path=args.root_path
+        )
+        _announce(args, config, scheme, demo)
+        uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host=args.host,
+                port=args.port,
+                log_level="warning",
+                ssl_certfile=args.ssl_certfile,
+                ssl_keyfile=args.ssl_keyfile,
+                proxy_headers=args.behind_tls_proxy,
+                forwarded_allow_ips=args.forwarded_allow_ips,
+                root_path=args.root_path.rstrip("/"),
+            )
+        ).run(sockets=[sock])
+    return 0
+
+
+def _configure(args: argparse.Namespace) -> tuple[Settings, str]:
+    """The settings, and the scheme this process listens with; what cannot work is refused."""
+    insecure = settings(args, insecure_transport=args.insecure_transport).insecure_transport
+    issuer: str | None = args.issuer or os.environ.get("ASGI_OAUTH_ISSUER")
+    default = "http" if insecure and not args.ssl_certfile else "https"
     config = settings(
         args,
-        issuer=issuer or f"{scheme}://{args.host}:{args.port}",
+        issuer=issuer or f"{default}://{_authority(args.host, args.port)}",
         insecure_transport=args.insecure_transport,
     )
-    # Only once the settings are known good: a refused command makes no key file.
-    config = dataclasses.replace(config, key_encryption_key=key_encryption_key(args))
-    asyncio.run(prepare(AuthorizationServer.from_settings(config), demo=args.demo))
-    # A fresh server: uvicorn runs the app on its own event loop.
-    app = build_app(AuthorizationServer.from_settings(config), demo=args.demo)
-    print(f"listening on http://{args.host}:{args.port}  (database {shown_database(args)})")
+    check_database(database_url(args))
+    scheme = _listening_scheme(args, insecure=insecure, issuer=issuer)
+    _mount_path(config.issuer_path, args.root_path)  # checked now; build_app mounts there
+    return config, scheme
+
+
+def _listening_scheme(args: argparse.Namespace, *, insecure: bool, issuer: str | None) -> str:
+    """``https`` with a certificate; ``http`` to a TLS proxy or for local development."""
+    if args.ssl_keyfile and not args.ssl_certfile:
+        raise SetupError("--ssl-keyfile needs --ssl-certfile")
+    if args.forwarded_allow_ips is not None and not args.behind_tls_proxy:
+        raise SetupError("--forwarded-allow-ips goes with --behind-tls-proxy")
+    if args.ssl_certfile:
+        if args.behind_tls_proxy:
+            raise SetupError(
+                "choose --ssl-certfile (https served here) or --behind-tls-proxy, not both"
+            )
+        if issuer is not None and not issuer.startswith("https://"):
+            raise SetupError(f"with --ssl-certfile the issuer is an https url, not {issuer}")
+        _check_certificate(args.ssl_certfile, args.ssl_keyfile)
+        return "https"
+    if args.behind_tls_proxy:
+        if issuer is None:
+            raise SetupError("--behind-tls-proxy needs --issuer: the https url the proxy serves")
+        if not issuer.startswith("https://"):
+            raise SetupError(f"--behind-tls-proxy needs the proxy's https url, not {issuer}")
+        return "http"
+    if not insecure:
+        raise SetupError(_NEEDS_HTTPS)
+    return "http"
+
+
+def _check_certificate(certfile: str, keyfile: str | None) -> None:
+    """Load the certificate and key as uvicorn will, so a bad pair is one line now, not a
+    traceback later; an encrypted key is refused rather than prompted for."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(certfile, keyfile, password=lambda: "")
+    except ssl.SSLError as exc:  # OpenSSL names a reason for some faults only
+        reason = exc.reason.lower() if exc.reason else "no PEM certificate and unencrypted key"
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+    else:
+        return
+    files = certfile if keyfile is None else f"{certfile} and {keyfile}"
+    raise SetupError(f"cannot serve https with {files}: {reason.replace('_', ' ')}")
+
+
+def _mount_path(issuer_path: str, root_path: str) -> str:
+    """Where serve mounts the endpoints: the issuer's path, less the prefix a proxy strips.
+
+    ``root_path`` + the mount must be the issuer's path, or every published URL misses."""
+    root = root_path.rstrip("/")
+    if root_path and not root_path.startswith("/"):
+        raise SetupError(f"--root-path must start with /, not {root_path}")
+    if root and issuer_path != root and not issuer_path.startswith(root + "/"):
+        raise SetupError(
+            f"--root-path {root} disagrees with the issuer's path {issuer_path or '/'}:"
+            " the issuer is the public url, the root path its start the proxy strips"
+        )
+    return issuer_path[len(root) :]
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The socket uvicorn will serve on, bound now: a port already taken is one line
+    before anything is written or printed."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except (OSError, OverflowError) as exc:
+        sock.close()
+        if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+            reason = "the port is taken (is a server still running?); stop it or choose --port"
+        else:
+            reason = str(getattr(exc, "strerror", None) or exc).lower()
+        raise SetupError(f"cannot listen on {_authority(host, port)}: {reason}") from None
+    return sock
+
+
+def _authority(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _announce(args: argparse.Namespace, config: Settings, scheme: str, demo: list[str]) -> None:
+    """Where everything is; the demo credentials last before "listening", framed."""
     print(f"metadata: {config.issuer}/.well-known/oauth-authorization-server")
     if config.openid_enabled:
         print(f"OpenID Connect: {config.issuer}/.well-known/openid-configuration")
@@ -87,70 +237,43 @@ def serve(args: argparse.Namespace) -> int:
         print("OpenID Connect is off: set ASGI_OAUTH_KEY_ENCRYPTION_KEY to turn it on")
     if args.demo:
         print(f"demo API: {config.issuer}/api/demo  (send: Authorization: Bearer TOKEN)")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
-    return 0
+        print("\n".join(framed(demo)))
+    proxy = f" for the https proxy at {config.issuer}" if args.behind_tls_proxy else ""
+    where = f"{scheme}://{_authority(args.host, args.port)}{proxy}"
+    print(f"listening on {where}  (database {shown_database(args)})", flush=True)
 
 
-async def prepare(server: AuthorizationServer, *, demo: bool) -> None:
-    """Create or migrate the database, and the demo clients and user when asked."""
+async def prepare(
+    server: AuthorizationServer, *, demo: bool, hint: Callable[..., str]
+) -> list[str]:
+    """Create or migrate the database, and the demo clients and user when asked; what
+    to tell a person about the demo."""
     storage: Storage = server.storage
     try:
         await migrate_storage(storage)
-        if demo:
-            await _register_demo(server)
+        return await register_demo(server, hint=hint) if demo else []
     finally:
         await storage.close()
 
 
-async def _register_demo(server: AuthorizationServer) -> None:
-    storage = server.storage
-    if await storage.get_client(DEMO_CLIENT_ID) is None:
-        registered = await server.register_client(
-            name="Demo client",
-            grant_types=["client_credentials"],
-            scope=["read", "write"],
-            client_id=DEMO_CLIENT_ID,
-        )
-        print(f"demo client_id:     {DEMO_CLIENT_ID}")
-        print(f"demo client_secret: {registered.client_secret}  (shown once)")
-    else:
-        print(f"demo client {DEMO_CLIENT_ID!r} exists; its secret was shown when created")
-    if await storage.get_client(DEMO_APP_ID) is None:
-        await server.register_client(
-            name="Demo app",
-            redirect_uris=[DEMO_REDIRECT_URI],
-            grant_types=["authorization_code", "refresh_token", DEVICE_CODE],
-            scope=["read", "write", "openid", "profile"],
-            public=True,
-            client_id=DEMO_APP_ID,
-        )
-        print(f"demo public client: {DEMO_APP_ID}  (PKCE; redirect {DEMO_REDIRECT_URI}, any port)")
-    if await storage.get_user(DEMO_USER) is None:
-        password = generate_token(12)
-        await server.create_user(DEMO_USER, password)
-        print(f"demo user:          {DEMO_USER} / {password}  (shown once)")
-
-
-def build_app(server: AuthorizationServer, *, demo: bool) -> Starlette:
-    """The authorization server at the issuer's path, and the demo API beside it."""
+def build_app(server: AuthorizationServer, *, demo: bool, root_path: str = "") -> Starlette:
+    """The authorization server at the issuer's path (below ``root_path``), and the demo
+    API beside it."""
     # Imported here: the other commands start without the web stack.
     from starlette.applications import Starlette
-    from starlette.middleware import Middleware
-    from starlette.routing import Mount, Route
+    from starlette.routing import Mount
 
     from ..app import OAuth2App
-    from ..middleware import BearerTokenMiddleware
 
     oauth = OAuth2App(server)
-    mount = server.settings.issuer_path
+    mount = _mount_path(server.settings.issuer_path, root_path)
     routes: list[Route | Mount] = []
     middleware: list[Middleware] = []
     if demo:
-        routes.append(Route(mount + "/api/demo", _demo_api))
-        middleware.append(
-            Middleware(BearerTokenMiddleware, introspector=server, protect={mount + "/api": ()})
-        )
-    if mount:
+        route, protect = demo_api(server, mount)
+        routes.append(route)
+        middleware.append(protect)
+    if mount and not root_path:  # behind a stripping proxy, the host's root is not ours
         routes.append(oauth.metadata_route)
     routes.append(Mount(mount, app=oauth) if mount else Mount("/", app=oauth))
 
@@ -160,15 +283,3 @@ def build_app(server: AuthorizationServer, *, demo: bool) -> Starlette:
         await server.close()
 
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
-
-
-async def _demo_api(request: Request) -> JSONResponse:
-    from starlette.responses import JSONResponse
-
-    return JSONResponse(
-        {
-            "message": "this route is protected by BearerTokenMiddleware",
-            "sub": request.user.display_name,
-            "scope": sorted(request.auth.scopes),
-        }
-    )

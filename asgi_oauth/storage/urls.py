@@ -7,6 +7,7 @@ their own PostgreSQL schema), and ``memory:`` for tests.
 
 from __future__ import annotations
 
+from typing import Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .base import Storage
@@ -15,16 +16,15 @@ from .sqlite import SQLiteStorage
 
 DEFAULT_DATABASE_URL = "sqlite:///asgi_oauth.db"
 
+StoreKind = Literal["memory", "sqlite", "postgresql"]
+
 
 def open_storage(url: str) -> Storage:
     """The store a database URL names; raises ``ValueError`` for one it cannot name."""
-    if url in ("memory:", "memory://"):
+    kind = store_kind(url)
+    if kind == "memory":
         return MemoryStorage()
-    path = sqlite_path(url)
-    if path is not None:
-        return SQLiteStorage(path)
-    scheme = urlsplit(url).scheme
-    if scheme in ("postgresql", "postgres"):
+    if kind == "postgresql":
         from .postgres import PostgresStorage
 
         parts = urlsplit(url)
@@ -32,12 +32,24 @@ def open_storage(url: str) -> Storage:
         schema = dict(query).get("schema")
         rest = urlencode([(k, v) for k, v in query if k != "schema"])
         return PostgresStorage(urlunsplit(parts._replace(query=rest)), schema=schema)
+    return SQLiteStorage(sqlite_path(url) or url)
+
+
+def store_kind(url: str) -> StoreKind:
+    """Which store a database URL names, without opening it; ``ValueError`` for none."""
+    if url in ("memory:", "memory://"):
+        return "memory"
+    if sqlite_path(url) is not None:
+        return "sqlite"
+    scheme = urlsplit(url).scheme
+    if scheme in ("postgresql", "postgres"):
+        return "postgresql"
     if "://" in url or scheme == "sqlite":
         raise ValueError(
             f"unsupported database URL: {redact_url(url)!r}"
             " (expected sqlite:///path or postgresql://...)"
         )
-    return SQLiteStorage(url)
+    return "sqlite"
 
 
 def redact_url(url: str) -> str:

@@ -1,6 +1,6 @@
 """A store on PostgreSQL, for several server instances sharing one database.
 
-Install with ``pip install 'asgi_oauth[postgres]'`` (asyncpg). Connections come
+Install with ``pip install 'asgi-oauth[postgres]'`` (asyncpg). Connections come
 from a pool created, and the schema migrated, on first use. Every conditional
 write of the ``Storage`` protocol decides with a guarded ``UPDATE`` inside its
 transaction, so instances racing on one row get one winner: under READ
@@ -22,7 +22,7 @@ from __future__ import annotations
 try:
     import asyncpg  # noqa: F401 - checked here, before any module that needs it
 except ImportError as exc:  # pragma: no cover - depends on the installation
-    raise ImportError("PostgresStorage needs asyncpg: pip install 'asgi_oauth[postgres]'") from exc
+    raise ImportError("PostgresStorage needs asyncpg: pip install 'asgi-oauth[postgres]'") from exc
 
 from . import schema as _pg
 from .accounts import _Accounts
