@@ -6,7 +6,7 @@ over HTTP and ``asgi_oauth.storage`` holds the backends.
 
 from .authorization import AuthorizationRequest, AuthorizationResponse
 from .clients import RegisteredClient
-from .config import Settings
+from .config import Settings, SettingsError, SettingsTypeError
 from .dpop import DPoPNonces
 from .errors import (
     AccessDeniedError,
@@ -88,6 +88,8 @@ __all__ = [
     "RevocationList",
     "ServerError",
     "Settings",
+    "SettingsError",
+    "SettingsTypeError",
     "SigningKey",
     "SlowDownError",
     "StorageError",

@@ -1,24 +1,39 @@
-"""Server settings: one frozen object, passed explicitly, validated on creation."""
+"""Server settings: one frozen object, passed explicitly, validated on creation.
+
+A refused setting raises, the message starting with the setting's name::
+
+    SettingsError(ValueError)          a value the server cannot run with
+     └── SettingsTypeError(TypeError)  a value of the wrong type ("3600" for seconds)
+"""
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
 from .resources import is_resource_indicator
 from .types import (
     DEVICE_CODE,
-    GRANT_TYPES,
-    SIGNING_ALGORITHMS,
     AccessTokenFormat,
     ClientRegistration,
     GrantType,
     ResponseType,
     SigningAlgorithm,
 )
+
+
+class SettingsError(ValueError):
+    """A setting the server refuses; the message starts with the setting's name."""
+
+
+class SettingsTypeError(SettingsError, TypeError):
+    """A setting of the wrong type: a string of digits for seconds, one string for a
+    collection of words, an int for a flag."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +43,10 @@ class Settings:
     ``issuer`` is the URL the server is reached at, including the path it is
     mounted at (``https://api.example.com/oauth2``); every URL the server
     publishes is built from it, never from a request's Host header (RFC 8414 §2).
+
+    Each value is checked against its annotation when the settings are made: one of
+    the wrong type or out of range raises ``SettingsError``, naming the setting. A
+    list given for a tuple or frozenset is made one; one string is never split.
     """
 
     issuer: str
@@ -107,65 +126,43 @@ class Settings:
     pushed_authorization_request_lifetime: int = 60
     #: RFC 9449 §8: the token endpoint asks for a server nonce in every DPoP proof.
     dpop_nonce_required: bool = False
+    #: The fewest characters a password given to ``create_user`` may have (NIST
+    #: SP 800-63B §5.1.1.2 asks for at least 8).
+    min_password_length: int = 8
 
     def __post_init__(self) -> None:
+        for name, hint in _field_types().items():
+            value = getattr(self, name)
+            checked = _checked(name, hint, value)
+            if checked is not value:  # a list given for a tuple or frozenset
+                object.__setattr__(self, name, checked)
         parts = urlsplit(self.issuer)
         if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise ValueError(f"issuer must be an absolute https URL, not {self.issuer!r}")
+            raise SettingsError(f"issuer must be an absolute https URL, not {self.issuer!r}")
         if parts.query or parts.fragment:
-            raise ValueError("issuer must not have a query or fragment (RFC 8414 §2)")
+            raise SettingsError("issuer must not have a query or fragment (RFC 8414 §2)")
         if parts.scheme == "http" and not self.insecure_transport:
-            raise ValueError("an http issuer needs insecure_transport=True (RFC 9700 §2.1.2)")
+            raise SettingsError("an http issuer needs insecure_transport=True (RFC 9700 §2.1.2)")
         object.__setattr__(self, "issuer", self.issuer.rstrip("/"))
-        unknown = set(self.enabled_grants) - set(GRANT_TYPES)
-        if unknown:
-            raise ValueError(f"unknown grant types: {sorted(unknown)}")
-        for name in (
-            "access_token_lifetime",
-            "refresh_token_lifetime",
-            "authorization_code_lifetime",
-            "max_body_size",
-            "max_failed_attempts",
-            "failed_attempts_window",
-            "session_lifetime",
-            "device_code_lifetime",
-            "device_poll_interval",
-            "id_token_lifetime",
-            "pushed_authorization_request_lifetime",
-        ):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive")
-        if self.refresh_token_grace_period < 0 or self.purge_interval < 0 or self.clock_skew < 0:
-            raise ValueError("refresh_token_grace_period, purge_interval, clock_skew must be >= 0")
         if self.key_encryption_key is not None and len(self.key_encryption_key) < 32:
-            raise ValueError("key_encryption_key must be at least 32 characters")
-        if self.access_token_format not in ("opaque", "jwt"):
-            raise ValueError("access_token_format must be opaque or jwt")
-        if self.access_token_signing_alg not in SIGNING_ALGORITHMS:
-            raise ValueError(f"access_token_signing_alg must be one of {SIGNING_ALGORITHMS}")
+            raise SettingsError("key_encryption_key must be at least 32 characters")
         if self.access_token_format == "jwt" and self.key_encryption_key is None:
-            raise ValueError("JWT access tokens need signing keys: set key_encryption_key")
+            raise SettingsError("JWT access tokens need signing keys: set key_encryption_key")
         if self.secret_key is not None and len(self.secret_key) < 32:
-            raise ValueError("secret_key must be at least 32 characters")
-        self._check_registration()
-        for resource in self.resources:
-            if not is_resource_indicator(resource):
-                raise ValueError(f"resources must be absolute URIs without fragment: {resource!r}")
-        object.__setattr__(
-            self, "scope_descriptions", MappingProxyType(dict(self.scope_descriptions))
-        )
-
-    def _check_registration(self) -> None:
-        if self.client_registration not in ("off", "open", "initial_access_token"):
-            raise ValueError("client_registration must be off, open or initial_access_token")
+            raise SettingsError("secret_key must be at least 32 characters")
         token = self.initial_access_token
         if self.client_registration == "initial_access_token" and (
             token is None or len(token) < 32
         ):
-            raise ValueError("initial_access_token must be set, at least 32 characters")
-        unknown = set(self.registration_grant_types) - set(GRANT_TYPES)
-        if unknown:
-            raise ValueError(f"unknown registration grant types: {sorted(unknown)}")
+            raise SettingsError("initial_access_token must be set, at least 32 characters")
+        for resource in self.resources:
+            if not is_resource_indicator(resource):
+                raise SettingsError(
+                    f"resources must be absolute URIs without fragment: {resource!r}"
+                )
+        object.__setattr__(
+            self, "scope_descriptions", MappingProxyType(dict(self.scope_descriptions))
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -177,15 +174,15 @@ class Settings:
         """
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
-        for f in fields(cls):
-            raw = env.get(f"ASGI_OAUTH_{f.name.upper()}")
+        for name, hint in _field_types().items():
+            raw = env.get(f"ASGI_OAUTH_{name.upper()}")
             # An empty variable counts as unset; scope descriptions come from code only.
-            if not raw or f.name == "scope_descriptions":
+            if not raw or name == "scope_descriptions":
                 continue
-            values[f.name] = _parse_env(f.name, str(f.type), raw)
+            values[name] = _parse_env(name, hint, raw)
         values.update(overrides)
         if "issuer" not in values:
-            raise ValueError("issuer is required: set ASGI_OAUTH_ISSUER")
+            raise SettingsError("issuer is required: set ASGI_OAUTH_ISSUER")
         return cls(**values)  # type: ignore[arg-type]
 
     @property
@@ -230,19 +227,137 @@ class Settings:
         return tuple(types)
 
 
-def _parse_env(name: str, annotation: str, raw: str) -> object:
+#: The settings that may be 0 (it turns them off); every other int must be positive.
+_MAY_BE_ZERO = frozenset({"refresh_token_grace_period", "purge_interval", "clock_skew"})
+#: The unit an int setting counts, by the end of its name, for messages.
+_UNITS = {
+    "_lifetime": "seconds",
+    "_window": "seconds",
+    "_interval": "seconds",
+    "_period": "seconds",
+    "_skew": "seconds",
+    "_size": "bytes",
+    "_length": "characters",
+}
+#: What the words of a collection of protocol words are called, for messages.
+_WORDS: dict[object, str] = {GrantType: "grant types"}
+
+
+@functools.cache
+def _field_types() -> dict[str, Any]:
+    """Each setting's annotation, evaluated: on the first ``Settings`` made, not at import."""
+    hints = get_type_hints(Settings)
+    return {f.name: hints[f.name] for f in fields(Settings)}
+
+
+def _optional(hint: Any) -> tuple[Any, bool]:
+    """``X | None`` as ``(X, True)``; any other annotation as ``(it, False)``."""
+    args = get_args(hint)
+    if type(None) not in args:
+        return hint, False
+    (inner,) = (arg for arg in args if arg is not type(None))
+    return inner, True
+
+
+def _expected(name: str, hint: Any) -> str:
+    """What a setting must be, in words: ``an int (seconds)``, ``a tuple of str``."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(word) for word in args)
+    if origin in (tuple, frozenset):
+        return f"a {origin.__name__} of {_WORDS.get(args[0], 'str')}"
+    if origin is Mapping:
+        return "a mapping of str to str"
+    if hint is int:
+        unit = next((unit for end, unit in _UNITS.items() if name.endswith(end)), None)
+        return f"an int ({unit})" if unit else "an int"
+    return f"a {hint.__name__}"
+
+
+def _refused(
+    name: str, hint: Any, optional: bool, value: object, error: type[SettingsError]
+) -> SettingsError:
+    """``<name> must be <what>, got <value> (<type>)``, the value left out of a str
+    setting's message: it may be a secret, or a URL with a password."""
+    expected = _expected(name, hint) + (" or None" if optional else "")
+    shown = type(value).__name__ if hint is str else f"{value!r} ({type(value).__name__})"
+    return error(f"{name} must be {expected}, got {shown}")
+
+
+def _is_a(value: object, hint: Any) -> bool:
+    """Whether ``value`` has the type ``hint`` names (a Literal's words are str)."""
+    if get_origin(hint) is Literal:
+        return isinstance(value, tuple({type(word) for word in get_args(hint)}))
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _fits(value: object, hint: Any) -> bool:
+    """Whether a value of the right type is one a Literal allows (any other always fits)."""
+    return get_origin(hint) is not Literal or value in get_args(hint)
+
+
+def _checked(name: str, annotation: Any, value: object) -> object:
+    """``value`` if it fits the setting's annotation (a list made the tuple or frozenset
+    the setting holds); else a ``SettingsError`` naming the setting."""
+    hint, optional = _optional(annotation)
+    if optional and value is None:
+        return value
+    if get_origin(hint) in (tuple, frozenset):
+        return _checked_words(name, hint, optional, value)
+    if get_origin(hint) is Mapping:
+        if not isinstance(value, Mapping) or not all(
+            isinstance(key, str) and isinstance(text, str) for key, text in value.items()
+        ):
+            raise _refused(name, hint, optional, value, SettingsTypeError)
+        return value
+    if not _is_a(value, hint):
+        raise _refused(name, hint, optional, value, SettingsTypeError)
+    if not _fits(value, hint):
+        raise _refused(name, hint, optional, value, SettingsError)
+    if hint is int and isinstance(value, int):
+        if name in _MAY_BE_ZERO and value < 0:
+            raise SettingsError(f"{name} must be >= 0 (0 turns it off), got {value}")
+        if name not in _MAY_BE_ZERO and value <= 0:
+            raise SettingsError(f"{name} must be positive, got {value}")
+    return value
+
+
+def _checked_words(name: str, hint: Any, optional: bool, value: object) -> object:
+    """A tuple or frozenset of words, made one from a list (or a set, for a frozenset).
+    One string is refused, never split: ``"read write"`` is a mistake, not two words."""
+    origin, word = get_origin(hint), get_args(hint)[0]
+    ordered = origin is tuple  # a set has no order to keep
+    if (
+        not isinstance(value, (list, tuple, set, frozenset))
+        or (ordered and isinstance(value, (set, frozenset)))
+        or not all(_is_a(item, word) for item in value)
+    ):
+        error = _refused(name, hint, optional, value, SettingsTypeError)
+        if isinstance(value, str):
+            raise SettingsTypeError(f"{error}; write {origin(value.split())!r}")
+        raise error
+    unknown = sorted(item for item in value if not _fits(item, word))
+    if unknown:
+        raise SettingsError(f"{name} has unknown {_WORDS.get(word, 'values')}: {unknown}")
+    return value if type(value) is origin else origin(value)
+
+
+def _parse_env(name: str, annotation: Any, raw: str) -> object:
     """An ``ASGI_OAUTH_*`` value as the setting's type wants it."""
-    if annotation.startswith("bool"):
+    hint, _ = _optional(annotation)
+    if hint is bool:
         if raw.lower() not in ("1", "true", "yes", "0", "false", "no"):
-            raise ValueError(f"ASGI_OAUTH_{name.upper()} must be true or false, not {raw!r}")
+            raise SettingsError(f"ASGI_OAUTH_{name.upper()} must be true or false, not {raw!r}")
         return raw.lower() in ("1", "true", "yes")
-    if annotation.startswith("int"):
+    if hint is int:
         try:
             return int(raw)
         except ValueError:
-            raise ValueError(f"ASGI_OAUTH_{name.upper()} must be an integer, not {raw!r}") from None
-    if annotation.startswith("frozenset"):
-        return frozenset(raw.split())
-    if annotation.startswith("tuple"):
-        return tuple(raw.split())
+            raise SettingsError(
+                f"ASGI_OAUTH_{name.upper()} must be an integer, not {raw!r}"
+            ) from None
+    if get_origin(hint) in (tuple, frozenset):
+        return get_origin(hint)(raw.split())
     return raw

@@ -42,3 +42,9 @@ async def authenticate_user(
     await throttle.succeeded(throttle_key)
     security_event("signed_in", user_id=user.user_id, address=request.client_address)
     return user
+
+
+def check_new_password(password: str, min_length: int) -> None:
+    """Refuse a password too short to set (``ValueError``): one rule for the API and the CLI."""
+    if len(password) < min_length:
+        raise ValueError(f"the password must be at least {min_length} characters")

@@ -568,6 +568,7 @@ def test_users_create_refuses_mistakes(cli: Cli) -> None:
         ("bob", "", "the password must not be empty"),
         ("   ", "pw\n", "printable and not blank"),
         ("bob\nevil", "pw\n", "printable and not blank"),
+        ("bob", "seven c\n", "the password must be at least 8 characters"),
     ]:
         cli.refuses("users", "create", username, "--password-stdin", stdin=stdin, message=message)
     # There is no option to put a password in argv (and the shell's history); argparse
@@ -589,6 +590,7 @@ def test_set_password_replaces_the_old_one(cli: Cli) -> None:
     assert signs_in(cli.db, "alice", "newest password")
 
     cli.refuses("users", "set-password", "alice", stdin="\n", message="must not be empty")
+    cli.refuses("users", "set-password", "alice", stdin="short\n", message="at least 8 characters")
     cli.refuses("users", "set-password", "nobody", stdin="pw\n", message="no user named 'nobody'")
     assert signs_in(cli.db, "alice", "newest password")
     for text in cli.printed:

@@ -98,12 +98,14 @@ async def test_password_guessing_is_throttled(
 async def test_user_with_unknown_hash_scheme_cannot_sign_in(
     password_server: AuthorizationServer, password_client: Credentials
 ) -> None:
-    user = await password_server.create_user("alice", "pw")
+    user = await password_server.create_user("alice", "correct horse")
     broken = dataclasses.replace(user, password_hash="md5$a$b$c$d$e")
     await password_server.storage.save_user(broken)
     with pytest.raises(InvalidGrantError):
         await password_server.token(
-            request(password_client, grant_type="password", username="alice", password="pw")
+            request(
+                password_client, grant_type="password", username="alice", password="correct horse"
+            )
         )
 
 

@@ -15,6 +15,7 @@ from ..crypto import generate_token, hash_password
 from ..events import security_event
 from ..models import User
 from ..storage import Storage
+from ..users import check_new_password
 from ._common import (
     CommandError,
     add_command,
@@ -24,6 +25,7 @@ from ._common import (
     print_table,
     read_password,
     report,
+    settings,
     user_json,
     with_storage,
 )
@@ -61,6 +63,10 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 async def _hash(args: argparse.Namespace) -> str:
     password = read_password(from_stdin=args.password_stdin)
+    try:
+        check_new_password(password, settings(args).min_password_length)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
     return await asyncio.to_thread(hash_password, password)
 
 

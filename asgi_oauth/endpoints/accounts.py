@@ -13,7 +13,7 @@ from ..models import BrowserSession, User
 from ..requests import OAuthRequest
 from ..storage.base import Storage
 from ..throttle import SharedThrottle
-from ..users import authenticate_user
+from ..users import authenticate_user, check_new_password
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,12 +29,14 @@ class Accounts:
         """Add a resource owner; the password is kept as an scrypt hash only.
 
         A username that is taken is refused (``ValueError``), never replaced: the
-        user who has it keeps their password, sessions and tokens.
+        user who has it keeps their password, sessions and tokens. A password shorter
+        than ``Settings.min_password_length`` is refused too (``ValueError``).
         """
         if not username or not password:
             raise ValueError("username and password must not be empty")
         if not username.isprintable() or username != username.strip():
             raise ValueError("the username must be printable, without blanks around it")
+        check_new_password(password, self.settings.min_password_length)
         password_hash = await asyncio.to_thread(hash_password, password)
         user = User(
             user_id=generate_token(16),
