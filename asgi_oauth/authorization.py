@@ -129,16 +129,21 @@ class AuthorizationRedirectError(Exception):
         self.response = response
 
 
-def registered_redirect_uri(registered: str, requested: str) -> str | None:
+def registered_redirect_uri(
+    registered: str, requested: str, *, any_loopback_port: bool = True
+) -> str | None:
     """The URI to redirect to when ``requested`` names ``registered``, else None.
 
-    RFC 6749 §3.1.2.3: the strings must be identical. RFC 8252 §7.3: for an
-    http loopback URI the port may differ, and is all that differs: the answer is
-    ``registered`` with the requested port, never a spelling compared otherwise.
+    RFC 6749 §3.1.2.3, RFC 9700 §4.1.3: the strings must be identical. RFC 8252
+    §7.3: for a native app's http loopback URI (``127.0.0.1``, ``[::1]``, and
+    ``localhost`` when registered so: each matches only itself), the port may
+    differ, and is all that differs: the answer is ``registered`` with the
+    requested port, never a spelling compared otherwise. ``any_loopback_port``
+    is False for a web application, whose URIs are compared whole.
     """
     if requested == registered:
         return registered
-    loopback = _LOOPBACK_URI.fullmatch(registered)
+    loopback = _LOOPBACK_URI.fullmatch(registered) if any_loopback_port else None
     if loopback is None or not requested.startswith(loopback["origin"]):
         return None
     origin, rest = loopback["origin"], loopback["rest"] or ""
@@ -279,8 +284,9 @@ def _resolve_redirect_uri(client: Client, given: str | None) -> str:
         if len(client.redirect_uris) != 1:
             raise InvalidRequestError("redirect_uri required: the client registered several")
         return client.redirect_uris[0]
+    any_port = client.application_type != "web"  # RFC 8252 §7.3 is for native apps
     for registered in client.redirect_uris:
-        redirect_uri = registered_redirect_uri(registered, given)
+        redirect_uri = registered_redirect_uri(registered, given, any_loopback_port=any_port)
         if redirect_uri is not None:
             return redirect_uri
     raise InvalidRequestError("redirect_uri is not registered for this client")

@@ -3,6 +3,7 @@
 The one place client credentials are read (RFC 6749 §2.3): HTTP Basic
 (``client_secret_basic``), the request body (``client_secret_post``), or a bare
 ``client_id`` for public clients (``none``). A request may use one method only.
+A public client may be known by its metadata document (see ``client_lookup``).
 """
 
 from __future__ import annotations
@@ -12,19 +13,19 @@ import binascii
 import logging
 from urllib.parse import unquote
 
+from .client_lookup import ClientLookup
 from .crypto import verify_secret
 from .errors import InvalidClientError, InvalidRequestError
 from .events import security_event
 from .models import Client
 from .requests import OAuthRequest
-from .storage.base import Storage
 from .throttle import Throttle, refusal
 
 _BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="asgi_oauth", charset="UTF-8"'}
 
 
 async def authenticate_client(
-    request: OAuthRequest, storage: Storage, throttle: Throttle, *, allow_public: bool
+    request: OAuthRequest, clients: ClientLookup, throttle: Throttle, *, allow_public: bool
 ) -> Client:
     """The authenticated client, or ``InvalidClientError`` (401).
 
@@ -47,7 +48,8 @@ async def authenticate_client(
         client_id, secret = client_id_param, form.get("client_secret")
 
     challenge = _BASIC_CHALLENGE if used_basic else None
-    client = await storage.get_client(client_id)
+    # Only a public client can be a metadata document's: one with a secret never fetches.
+    client = await clients.find_for_token_endpoint(client_id, fetch=secret is None and allow_public)
     if secret is None:
         if client is not None and client.is_public and allow_public:
             return client

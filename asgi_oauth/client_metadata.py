@@ -10,15 +10,23 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
-from .clients import validate_redirect_uri
+from .clients import implied_application_type, validate_redirect_uri
 from .config import Settings
 from .errors import InvalidClientMetadataError, InvalidRedirectUriError
 from .models import Client
 from .scopes import is_scope_token
-from .types import GRANT_TYPES, SIGNING_ALGORITHMS, ClientAuthMethod, GrantType, SigningAlgorithm
+from .types import (
+    APPLICATION_TYPES,
+    GRANT_TYPES,
+    SIGNING_ALGORITHMS,
+    ApplicationType,
+    ClientAuthMethod,
+    GrantType,
+    SigningAlgorithm,
+)
 
 _T = TypeVar("_T", bound=str)
 
@@ -282,3 +290,29 @@ def _choice(doc: Mapping[str, object], name: str, options: tuple[_T, ...], defau
         if value == option:
             return option
     raise InvalidClientMetadataError(f"{name} must be one of {', '.join(options)}")
+
+
+def application_type_of(
+    document: object, redirect_uris: tuple[str, ...], *, insecure_transport: bool
+) -> ApplicationType:
+    """OpenID Connect Registration §2 ``application_type``, its redirect URIs checked.
+
+    When omitted, the redirect URIs imply it (see ``implied_application_type``).
+    ``insecure_transport`` lets a web app use http on loopback for local
+    development; ``validate_client_metadata`` refused http elsewhere already.
+    """
+    value = document.get("application_type") if isinstance(document, dict) else None
+    if value is None:  # RFC 7592 §2.2: a null member counts as omitted
+        application_type = implied_application_type(redirect_uris)
+    elif value in APPLICATION_TYPES:
+        application_type = cast(ApplicationType, value)
+    else:
+        raise InvalidClientMetadataError("application_type must be web or native")
+    for uri in redirect_uris:
+        try:
+            validate_redirect_uri(
+                uri, application_type=application_type, insecure_transport=insecure_transport
+            )
+        except ValueError as exc:
+            raise InvalidRedirectUriError(str(exc)) from None
+    return application_type

@@ -3,17 +3,34 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from .crypto import generate_token, hash_secret
 from .models import Client
 from .scopes import is_scope_token
-from .types import GRANT_TYPES, SIGNING_ALGORITHMS, AccessTokenFormat, GrantType, SigningAlgorithm
+from .types import (
+    APPLICATION_TYPES,
+    GRANT_TYPES,
+    SIGNING_ALGORITHMS,
+    AccessTokenFormat,
+    ApplicationType,
+    GrantType,
+    SigningAlgorithm,
+)
 
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+#: Schemes a browser runs, reads or shows itself instead of handing them to an app:
+#: a redirect there would run the response in the page, or read local files.
+_BROWSER_SCHEMES = frozenset(
+    {"javascript", "data", "vbscript", "file", "blob", "about", "filesystem"}
+)
+#: ``localhost:3000/cb``: a host and port whose ``http://`` was forgotten, which
+#: would parse as the scheme ``localhost``.
+_HOST_AND_PORT = re.compile(r"[^:/]+:[0-9]+(?:[/?]|$)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,12 +41,22 @@ class RegisteredClient:
     client_secret: str | None
 
 
-def validate_redirect_uri(uri: str, *, insecure_transport: bool = False) -> str:
+def validate_redirect_uri(
+    uri: str,
+    *,
+    application_type: ApplicationType | None = None,
+    insecure_transport: bool = False,
+) -> str:
     """Check a redirect URI the way RFC 6749 §3.1.2 and RFC 8252 §7 want it.
 
-    Absolute, no fragment; https, or http on a loopback address (or anywhere
-    with ``insecure_transport``), or a private-use scheme of a native app
-    named after a domain (``com.example.app:/callback``).
+    Absolute, no fragment. ``https`` for any kind of client (RFC 8252 §7.2 for a
+    native app). A ``native`` app may also use ``http`` on a loopback host
+    (§7.3: ``127.0.0.1``, ``[::1]``, or ``localhost``, which §8.3 advises against
+    but clients register) and a private-use scheme (§7.1: ``cursor://...``,
+    ``com.example.app:/cb``), any but those a browser runs or reads itself. A
+    ``web`` app uses ``https`` only (OpenID Connect Registration §2). A client of
+    no stated kind (registered before the field) may use what either may.
+    ``insecure_transport`` allows ``http`` on any host, for local development.
     """
     if not uri or len(uri.split()) != 1:
         raise ValueError(f"redirect URI must not contain white space: {uri!r}")
@@ -39,21 +66,73 @@ def validate_redirect_uri(uri: str, *, insecure_transport: bool = False) -> str:
     if not uri.isprintable():
         raise ValueError(f"redirect URI must not contain control characters: {uri!r}")
     parts = urlsplit(uri)
-    if not parts.scheme:
+    scheme = parts.scheme  # RFC 3986 §3.1 syntax, lower-cased, or empty
+    if not scheme:
         raise ValueError(f"redirect URI must be absolute: {uri!r}")
     if parts.fragment or "#" in uri:
         raise ValueError(f"redirect URI must not have a fragment: {uri!r}")
-    if parts.scheme == "https":
-        if not parts.hostname:
-            raise ValueError(f"redirect URI has no host: {uri!r}")
-    elif parts.scheme == "http":
-        if not parts.hostname:
-            raise ValueError(f"redirect URI has no host: {uri!r}")
-        if parts.hostname not in _LOOPBACK_HOSTS and not insecure_transport:
-            raise ValueError(f"http redirect URI allowed on loopback only: {uri!r}")
-    elif "." not in parts.scheme:
-        raise ValueError(f"private-use scheme must be a reverse domain name: {uri!r}")
+    if scheme in ("https", "http"):
+        _check_http_uri(uri, parts, application_type, insecure_transport=insecure_transport)
+    elif scheme in _BROWSER_SCHEMES:
+        raise ValueError(
+            f"{scheme}: is no private-use scheme: the browser would run it, not an app: {uri!r}"
+        )
+    elif application_type == "web":
+        raise ValueError(
+            f"a web application's redirect URI must be https (private-use schemes are for"
+            f" native apps): {uri!r}"
+        )
+    elif _HOST_AND_PORT.match(uri):
+        raise ValueError(f"redirect URI looks like a host and port without a scheme: {uri!r}")
+    elif not uri[len(scheme) + 1 :]:
+        raise ValueError(f"redirect URI has nothing after its scheme: {uri!r}")
     return uri
+
+
+def _check_http_uri(
+    uri: str,
+    parts: SplitResult,
+    application_type: ApplicationType | None,
+    *,
+    insecure_transport: bool,
+) -> None:
+    if not parts.hostname:
+        raise ValueError(f"redirect URI has no host: {uri!r}")
+    try:
+        parts.port  # noqa: B018 (raises for a port that is no number in range)
+    except ValueError:
+        raise ValueError(f"redirect URI has an invalid port: {uri!r}") from None
+    # insecure_transport is for local development: any client may then use http,
+    # as before clients had a kind, so a web app may too (on http://localhost).
+    # /register still refuses http beyond loopback (see ``client_metadata``).
+    if parts.scheme == "https" or insecure_transport:
+        return
+    if application_type == "web":
+        raise ValueError(f"a web application's redirect URI must be https: {uri!r}")
+    if parts.hostname not in _LOOPBACK_HOSTS:
+        raise ValueError(f"http redirect URI allowed on loopback only: {uri!r}")
+
+
+def is_native_redirect_uri(uri: str) -> bool:
+    """A URI only a native app would register: http on loopback, or a private-use scheme."""
+    parts = urlsplit(uri)
+    if parts.scheme == "http":
+        return parts.hostname in _LOOPBACK_HOSTS
+    return parts.scheme != "https"
+
+
+def implied_application_type(redirect_uris: Iterable[str]) -> ApplicationType:
+    """The kind of a client registered without ``application_type``.
+
+    OpenID Connect Registration §2 defaults it to ``web``, which refuses loopback
+    and private-use redirect URIs. The MCP specification (SEP-837) has clients
+    send it, noting that servers without OpenID Connect ignore it; clients people
+    use (Claude Code, VS Code...) register ``http://localhost:PORT/callback``
+    without it. Refusing them gains nothing, so the redirect URIs decide, as the
+    MCP SDKs infer it: ``native`` when one of them is only a native app's, else
+    ``web``. The client gets no URI that stating ``native`` would not allow.
+    """
+    return "native" if any(is_native_redirect_uri(uri) for uri in redirect_uris) else "web"
 
 
 def validate_origin(origin: str) -> str:
@@ -73,8 +152,12 @@ def check_client(client: Client, *, insecure_transport: bool = False) -> Client:
         raise ValueError(f"unknown grant types: {sorted(unknown)}")
     if client.is_public and "client_credentials" in client.grant_types:
         raise ValueError("a public client cannot use client_credentials (RFC 6749 §4.4)")
+    if client.application_type not in (None, *APPLICATION_TYPES):
+        raise ValueError(f"application_type must be one of {', '.join(APPLICATION_TYPES)}")
     for uri in client.redirect_uris:
-        validate_redirect_uri(uri, insecure_transport=insecure_transport)
+        validate_redirect_uri(
+            uri, application_type=client.application_type, insecure_transport=insecure_transport
+        )
     if client.grant_types & {"authorization_code", "implicit"} and not client.redirect_uris:
         raise ValueError("authorization at /authorize needs at least one redirect URI")
     for origin in client.allowed_origins:
@@ -109,6 +192,7 @@ def new_client(
     id_token_signed_response_alg: SigningAlgorithm = "RS256",
     require_pushed_authorization_requests: bool = False,
     dpop_bound_access_tokens: bool = False,
+    application_type: ApplicationType | None = None,
 ) -> RegisteredClient:
     """Build a validated client with a fresh id and, unless public, a fresh secret."""
     secret = None if public else generate_token()
@@ -127,6 +211,7 @@ def new_client(
         id_token_signed_response_alg=id_token_signed_response_alg,
         require_pushed_authorization_requests=require_pushed_authorization_requests,
         dpop_bound_access_tokens=dpop_bound_access_tokens,
+        application_type=application_type,
     )
     return RegisteredClient(check_client(client, insecure_transport=insecure_transport), secret)
 

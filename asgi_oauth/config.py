@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
+from .clients import validate_origin
 from .resources import is_resource_indicator
 from .types import (
     DEVICE_CODE,
@@ -129,6 +130,20 @@ class Settings:
     #: The fewest characters a password given to ``create_user`` may have (NIST
     #: SP 800-63B §5.1.1.2 asks for at least 8).
     min_password_length: int = 8
+    #: The audience (RFC 8707) of tokens asked for without ``resource``: one of ``resources``.
+    default_resource: str | None = None
+    #: draft-ietf-oauth-client-id-metadata-document: an https ``client_id`` with a path
+    #: is fetched as the client's metadata. Off: any web site could act as a client.
+    client_id_metadata_documents: bool = False
+    #: Hosts trusted (empty: any public host) and refused: ``h.example`` or ``*.example``.
+    client_id_metadata_document_hosts: tuple[str, ...] = field(default_factory=tuple)
+    client_id_metadata_document_denied_hosts: tuple[str, ...] = field(default_factory=tuple)
+    client_id_metadata_document_max_bytes: int = 32 * 1024
+    client_id_metadata_document_timeout: int = 5
+    #: For tests only: fetch documents from loopback and private addresses too.
+    client_id_metadata_document_private_addresses: bool = False
+    #: Browser origins (``*``: any) that may call the endpoints that never use cookies.
+    cors_origins: tuple[str, ...] = ("*",)
 
     def __post_init__(self) -> None:
         for name, hint in _field_types().items():
@@ -160,6 +175,23 @@ class Settings:
                 raise SettingsError(
                     f"resources must be absolute URIs without fragment: {resource!r}"
                 )
+        if self.default_resource is not None and self.default_resource not in self.resources:
+            raise SettingsError("default_resource must be one of resources")
+        for host in (
+            *self.client_id_metadata_document_hosts,
+            *self.client_id_metadata_document_denied_hosts,
+        ):
+            if not host.removeprefix("*.") or "*" in host.removeprefix("*."):
+                raise SettingsError(
+                    f"client_id_metadata_document hosts: a name or *.name, not {host!r}"
+                )
+        for origin in self.cors_origins:
+            try:
+                _ = origin == "*" or validate_origin(origin)
+            except ValueError:
+                raise SettingsError(
+                    f"cors_origins: * or scheme://host[:port], not {origin!r}"
+                ) from None
         object.__setattr__(
             self, "scope_descriptions", MappingProxyType(dict(self.scope_descriptions))
         )
@@ -237,6 +269,8 @@ _UNITS = {
     "_period": "seconds",
     "_skew": "seconds",
     "_size": "bytes",
+    "_bytes": "bytes",
+    "_timeout": "seconds",
     "_length": "characters",
 }
 #: What the words of a collection of protocol words are called, for messages.

@@ -13,6 +13,7 @@ from typing import Literal
 
 from .types import (
     AccessTokenFormat,
+    ApplicationType,
     CodeChallengeMethod,
     GrantType,
     SigningAlgorithm,
@@ -51,6 +52,13 @@ class Client:
     #: The RFC 7591 §2 metadata a dynamically registered client gave that the
     #: server does not act on (``client_uri``, ``contacts``...), as a JSON object.
     registration_metadata: str = ""
+    #: Read from a client ID metadata document at the URL ``client_id`` names, not
+    #: registered here (draft-ietf-oauth-client-id-metadata-document); never stored.
+    metadata_document: bool = False
+    #: OpenID Connect Registration §2: which redirect URIs it may use (see
+    #: ``clients.validate_redirect_uri``); None for a client registered before the
+    #: field existed, held to the rules of both kinds.
+    application_type: ApplicationType | None = None
 
     @property
     def is_public(self) -> bool:

@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 
 from .authorization import AuthorizationRequest, AuthorizationResponse
+from .client_documents.directory import ClientDocuments, DocumentPolicy
+from .client_lookup import ClientLookup
 from .clients import RegisteredClient, new_client
 from .config import Settings
 from .crypto import generate_token
@@ -54,7 +56,13 @@ from .requests import OAuthRequest
 from .storage.base import Storage
 from .storage.urls import DEFAULT_DATABASE_URL, open_storage
 from .throttle import SharedThrottle, Throttle
-from .types import AccessTokenFormat, CodeChallengeMethod, GrantType, SigningAlgorithm
+from .types import (
+    AccessTokenFormat,
+    ApplicationType,
+    CodeChallengeMethod,
+    GrantType,
+    SigningAlgorithm,
+)
 
 __all__ = ["AuthorizationServer"]
 
@@ -65,6 +73,8 @@ class AuthorizationServer:
     With ``Settings.key_encryption_key`` it is an OpenID Connect provider too;
     ``user_claims`` then says what ID tokens and userinfo tell of a user beyond
     ``sub`` (by default ``preferred_username``, with the ``profile`` scope).
+    ``client_document_policy`` decides, beside the host settings, which client
+    ID metadata documents may be fetched: called with the URL, true to allow.
     """
 
     def __init__(
@@ -74,6 +84,7 @@ class AuthorizationServer:
         *,
         clock: Callable[[], float] = time.time,
         user_claims: UserClaims | None = None,
+        client_document_policy: DocumentPolicy | None = None,
     ) -> None:
         self.storage = storage
         self.settings = settings
@@ -92,6 +103,13 @@ class AuthorizationServer:
         self.dpop_nonces = DPoPNonces(nonce_secret, clock=clock)
         self._revoked = RevocationListeners()
         self.housekeeping = Housekeeping(storage, settings.purge_interval, clock)
+        #: How a request's client_id becomes a client: the store, or a metadata document.
+        self.clients = ClientLookup(
+            storage,
+            ClientDocuments(settings, policy=client_document_policy)
+            if settings.client_id_metadata_documents
+            else None,
+        )
 
         self.openid = OpenIDProvider(storage, settings, self.keys, clock, user_claims)
         ctx = GrantContext(
@@ -116,14 +134,20 @@ class AuthorizationServer:
         }
         proofs = DPoPProofs(storage, settings, self.dpop_nonces, clock)
         self.token_endpoint = TokenEndpoint(
-            storage, self.throttle, enabled, proofs, self.keys, issued=self.housekeeping.tick
+            self.clients, self.throttle, enabled, proofs, self.keys, issued=self.housekeeping.tick
         )
-        self.introspection = Introspection(storage, settings, self.throttle, self.keys, clock)
-        self.revocation = Revocation(storage, self.throttle, self.keys, clock, self._revoked)
-        self.pushed = PushedAuthorization(storage, settings, self.throttle, proofs, clock)
-        self.authorization = AuthorizationEndpoint(ctx, self.pushed, self.openid)
+        self.introspection = Introspection(
+            storage, self.clients, settings, self.throttle, self.keys, clock
+        )
+        self.revocation = Revocation(
+            storage, self.clients, self.throttle, self.keys, clock, self._revoked
+        )
+        self.pushed = PushedAuthorization(
+            storage, self.clients, settings, self.throttle, proofs, clock
+        )
+        self.authorization = AuthorizationEndpoint(ctx, self.clients, self.pushed, self.openid)
         self.device = DeviceAuthorizationEndpoint(
-            storage, settings, self.throttle, self.guesses, clock
+            storage, self.clients, settings, self.throttle, self.guesses, clock
         )
         self.accounts = Accounts(storage, settings, self.guesses, clock)
         #: Dynamic client registration (RFC 7591, RFC 7592), when Settings allow it.
@@ -286,6 +310,7 @@ class AuthorizationServer:
         id_token_signed_response_alg: SigningAlgorithm = "RS256",
         require_pushed_authorization_requests: bool = False,
         dpop_bound_access_tokens: bool = False,
+        application_type: ApplicationType | None = None,
     ) -> RegisteredClient:
         """Register a client; the returned secret is never shown again.
 
@@ -309,6 +334,7 @@ class AuthorizationServer:
             id_token_signed_response_alg=id_token_signed_response_alg,
             require_pushed_authorization_requests=require_pushed_authorization_requests,
             dpop_bound_access_tokens=dpop_bound_access_tokens,
+            application_type=application_type,
         )
         if not await self.storage.add_client(registered.client):
             raise ValueError(f"client_id already registered: {registered.client.client_id!r}")
@@ -326,6 +352,8 @@ class AuthorizationServer:
 
     async def close(self) -> None:
         await self.housekeeping.close()
+        if self.clients.documents is not None:
+            await self.clients.documents.aclose()
         await self.storage.close()
 
     def now(self) -> int:

@@ -42,6 +42,11 @@ CodeChallengeMethod = Literal["S256", "plain"]
 #: RFC 7591 §2: how a client authenticates at the token endpoint.
 ClientAuthMethod = Literal["client_secret_basic", "client_secret_post", "none"]
 
+#: OpenID Connect Registration §2: what kind of app a client is, which decides the
+#: redirect URIs it may use (a ``native`` app listens on loopback or owns a scheme).
+ApplicationType = Literal["web", "native"]
+APPLICATION_TYPES: tuple[ApplicationType, ...] = ("web", "native")
+
 GRANT_TYPES: tuple[GrantType, ...] = (
     "authorization_code",
     "client_credentials",

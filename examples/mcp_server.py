@@ -6,7 +6,8 @@ the ``OAuth2App`` mounted at ``/oauth2`` issues them. An MCP client needs
 nothing but ``http://127.0.0.1:8000/mcp``: its first request gets 401 and a
 challenge naming the resource's metadata (RFC 9728), which names the
 authorization server, whose metadata (RFC 8414) has a registration endpoint.
-The client registers itself (RFC 7591), sends the person to sign in and
+The client registers itself (RFC 7591), or gives the https URL of its client
+ID metadata document as its ``client_id``, sends the person to sign in and
 approve, with PKCE and ``resource=http://127.0.0.1:8000/mcp`` (RFC 8707),
 and calls the tools with a token for that resource alone. On its first start
 the app creates the user ``demo`` on ``./example.db`` and prints the password
@@ -41,7 +42,11 @@ tokens)::
 Environment: ``EXAMPLE_PORT`` (8000); ``EXAMPLE_URL``, the origin clients reach this
 server (``http://127.0.0.1:$EXAMPLE_PORT``); ``EXAMPLE_DB`` (``example.db``);
 ``EXAMPLE_AS_URL``, ``EXAMPLE_CLIENT_ID`` and ``EXAMPLE_CLIENT_SECRET`` for an
-authorization server elsewhere.
+authorization server elsewhere; ``EXAMPLE_CIMD_PRIVATE_ADDRESSES=1`` (tests only) lets
+client ID metadata documents come from loopback and private addresses;
+``EXAMPLE_ALLOWED_ORIGINS``, the origins (space-separated) of browser pages that may
+call ``/mcp`` besides this server's own (the ``mcp`` package checks ``Origin``;
+``/oauth2`` and the middleware answer any origin's CORS requests).
 """
 
 from __future__ import annotations
@@ -79,6 +84,8 @@ MCP_URL = BASE_URL + "/mcp"
 #: An authorization server elsewhere; unset, this app is its own, at /oauth2.
 AS_URL = os.environ.get("EXAMPLE_AS_URL", "").rstrip("/")
 ISSUER = AS_URL or BASE_URL + "/oauth2"
+#: For tests only: fetch client ID metadata documents from loopback addresses too.
+CIMD_PRIVATE_ADDRESSES = os.environ.get("EXAMPLE_CIMD_PRIVATE_ADDRESSES") == "1"
 USERNAME = "demo"
 
 mcp = MCPServer("asgi-oauth example", instructions="Tools that need an OAuth token.")
@@ -117,6 +124,11 @@ else:
             scopes_supported=("mcp",),
             scope_descriptions={"mcp": "Use the tools of the example MCP server"},
             client_registration="open",  # RFC 7591: MCP clients register themselves
+            # Or name themselves by the URL of their client ID metadata document, which
+            # this server fetches (what MCP clients try first).
+            client_id_metadata_documents=True,
+            # Tests serve such documents on loopback; a real deployment never allows it.
+            client_id_metadata_document_private_addresses=CIMD_PRIVATE_ADDRESSES,
             resources=(MCP_URL,),  # RFC 8707: and ask for tokens for this resource
         ),
     )
@@ -128,7 +140,8 @@ else:
 # The mcp package checks Host and Origin against DNS rebinding: name this server's.
 mcp_app = mcp.streamable_http_app(
     transport_security=TransportSecuritySettings(
-        allowed_hosts=[urlsplit(BASE_URL).netloc], allowed_origins=[BASE_URL]
+        allowed_hosts=[urlsplit(BASE_URL).netloc],
+        allowed_origins=[BASE_URL, *os.environ.get("EXAMPLE_ALLOWED_ORIGINS", "").split()],
     )
 )
 routes += mcp_app.routes  # Route("/mcp", ...)

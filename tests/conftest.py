@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Generator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -13,8 +14,9 @@ from starlette.routing import Mount, Route
 
 from asgi_oauth import AuthorizationServer, Settings
 from asgi_oauth.app import OAuth2App
-from asgi_oauth.storage import MemoryStorage
+from asgi_oauth.storage import MemoryStorage, SQLiteStorage, Storage
 
+from .https_helpers import DocumentHost, serve_documents
 from .postgres import drop_schema, new_schema_name, postgres_unavailable
 
 ISSUER = "https://as.example/oauth2"
@@ -144,3 +146,18 @@ async def http(oauth_app: OAuth2App) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="https://as.example") as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def documents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DocumentHost]:
+    """An https server on loopback serving client ID metadata documents."""
+    with serve_documents(tmp_path_factory.mktemp("documents")) as host:
+        yield host
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
+    """A fresh store of each kind that needs no service: the memory store, a SQLite file."""
+    if request.param == "memory":
+        return MemoryStorage()
+    return SQLiteStorage(tmp_path / "o.db")

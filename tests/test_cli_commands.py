@@ -259,7 +259,7 @@ def test_create_prints_the_secret_once_and_nothing_shows_it_again(cli: Cli) -> N
     assert set(as_json) == {
         "client_id", "client_secret", "name", "public", "redirect_uris", "grant_types", "scope",
         "allowed_origins", "is_resource_server", "require_pkce", "created_at",
-        "access_token_format", "id_token_signed_response_alg",
+        "access_token_format", "id_token_signed_response_alg", "application_type",
     }  # fmt: skip
     assert client_credentials(cli.db, as_json["client_id"], as_json["client_secret"]) is not None
     assert cli.json("clients", "show", *on(as_json["client_id"])) == {
@@ -434,7 +434,8 @@ def test_names_and_client_ids_are_unique(cli: Cli) -> None:
         ("https://app.example/cb#done", "fragment"),
         ("http://app.example/cb", "loopback only"),
         ("https://app.example/a b", "white space"),
-        ("myapp:/callback", "reverse domain name"),
+        ("javascript:alert(1)", "private-use"),
+        ("localhost:3000/callback", "without a scheme"),
         ("https:///cb", "no host"),
     ],
 )

@@ -390,12 +390,13 @@ def test_starlette_api_refuses_a_missing_token_and_a_missing_scope(
     assert challenge.startswith("Bearer ") and "error=" not in challenge
     metadata = f"{starlette_api.url}/.well-known/oauth-protected-resource"
     assert f'resource_metadata="{metadata}"' in challenge
-    # POST /api/notes needs "write" (require_scopes); every /api path needs "read".
-    for refused, needed in ((cannot_write, "write"), (cannot_read, "read")):
+    # POST /api/notes needs "write" (require_scopes); every /api path needs "read". The
+    # challenge names what is needed with what the token has (MCP SEP-835).
+    for refused in (cannot_write, cannot_read):
         assert refused.status_code == 403, refused.text
         assert refused.json()["error"] == "insufficient_scope"
         assert refused.headers["www-authenticate"].startswith("Bearer ")
-        assert f'scope="{needed}"' in refused.headers["www-authenticate"]
+        assert 'scope="read write"' in refused.headers["www-authenticate"]
 
 
 def test_starlette_api_publishes_both_metadata_documents(starlette_api: Example) -> None:
@@ -430,7 +431,7 @@ def test_fastapi_api_checks_scopes_per_route_and_documents_them(fastapi_api: Exa
     assert anonymous.headers["www-authenticate"].startswith("Bearer ")
     assert cannot_write.status_code == 403, cannot_write.text
     assert cannot_write.json()["detail"]["error"] == "insufficient_scope"
-    assert 'scope="write"' in cannot_write.headers["www-authenticate"]
+    assert 'scope="read write"' in cannot_write.headers["www-authenticate"]
 
     assert openapi.status_code == 200, openapi.text
     schemes = openapi.json()["components"]["securitySchemes"]
@@ -474,7 +475,7 @@ def test_remote_resource_server_accepts_tokens_of_the_starlette_api(
     assert anonymous.status_code == 401
     assert anonymous.headers["www-authenticate"].startswith("Bearer ")
     assert cannot_read.status_code == 403, cannot_read.text
-    assert 'scope="read"' in cannot_read.headers["www-authenticate"]
+    assert 'scope="read write"' in cannot_read.headers["www-authenticate"]
 
 
 def test_starlette_api_registers_its_clients_once(tmp_path: Path) -> None:

@@ -3,10 +3,11 @@ uvicorn and the ``mcp`` package's own client, over real HTTP.
 
 The client is given the MCP endpoint's URL and nothing else. It follows the 401
 challenge to the protected resource metadata (RFC 9728), reads the authorization
-server's metadata (RFC 8414), registers itself (RFC 7591), sends a ``Person``
-through sign-in and consent with PKCE and ``resource`` (RFC 8707), and calls
-the tools. The tests then look at the example's store for what was registered
-and what the token is for.
+server's metadata (RFC 8414), registers itself (RFC 7591) or names the URL of its
+client ID metadata document (served over https by the test, ``tests/https_helpers.py``),
+sends a ``Person`` through sign-in and consent with PKCE and ``resource`` (RFC 8707),
+and calls the tools. The tests then look at the example's store for what was
+registered and what the token is for.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import base64
 import json
 import sys
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -37,6 +38,7 @@ from asgi_oauth import AuthorizationServer, Settings
 from asgi_oauth.requests import OAuthRequest
 from asgi_oauth.storage import SQLiteStorage
 
+from .https_helpers import DocumentHost
 from .test_examples import Example, free_port, run_example
 from .user_agent import Person
 
@@ -49,13 +51,26 @@ OTHER_RESOURCE = "https://other.example/api"
 TIMEOUT = 30.0
 
 
-@pytest.fixture(scope="module")
-def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Example]:
-    directory = tmp_path_factory.mktemp("mcp")
+@contextmanager
+def run_mcp_example(directory: Path, documents: DocumentHost) -> Iterator[Example]:
+    """``python -m examples.mcp_server`` on a fresh database in ``directory``, which
+    fetches client ID metadata documents from ``documents`` (on loopback) too."""
     command = [sys.executable, "-m", "examples.mcp_server"]
     with run_example(
-        "mcp_server", directory, free_port(), command, EXAMPLE_DB=str(directory / "example.db")
+        "mcp_server",
+        directory,
+        free_port(),
+        command,
+        EXAMPLE_DB=str(directory / "example.db"),
+        EXAMPLE_CIMD_PRIVATE_ADDRESSES="1",
+        SSL_CERT_FILE=str(documents.ca_file),
     ) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory: pytest.TempPathFactory, documents: DocumentHost) -> Iterator[Example]:
+    with run_mcp_example(tmp_path_factory.mktemp("mcp"), documents) as running:
         yield running
 
 
@@ -150,8 +165,9 @@ class McpUser:
         return [e.body for e in self.exchanges if (e.method, e.url) == (method, url)]
 
     @asynccontextmanager
-    async def connect(self) -> AsyncIterator[Client]:
-        """An MCP session with the example, authorized as the client's OAuth flow goes."""
+    async def connect(self, client_metadata_url: str | None = None) -> AsyncIterator[Client]:
+        """An MCP session with the example, authorized as the client's OAuth flow goes;
+        identified by ``client_metadata_url`` where the server takes such documents."""
         provider = OAuthClientProvider(
             server_url=mcp_url(self.example),
             client_metadata=OAuthClientMetadata(
@@ -161,6 +177,7 @@ class McpUser:
             storage=self.storage,
             redirect_handler=self.redirect_handler,
             callback_handler=self.callback_handler,
+            client_metadata_url=client_metadata_url,
         )
         async with httpx2.AsyncClient(
             auth=provider,
@@ -233,6 +250,91 @@ async def test_mcp_client_discovers_registers_and_calls_a_tool(example: Example)
     assert me == {"subject": demo.user_id, "client_id": client_id, "scopes": ["mcp"]}
     assert not added.is_error, added
     assert added.structured_content == {"result": 5}
+
+
+async def test_mcp_client_with_a_client_id_metadata_document_registers_nothing(
+    example: Example, documents: DocumentHost
+) -> None:
+    """draft-ietf-oauth-client-id-metadata-document: the client's ``client_id`` is the
+    URL of its metadata, which the server fetches; nothing is registered."""
+    url = mcp_url(example)
+    document_url = documents.publish(
+        "python-mcp-client",
+        client_name="MCP test client",
+        redirect_uris=[REDIRECT_URI],
+        grant_types=["authorization_code", "refresh_token"],
+        response_types=["code"],
+        token_endpoint_auth_method="none",
+    )
+    async with example_store(example) as server:
+        clients_before = await server.storage.list_clients()
+
+    async with mcp_user(example) as user, user.connect(client_metadata_url=document_url) as client:
+        me = await whoami(client)
+
+    assert not user.sent("POST", f"{example.issuer}/register")
+    assert user.storage.client_info is not None
+    assert user.storage.client_info.client_id == document_url
+    [authorization_url] = user.authorization_urls
+    query = parse_qs(urlsplit(authorization_url).query)
+    assert query["client_id"] == [document_url]
+    assert query["resource"] == [url]
+    assert query["code_challenge_method"] == ["S256"]
+    [token_request] = user.sent("POST", f"{example.issuer}/token")
+    assert token_request["client_id"] == document_url
+    assert "client_secret" not in token_request
+    assert documents.fetches(document_url) >= 1
+    assert user.person.pages[-1] == "Authorize access", user.person.pages
+
+    async with example_store(example) as server:
+        demo = await server.storage.get_user("demo")
+        assert await server.storage.get_client(document_url) is None
+        assert await server.storage.list_clients() == clients_before
+        assert user.storage.tokens is not None
+        token = await server.introspect_token(user.storage.tokens.access_token)
+    assert demo is not None
+    assert token.active
+    assert token.client_id == document_url
+    assert token.aud == (url,)
+    assert token.sub == demo.user_id
+    assert me == {"subject": demo.user_id, "client_id": document_url, "scopes": ["mcp"]}
+
+
+async def test_example_fetches_no_document_from_loopback_unless_told(
+    documents: DocumentHost, tmp_path: Path
+) -> None:
+    """Without ``EXAMPLE_CIMD_PRIVATE_ADDRESSES=1`` a document URL on loopback is refused
+    before any request is made to it (draft §8.6: no fetch reaches a private address)."""
+    document_url = documents.publish(
+        "loopback-client",
+        client_name="Loopback client",
+        redirect_uris=[REDIRECT_URI],
+        token_endpoint_auth_method="none",
+    )
+    command = [sys.executable, "-m", "examples.mcp_server"]
+    with run_example(
+        "mcp_server",
+        tmp_path,
+        free_port(),
+        command,
+        EXAMPLE_DB=str(tmp_path / "example.db"),
+        SSL_CERT_FILE=str(documents.ca_file),
+    ) as example:
+        query = {
+            "response_type": "code",
+            "client_id": document_url,
+            "redirect_uri": REDIRECT_URI,
+            "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            "code_challenge_method": "S256",
+            "resource": mcp_url(example),
+        }
+        async with httpx.AsyncClient(timeout=TIMEOUT) as browser:
+            page = await browser.get(example.issuer + "/authorize", params=query)
+
+    assert page.status_code == 400, page.text
+    assert "location" not in page.headers  # an error page, never a redirect
+    assert "private" in page.text
+    assert documents.fetches(document_url) == 0
 
 
 async def test_mcp_client_with_a_bad_token_is_challenged_and_authorizes_again(

@@ -387,7 +387,8 @@ async def test_userinfo_needs_the_openid_scope(op: Provider) -> None:
     assert response.status_code == 403, response.text
     value = challenge(response)
     assert 'error="insufficient_scope"' in value
-    assert 'scope="openid"' in value
+    # The scope needed, with the token's own: re-authorizing with these loses nothing.
+    assert 'scope="openid profile read"' in value
     assert response.json()["error"] == "insufficient_scope"
 
 
@@ -522,8 +523,14 @@ async def test_jwt_access_tokens_are_judged_by_the_servers_clock() -> None:
         assert answered.status_code == 200, answered.text
 
 
-async def test_userinfo_allows_the_origins_of_registered_clients(op: Provider) -> None:
-    """Core §5.3: the UserInfo endpoint SHOULD support CORS, for browser-based clients."""
+async def test_userinfo_allows_the_origins_of_registered_clients() -> None:
+    """Core §5.3: the UserInfo endpoint SHOULD support CORS, for browser-based clients;
+    with ``cors_origins=()``, for the origins clients registered."""
+    async with provider(openid_settings(cors_origins=())) as op:
+        await _userinfo_allows_the_origins_of_registered_clients(op)
+
+
+async def _userinfo_allows_the_origins_of_registered_clients(op: Provider) -> None:
     registered = await op.server.register_client(
         name="SPA",
         redirect_uris=[REDIRECT_URI],

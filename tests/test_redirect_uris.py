@@ -104,6 +104,9 @@ def code_request(client: Credentials, redirect_uri: str) -> dict[str, str]:
         (LOOPBACK, "http://127.0.0.1:5000:6000/cb"),
         (LOOPBACK, "http://localhost:5000/cb"),
         (LOOPBACK, "http://[::1]:5000/cb"),
+        # localhost matches localhost only, as registered (RFC 8252 §8.3 advises the IPs).
+        (LOCALHOST, "http://127.0.0.1:5000/cb"),
+        (LOCALHOST, "http://[::1]:5000/cb"),
         (LOOPBACK, "https://127.0.0.1:5000/cb"),
         (IPV6, "http://[0:0::1]:5000/cb"),
         (IPV6, "http://[::1]5000/cb"),

@@ -102,6 +102,8 @@ async def test_confidential_registration_answers_with_the_client_information(
         "client_secret_expires_at": 0,
         "registration_access_token": body["registration_access_token"],
         "registration_client_uri": f"{ISSUER}/register/{client_id}",
+        # Omitted, and implied by an https redirect URI (OpenID Connect Registration §2).
+        "application_type": "web",
         "redirect_uris": [REDIRECT_URI],
         "token_endpoint_auth_method": "client_secret_basic",
         "grant_types": ["authorization_code"],
@@ -191,9 +193,12 @@ async def test_loopback_and_private_use_redirect_uris_are_accepted(
         "http://[::1]/cb",
         "http://localhost/cb",
         "com.example.app:/cb",
+        "cursor://anysphere.cursor-retrieval/oauth/callback",
     ]
     body = await register(http, {"redirect_uris": uris, "token_endpoint_auth_method": "none"})
     assert body["redirect_uris"] == uris
+    # OpenID Connect Registration §2 would default to web; the URIs say native (SEP-837).
+    assert body["application_type"] == "native"
 
 
 async def test_flags_and_human_metadata_are_kept_and_echoed(
@@ -265,6 +270,13 @@ REFUSALS: list[tuple[object, str, str]] = [
     ({"redirect_uris": ["https://app.example/cb#x"]}, "invalid_redirect_uri", "fragment"),
     ({"redirect_uris": ["/cb"]}, "invalid_redirect_uri", "absolute"),
     ({"redirect_uris": ["javascript:alert(1)"]}, "invalid_redirect_uri", "private-use"),
+    ({"redirect_uris": ["data:text/html,x"]}, "invalid_redirect_uri", "private-use"),
+    (
+        {"redirect_uris": ["http://127.0.0.1/cb"], "application_type": "web"},
+        "invalid_redirect_uri",
+        "web application",
+    ),
+    ({**WEB, "application_type": "desktop"}, "invalid_client_metadata", "application_type"),
     ({"client_name": "No redirect"}, "invalid_redirect_uri", "redirect_uris"),
     (
         {**WEB, "token_endpoint_auth_method": "private_key_jwt"},

@@ -277,7 +277,7 @@ async def test_token_without_the_needed_scope_gets_403_insufficient_scope(
 
     assert response.status_code == 403, response.text
     assert response.json()["error"] == "insufficient_scope"
-    assert 'scope="admin"' in response.headers["www-authenticate"]
+    assert 'scope="admin read write"' in response.headers["www-authenticate"]
     assert rs.calls == []
 
 

@@ -137,6 +137,7 @@ def test_settings_normalise_the_issuer() -> None:
         "http://localhost/cb",
         "http://[::1]/cb",
         "com.example.app:/callback",
+        "myapp:/cb",
     ],
 )
 def test_valid_redirect_uris(uri: str) -> None:
@@ -151,7 +152,7 @@ def test_valid_redirect_uris(uri: str) -> None:
         ("http://app.example/cb", "loopback"),
         ("https:///cb", "no host"),
         ("http:///cb", "no host"),
-        ("myapp:/cb", "reverse domain"),
+        ("javascript:alert(1)", "private-use"),
         ("https://app.example/c b", "white space"),
         ("", "white space"),
     ],

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..cors import CORSPolicy, is_preflight
 from ..endpoints.metadata import openid_configuration, server_metadata
 from ..endpoints.paths import (
     AUTHORIZATION_PATH,
@@ -38,13 +39,13 @@ from ..server import AuthorizationServer
 from ..types import DEVICE_CODE
 from .authorize import AuthorizeEndpoint
 from .browser import Browser, CurrentUser
-from .cors import allowed_origin_headers, preflight_headers
+from .cors import EndpointCORS
 from .device import DeviceVerificationEndpoint
 from .login import LoginEndpoint, LogoutEndpoint
 from .pages import Pages
 from .registration import RegistrationEndpoint
 from .requests import RequestHeaders, mount_path, read_form, route_path
-from .responses import NO_STORE, Headers, send_empty, send_error, send_json
+from .responses import NO_STORE, Headers, send_error, send_json
 from .userinfo import UserinfoEndpoint
 
 logger = logging.getLogger("asgi_oauth")
@@ -90,6 +91,8 @@ class OAuth2App:
         self.server = server
         settings = server.settings
         self._max_body = settings.max_body_size
+        self._cors = EndpointCORS(CORSPolicy(settings.cors_origins), server.storage)
+        # Introspection is for resource servers, whose secrets no browser should hold: no CORS.
         self._endpoints: dict[str, Endpoint] = {
             TOKEN_PATH: Endpoint(("POST",), self._token, cors=True),
             INTROSPECTION_PATH: Endpoint(("POST",), self._introspect),
@@ -99,7 +102,7 @@ class OAuth2App:
         if settings.response_types:
             # RFC 9126 §2.2: a pushed request is created, so 201.
             self._endpoints[PUSHED_AUTHORIZATION_REQUEST_PATH] = Endpoint(
-                ("POST",), self._pushed_authorization_request, status=201
+                ("POST",), self._pushed_authorization_request, cors=True, status=201
             )
         if settings.openid_enabled:
             self._endpoints[OPENID_CONFIGURATION_PATH] = Endpoint(
@@ -114,18 +117,20 @@ class OAuth2App:
             self._pages[AUTHORIZATION_PATH] = AuthorizeEndpoint(browser)
         if DEVICE_CODE in settings.enabled_grants:
             self._endpoints[DEVICE_AUTHORIZATION_PATH] = Endpoint(
-                ("POST",), self._device_authorization
+                ("POST",), self._device_authorization, cors=True
             )
             self._pages[DEVICE_VERIFICATION_PATH] = DeviceVerificationEndpoint(browser)
         if current_user is None and self._pages:
             self._pages[LOGIN_PATH] = LoginEndpoint(browser)
             self._pages[LOGOUT_PATH] = LogoutEndpoint(browser)
         if settings.openid_enabled:
-            self._pages[USERINFO_PATH] = UserinfoEndpoint(server)
+            self._pages[USERINFO_PATH] = self._cors.wrap(UserinfoEndpoint(server), ("GET", "POST"))
         #: ``/register`` and, below it, ``/register/{client_id}`` (RFC 7592).
         self._registration: ASGIApp | None = None
         if settings.client_registration != "off":
-            self._registration = RegistrationEndpoint(server)
+            self._registration = self._cors.wrap(
+                RegistrationEndpoint(server), ("GET", "POST", "PUT", "DELETE")
+            )
             self._pages[REGISTRATION_PATH] = self._registration
         self._mount_checked = False
         #: Serve this at :attr:`metadata_path` of the host application (RFC 8414 §3.1).
@@ -164,12 +169,14 @@ class OAuth2App:
             headers = RequestHeaders.from_scope(scope)
             if endpoint is None:
                 raise InvalidRequestError("no such endpoint", status_code=404)
-            if endpoint.cors and headers.origin is not None:
-                cors = await allowed_origin_headers(self.server.storage, headers.origin)
             method = scope["method"]
-            if method == "OPTIONS" and endpoint.cors:
-                await self._preflight(send, endpoint, cors)
-                return
+            # A form endpoint's answer is no-store, so only a browser's request (with an
+            # Origin) needs the headers; a cacheable GET's carries them for every request.
+            if endpoint.cors and (headers.origin is not None or not endpoint.form):
+                cors = await self._cors.headers(headers.origin)
+                if is_preflight(method, scope["headers"]):
+                    await self._cors.preflight(send, cors, endpoint.methods)
+                    return
             if method not in endpoint.methods:
                 raise InvalidRequestError(
                     f"method {method[:16]} not allowed",
@@ -210,12 +217,6 @@ class OAuth2App:
 
     async def _jwks(self, request: OAuthRequest) -> object:
         return await self.server.openid.jwks()
-
-    async def _preflight(self, send: Send, endpoint: Endpoint, cors: Headers) -> None:
-        if not cors:
-            await send_empty(send, 403, [(b"vary", b"Origin")])
-            return
-        await send_empty(send, 204, preflight_headers(cors, (*endpoint.methods, "OPTIONS")))
 
     def check_mount(self, path: str) -> bool:
         """Whether ``path``, where the host serves this app (as clients see it: a proxy's

@@ -3,12 +3,16 @@
 ``GET`` (or ``POST``, §3.1) with the request's parameters: a signed-in person
 who already consented to these scopes goes straight back to the client;
 anyone else signs in and sees the consent page, whose form posts the same
-parameters back with the decision and the session's CSRF token.
+parameters back with the decision and the session's CSRF token. The page asks
+only for the scopes not allowed before (a step-up), and says who stands behind
+a client this server cannot vouch for (MCP: the redirect URI's host name).
 """
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
+import ipaddress
+from collections.abc import Iterable, Mapping
+from urllib.parse import urlencode, urlsplit
 
 from starlette.responses import Response
 
@@ -22,10 +26,10 @@ from ..errors import (
     OAuth2Error,
 )
 from ..events import security_event
-from ..models import ResourceOwner
+from ..models import Client, ResourceOwner
 from ..resources import as_pairs
 from .browser import BrowserRequest, PageEndpoint, origin_of
-from .pages import ConsentPage, FormPostPage
+from .pages import ClientKind, ConsentPage, FormPostPage
 from .sessions import CSRF_FIELD
 
 #: Fields of the consent form that are not part of the authorization request.
@@ -74,7 +78,7 @@ class AuthorizeEndpoint(PageEndpoint):
             return self._sign_in(browser_request, request)
         if not await self.server.authorization.needs_consent(request, owner):
             return self._respond(await self.server.authorization.authorize(request, owner))
-        return self._consent_page(browser_request, request, owner)
+        return await self._consent_page(browser_request, request, owner)
 
     async def _decide(
         self,
@@ -127,18 +131,26 @@ class AuthorizeEndpoint(PageEndpoint):
             return self.browser.reauth_redirect(browser_request, next_path)
         return self.browser.login_redirect(next_path)
 
-    def _consent_page(
+    async def _consent_page(
         self, browser_request: BrowserRequest, request: AuthorizationRequest, owner: ResourceOwner
     ) -> Response:
+        allowed = await self.server.authorization.allowed_before(request, owner)
         session, cookies = self.browser.ensure_session(browser_request)
         descriptions = self.server.settings.scope_descriptions
+        client, kind = request.client, _client_kind(request.client)
+        vouched = kind == "registered"
         page = ConsentPage(
             action=self.browser.issuer + AUTHORIZATION_PATH,
             csrf_token=session.csrf,
-            client_name=request.client.name or request.client.client_id,
+            client_name=client.name or client.client_id,
             user_name=owner.name or owner.subject,
-            scopes=tuple((s, descriptions.get(s, s)) for s in sorted(request.scope)),
+            scopes=_described(request.scope - allowed, descriptions),
             fields=request.params,
+            allowed=_described(allowed, descriptions),
+            client_kind=kind,
+            client_host=_host(client.client_id) if kind == "metadata_document" else "",
+            redirect_host="" if vouched else _host(request.redirect_uri),
+            local_only=not vouched and _all_local(client.redirect_uris),
         )
         return self.browser.page(page, cookies=cookies)
 
@@ -150,6 +162,51 @@ class AuthorizeEndpoint(PageEndpoint):
             page = FormPostPage(action=response.redirect_uri, fields=response.params)
             return self.browser.page(page, form_action=origin_of(response.redirect_uri))
         return self.browser.redirect(response.location)
+
+
+def _client_kind(client: Client) -> ClientKind:
+    """Who vouches for ``client``: this server's operator, or only the app itself."""
+    if client.metadata_document:
+        return "metadata_document"
+    if client.registration_access_token_hash is not None:
+        return "dynamic"
+    return "registered"
+
+
+def _described(
+    scopes: Iterable[str], descriptions: Mapping[str, str]
+) -> tuple[tuple[str, str], ...]:
+    return tuple((s, descriptions.get(s, s)) for s in sorted(scopes))
+
+
+def _host(uri: str) -> str:
+    """A URI's host name as a person reads it; ``scheme:`` for an app's own scheme."""
+    parts = urlsplit(uri)
+    if parts.scheme in ("http", "https"):
+        return parts.hostname or ""
+    return f"{parts.scheme}:"
+
+
+def _all_local(redirect_uris: Iterable[str]) -> bool:
+    """Whether every redirect URI is on this computer: loopback (RFC 8252 §7.3) or an
+    app's own scheme (§7.1), which any app here could listen on or claim."""
+    uris = list(redirect_uris)
+    return bool(uris) and all(_is_local(uri) for uri in uris)
+
+
+def _is_local(uri: str) -> bool:
+    parts = urlsplit(uri)
+    if parts.scheme == "https":
+        return False
+    if parts.scheme != "http":
+        return True
+    host = parts.hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _signed_in_since_pushed(request: AuthorizationRequest, owner: ResourceOwner) -> bool:

@@ -1,37 +1,62 @@
-"""CORS for browser-based clients (Fetch standard), only for origins a client registered.
+"""CORS on the endpoints that never use cookies, for clients in a browser (Fetch standard).
 
-Only the token, revocation, metadata, JWK Set and userinfo endpoints take part;
-the rest of the server answers browsers as any other caller.
+Both metadata documents, the JWK Set, registration, token, revocation, device
+authorization, PAR and userinfo answer preflights and let the origins of
+``Settings.cors_origins`` (``*``: any) read their answers, errors included; an
+origin a client registered (``allowed_origins``) is allowed too. Introspection is
+for resource servers, which hold secrets no browser should, and the pages people
+see stay same-origin: neither takes part.
 """
 
 from __future__ import annotations
 
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..cors import CORSPolicy, Headers, is_preflight, request_origin
+from ..middleware.cors import with_cors_headers
 from ..storage.base import Storage
-from .responses import Headers
-
-#: RFC 9449 §4.1: browser clients send their DPoP proofs in a ``DPoP`` header.
-_ALLOWED_HEADERS = b"Authorization, Content-Type, DPoP"
-#: What a browser client may read of an answer: its challenge and a new DPoP nonce (§8).
-_EXPOSED_HEADERS = b"WWW-Authenticate, DPoP-Nonce"
-_MAX_AGE = b"600"
+from .responses import send_empty, send_error
 
 
-async def allowed_origin_headers(storage: Storage, origin: str | None) -> Headers:
-    """Headers that let a registered origin read the response; none for others."""
-    if origin is None or not await storage.is_allowed_origin(origin):
-        return []
-    return [
-        (b"access-control-allow-origin", origin.encode("latin-1")),
-        (b"access-control-expose-headers", _EXPOSED_HEADERS),
-        (b"vary", b"Origin"),
-    ]
+class EndpointCORS:
+    """Who may read the endpoints' answers: the policy's origins, then the store's."""
 
+    def __init__(self, policy: CORSPolicy, storage: Storage) -> None:
+        self._policy = policy
+        self._storage = storage
 
-def preflight_headers(cors: Headers, methods: tuple[str, ...]) -> Headers:
-    """The answer to an allowed preflight (OPTIONS with Access-Control-Request-Method)."""
-    return [
-        *cors,
-        (b"access-control-allow-methods", ", ".join(methods).encode()),
-        (b"access-control-allow-headers", _ALLOWED_HEADERS),
-        (b"access-control-max-age", _MAX_AGE),
-    ]
+    async def headers(self, origin: str | None) -> Headers:
+        """The CORS headers of an answer to ``origin``; the store is asked only when
+        the policy alone does not allow it."""
+        registered = (
+            origin is not None
+            and not self._policy.allows(origin)
+            and await self._storage.is_allowed_origin(origin)
+        )
+        return self._policy.headers(origin, registered=registered)
+
+    async def preflight(self, send: Send, answer: Headers, methods: tuple[str, ...]) -> None:
+        """204 with what may be sent, or a plain 403 for an origin not allowed."""
+        allowed = self._policy.preflight(answer, methods)
+        if allowed is None:
+            await send_empty(send, 403, answer)
+        else:
+            await send_empty(send, 204, allowed)
+
+    def wrap(self, app: ASGIApp, methods: tuple[str, ...]) -> ASGIApp:
+        """``app`` (an endpoint of its own, such as ``/register``) with preflights
+        answered and every answer readable by an allowed origin."""
+        cors = self
+
+        async def with_cors(scope: Scope, receive: Receive, send: Send) -> None:
+            try:
+                answer = await cors.headers(request_origin(scope["headers"]))
+            except Exception as exc:
+                await send_error(send, exc)
+                return
+            if is_preflight(scope["method"], scope["headers"]):
+                await cors.preflight(send, answer, methods)
+            else:
+                await app(scope, receive, with_cors_headers(send, answer))
+
+        return with_cors

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from html import escape
-from typing import ClassVar, cast
+from typing import ClassVar, Literal, cast
 
 from ..resources import as_pairs
 
@@ -45,17 +45,34 @@ class LogoutPage:
     template: ClassVar[str] = "logout"
 
 
+#: How this server knows a client: registered by its operator, registered by the
+#: app itself (RFC 7591), or read from the URL its ``client_id`` names (a client ID
+#: metadata document).
+ClientKind = Literal["registered", "dynamic", "metadata_document"]
+
+
 @dataclass(frozen=True, slots=True)
 class ConsentPage:
     action: str
     csrf_token: str
     client_name: str
     user_name: str
-    #: (scope, what it means to a person) pairs.
+    #: (scope, what it means to a person) pairs: what the request asks for that the
+    #: person has not allowed this client before.
     scopes: tuple[tuple[str, str], ...]
     #: The authorization request's parameters, sent again with the decision.
     fields: Mapping[str, str] = field(default_factory=dict)
     nonce: str = ""
+    #: The scopes of the request the person allowed before (a step-up asks for the rest).
+    allowed: tuple[tuple[str, str], ...] = ()
+    client_kind: ClientKind = "registered"
+    #: A metadata-document client's host, which vouches for it: its ``client_id``'s.
+    client_host: str = ""
+    #: Where the answer goes, for a client this server cannot vouch for: the redirect
+    #: URI's host, or ``scheme:`` for an app's own scheme (``cursor:``).
+    redirect_host: str = ""
+    #: Every redirect URI of such a client is on this computer (loopback, an app's scheme).
+    local_only: bool = False
     template: ClassVar[str] = "consent"
 
 
@@ -127,6 +144,9 @@ button.secondary{background:#fff;color:#1d4ed8}
 .error{color:#a4161a;background:#fde8e8;padding:.6rem;border-radius:.4rem}
 ul{padding-left:1.2rem} code{font-size:1.1rem;letter-spacing:.1em}
 .remember{display:flex;gap:.5rem;align-items:center;font-weight:400}
+.notice{background:#eef2f7;padding:.6rem .8rem;border-radius:.4rem;margin:1rem 0}
+.notice p{margin:.4rem 0} .host{font-size:1.2rem;font-weight:700;overflow-wrap:anywhere}
+.warning{color:#a4161a;background:#fde8e8;padding:.6rem;border-radius:.4rem}
 """
 
 
@@ -144,14 +164,51 @@ def _error(message: str) -> str:
     return f'<p class="error" role="alert">{_e(message)}</p>' if message else ""
 
 
-def _scopes(scopes: tuple[tuple[str, str], ...]) -> str:
-    if not scopes:
-        return "<p>It asks for no particular permissions.</p>"
-    items = "".join(
+def _items(scopes: tuple[tuple[str, str], ...]) -> str:
+    return "".join(
         f"<li>{_e(desc)}</li>" if desc != name else f"<li><code>{_e(name)}</code></li>"
         for name, desc in scopes
     )
-    return f"<p>It asks to:</p><ul>{items}</ul>"
+
+
+def _scopes(scopes: tuple[tuple[str, str], ...], allowed: tuple[tuple[str, str], ...] = ()) -> str:
+    """What is asked; what was allowed before is listed apart, as not being asked."""
+    if scopes:
+        asked = f"<p>It asks to:</p><ul>{_items(scopes)}</ul>"
+    elif allowed:
+        asked = "<p>It asks for nothing new.</p>"
+    else:
+        asked = "<p>It asks for no particular permissions.</p>"
+    if allowed:
+        asked += f"<p>You already allowed it to:</p><ul>{_items(allowed)}</ul>"
+    return asked
+
+
+def _who_is_asking(page: ConsentPage) -> str:
+    """For a client this server cannot vouch for: who stands behind it, where the answer
+    goes (MCP: the redirect URI's host MUST be shown), and a warning when it can only
+    go to this computer, where any app could pose as it."""
+    if page.client_kind == "registered":
+        return ""
+    if page.client_kind == "metadata_document":
+        notice = (
+            f'<p>Identified by <span class="host">{_e(page.client_host)}</span></p>'
+            "<p>This app is not registered with this server. Its name and details"
+            f" come from {_e(page.client_host)}.</p>"
+        )
+    else:
+        notice = "<p>This app registered itself with this server: its name is not verified.</p>"
+    if page.redirect_host:
+        notice += (
+            "<p>After you decide, your browser is sent to"
+            f' <span class="host">{_e(page.redirect_host)}</span></p>'
+        )
+    if page.local_only:
+        notice += (
+            '<p class="warning"><strong>Warning:</strong> this app runs on your computer.'
+            " Approve only if you started it yourself.</p>"
+        )
+    return f'<div class="notice">{notice}</div>'
 
 
 class Pages:
@@ -200,7 +257,8 @@ class Pages:
     def consent(self, page: ConsentPage) -> str:
         body = (
             f"<p><strong>{_e(page.client_name)}</strong> wants to access your account"
-            f" (signed in as {_e(page.user_name)}).</p>{_scopes(page.scopes)}"
+            f" (signed in as {_e(page.user_name)}).</p>{_who_is_asking(page)}"
+            f"{_scopes(page.scopes, page.allowed)}"
             f'<form method="post" action="{_e(page.action)}">'
             f"{_hidden({**page.fields, 'csrf_token': page.csrf_token})}"
             '<label class="remember"><input type="checkbox" name="remember" value="yes" checked>'

@@ -4,22 +4,20 @@ It is a protected resource like any other: the bearer middleware checks the
 access token (RFC 6750: header, or form body for POST; a DPoP-bound one with
 its proof, RFC 9449 §7) with the very logic resource servers use, requires
 the ``openid`` scope, and refuses a token meant only for other resources
-(RFC 8707): this one is the authorization server's own. Browser clients of a
-registered origin may call it (CORS), as they call the token endpoint.
+(RFC 8707): this one is the authorization server's own. Browser clients may
+call it (CORS, answered around it by ``OAuth2App``), as they call the token endpoint.
 """
 
 from __future__ import annotations
 
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from ..errors import InvalidRequestError
 from ..middleware import BearerTokenMiddleware, LocalIntrospector
 from ..middleware.errors import BearerError, send_bearer_error
 from ..middleware.users import BearerCredentials
 from ..server import AuthorizationServer
-from .cors import allowed_origin_headers, preflight_headers
-from .requests import RequestHeaders
-from .responses import NO_STORE, Headers, send_empty, send_error, send_json
+from .responses import NO_STORE, send_error, send_json
 
 _METHODS = ("GET", "POST")
 
@@ -39,27 +37,17 @@ class UserinfoEndpoint:
             origin=server.settings.issuer,
             dpop_nonces=server.dpop_nonces if server.settings.dpop_nonce_required else None,
             dpop_leeway=server.settings.clock_skew,
+            cors_origins=(),  # OAuth2App's, with the origins clients registered
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        method = scope["method"]
-        try:
-            origin = RequestHeaders.from_scope(scope).origin
-            cors = await allowed_origin_headers(self.server.storage, origin)
-            if method not in _METHODS and method != "OPTIONS":
-                raise InvalidRequestError(
-                    "method not allowed", status_code=405, headers={"Allow": "GET, POST"}
-                )
-        except Exception as exc:
-            await send_error(send, exc)
+        if scope["method"] not in _METHODS:
+            error = InvalidRequestError(
+                "method not allowed", status_code=405, headers={"Allow": "GET, POST"}
+            )
+            await send_error(send, error)
             return
-        if method == "OPTIONS":
-            if cors:
-                await send_empty(send, 204, preflight_headers(cors, (*_METHODS, "OPTIONS")))
-            else:
-                await send_empty(send, 403, [(b"vary", b"Origin")])
-            return
-        await self._protected(scope, receive, _adding(send, cors) if cors else send)
+        await self._protected(scope, receive, send)
 
     async def _respond(self, scope: Scope, receive: Receive, send: Send) -> None:
         credentials: BearerCredentials = scope["auth"]
@@ -76,14 +64,3 @@ class UserinfoEndpoint:
             await send_error(send, exc)
             return
         await send_json(send, 200, body, NO_STORE)
-
-
-def _adding(send: Send, headers: Headers) -> Send:
-    """``send`` with ``headers`` added to the response start, refusals included."""
-
-    async def wrapped(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            message = {**message, "headers": [*message.get("headers", ()), *headers]}
-        await send(message)
-
-    return wrapped

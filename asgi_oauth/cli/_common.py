@@ -226,6 +226,7 @@ def client_json(client: Client) -> dict[str, object]:
         "client_id": client.client_id,
         "name": client.name,
         "public": client.is_public,
+        "application_type": client.application_type,
         "redirect_uris": list(client.redirect_uris),
         "grant_types": sorted(client.grant_types),
         "scope": " ".join(sorted(client.scope)),

@@ -13,7 +13,7 @@ from ..clients import RegisteredClient, check_client, new_client, rotate_secret
 from ..events import security_event
 from ..models import Client
 from ..storage import Storage
-from ..types import SIGNING_ALGORITHMS
+from ..types import APPLICATION_TYPES, SIGNING_ALGORITHMS
 from ._common import (
     CommandError,
     add_command,
@@ -95,6 +95,11 @@ def _metadata_options(parser: argparse.ArgumentParser) -> None:
         help="how its ID tokens are signed (default RS256)",
     )
     parser.add_argument(
+        "--application-type",
+        choices=APPLICATION_TYPES,
+        help="native: loopback http and private-use schemes too; web: https only",
+    )
+    parser.add_argument(
         "--insecure-transport",
         action="store_true",
         default=None,
@@ -125,6 +130,7 @@ async def _create(args: argparse.Namespace, storage: Storage) -> int:
             insecure_transport=insecure,
             access_token_format=args.access_token_format,
             id_token_signed_response_alg=args.id_token_alg or "RS256",
+            application_type=args.application_type,
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from None
@@ -213,6 +219,8 @@ async def _update(args: argparse.Namespace, storage: Storage) -> int:
         changes["access_token_format"] = args.access_token_format
     if args.id_token_alg is not None:
         changes["id_token_signed_response_alg"] = args.id_token_alg
+    if args.application_type is not None:
+        changes["application_type"] = args.application_type
     insecure = settings(args, insecure_transport=args.insecure_transport).insecure_transport
     try:
         updated = check_client(dataclasses.replace(client, **changes), insecure_transport=insecure)  # type: ignore[arg-type]

@@ -18,13 +18,15 @@ from ..authorization import (
     authorization_error,
     validate_authorization_request,
 )
+from ..client_documents.fetch import DocumentFetchError
+from ..client_lookup import ClientLookup
 from ..crypto import hash_token, time_ordered_token
 from ..errors import AccessDeniedError, InvalidRequestError, OAuth2Error, storage_guard
 from ..events import security_event
 from ..grants import GrantContext
 from ..grants.base import mint_tokens, new_family_id
 from ..keys import InvalidJWTError
-from ..models import AuthorizationCode, ResourceOwner
+from ..models import AuthorizationCode, Client, ResourceOwner
 from ..openid import Authentication
 from .openid import OpenIDProvider
 from .par import REQUEST_URI_PREFIX, PushedAuthorization
@@ -34,9 +36,14 @@ class AuthorizationEndpoint:
     """From a validated request and an approving person to an authorization response."""
 
     def __init__(
-        self, ctx: GrantContext, pushed: PushedAuthorization, openid: OpenIDProvider
+        self,
+        ctx: GrantContext,
+        clients: ClientLookup,
+        pushed: PushedAuthorization,
+        openid: OpenIDProvider,
     ) -> None:
         self._ctx = ctx
+        self._clients = clients
         self._storage = ctx.storage
         self._settings = ctx.settings
         self._pushed = pushed
@@ -50,7 +57,7 @@ class AuthorizationEndpoint:
         client_id = params.get("client_id")
         if client_id is not None and "client_id" not in repeated:
             with storage_guard:
-                client = await self._storage.get_client(client_id)
+                client = await self._find_client(client_id)
         request_uri = params.get("request_uri", "")
         if client is not None and request_uri.startswith(REQUEST_URI_PREFIX):
             if "request_uri" in repeated:
@@ -61,6 +68,15 @@ class AuthorizationEndpoint:
         if request.id_token_hint is not None:
             request = replace(request, hint_subject=await self._hint_subject(request))
         return request
+
+    async def _find_client(self, client_id: str) -> Client | None:
+        try:
+            return await self._clients.find(client_id)
+        except DocumentFetchError as exc:
+            # RFC 6749 §4.1.2.1: a client in doubt is told to the person, never redirected to.
+            raise InvalidRequestError(
+                f"the client's metadata document at {client_id[:200]} is not usable: {exc}"
+            ) from None
 
     async def _hint_subject(self, request: AuthorizationRequest) -> str:
         """Who ``id_token_hint`` names; a hint that is not ours goes back as an error."""
@@ -81,9 +97,22 @@ class AuthorizationEndpoint:
             # RFC 8252 §8.6: a loopback or private-use redirect URI cannot prove which
             # app is asking, so a native app's request is never approved unasked.
             return True
-        with storage_guard:
-            granted = await self._storage.get_consent(owner.subject, request.client.client_id)
+        granted = await self._granted(request, owner)
         return granted is None or not request.scope <= granted
+
+    async def allowed_before(
+        self, request: AuthorizationRequest, owner: ResourceOwner
+    ) -> frozenset[str]:
+        """The scopes of ``request`` the person already allowed this client: a client
+        stepping up (MCP "Step-Up Authorization Flow") is asked only for the rest."""
+        return request.scope & (await self._granted(request, owner) or frozenset())
+
+    async def _granted(
+        self, request: AuthorizationRequest, owner: ResourceOwner
+    ) -> frozenset[str] | None:
+        """What the person allowed this client and asked to be remembered; None: never asked."""
+        with storage_guard:
+            return await self._storage.get_consent(owner.subject, request.client.client_id)
 
     async def authorize(
         self, request: AuthorizationRequest, owner: ResourceOwner, *, remember: bool = False

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from ..client_auth import authenticate_client
+from ..client_documents.fetch import DocumentFetchError
+from ..client_lookup import ClientLookup
 from ..config import Settings
 from ..crypto import hash_token, time_ordered_token
 from ..device import generate_user_code, hash_user_code, normalize_user_code
@@ -36,6 +38,7 @@ class DeviceAuthorizationEndpoint:
     """Starts device authorizations and records people's decisions on them."""
 
     storage: Storage
+    clients: ClientLookup
     settings: Settings
     throttle: Throttle
     guesses: SharedThrottle
@@ -48,7 +51,7 @@ class DeviceAuthorizationEndpoint:
             raise InvalidRequestError("no such endpoint", status_code=404)
         with storage_guard:
             client = await authenticate_client(
-                request, self.storage, self.throttle, allow_public=True
+                request, self.clients, self.throttle, allow_public=True
             )
             if DEVICE_CODE not in client.grant_types:
                 raise UnauthorizedClientError("client may not use the device grant")
@@ -105,7 +108,7 @@ class DeviceAuthorizationEndpoint:
             if normalized is not None:
                 device = await self.storage.get_device_authorization(hash_user_code(normalized))
                 if device is not None:
-                    client = await self.storage.get_client(device.client_id)
+                    client = await self._client(device.client_id)
             # Every miss counts, and a hit does not clear the count: anyone can get a
             # valid code of their own, which must not buy more guesses at others'.
             if device is None or client is None or device.status != "pending":
@@ -114,6 +117,12 @@ class DeviceAuthorizationEndpoint:
                 raise InvalidGrantError("that code has expired; start again on your device")
             await self.guesses.refund(key, attempt)
         return device, client
+
+    async def _client(self, client_id: str) -> Client | None:
+        try:
+            return await self.clients.find(client_id)
+        except DocumentFetchError as exc:
+            raise InvalidGrantError(f"the app's metadata document is not usable: {exc}") from None
 
     async def decide(
         self, device: DeviceAuthorization, owner: ResourceOwner, *, approved: bool

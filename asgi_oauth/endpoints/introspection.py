@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..client_auth import authenticate_client
+from ..client_lookup import ClientLookup
 from ..config import Settings
 from ..crypto import hash_token
 from ..errors import storage_guard
@@ -23,6 +24,7 @@ class Introspection:
     """Tells a token's state to those allowed to know it."""
 
     storage: Storage
+    clients: ClientLookup
     settings: Settings
     throttle: Throttle
     keys: KeySet | None
@@ -34,7 +36,7 @@ class Introspection:
         token_value = request.require("token")
         with storage_guard:
             caller = await authenticate_client(
-                request, self.storage, self.throttle, allow_public=False
+                request, self.clients, self.throttle, allow_public=False
             )
             token = await find_token(self.storage, self.keys, token_value)
         if token is None or not (caller.is_resource_server or token.client_id == caller.client_id):

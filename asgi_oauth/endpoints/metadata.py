@@ -38,6 +38,9 @@ def server_metadata(settings: Settings) -> dict[str, object]:
         metadata["device_authorization_endpoint"] = issuer + DEVICE_AUTHORIZATION_PATH
     if settings.client_registration != "off":
         metadata["registration_endpoint"] = issuer + REGISTRATION_PATH
+    if settings.client_id_metadata_documents:
+        # draft-ietf-oauth-client-id-metadata-document §6: https URLs are client ids.
+        metadata["client_id_metadata_document_supported"] = True
     metadata.update(
         {
             "introspection_endpoint": issuer + INTROSPECTION_PATH,

@@ -13,6 +13,7 @@ from ..authorization import (
     validate_authorization_request,
 )
 from ..client_auth import authenticate_client
+from ..client_lookup import ClientLookup
 from ..config import Settings
 from ..crypto import generate_token, hash_token
 from ..errors import InvalidDPoPProofError, InvalidRequestError, storage_guard
@@ -33,6 +34,7 @@ class PushedAuthorization:
     """Keeps pushed requests, each for one use by the client that pushed it."""
 
     storage: Storage
+    clients: ClientLookup
     settings: Settings
     throttle: Throttle
     proofs: DPoPProofs
@@ -43,7 +45,7 @@ class PushedAuthorization:
         ``request_uri`` for it."""
         with storage_guard:
             client = await authenticate_client(
-                request, self.storage, self.throttle, allow_public=True
+                request, self.clients, self.throttle, allow_public=True
             )
             # §2.1: client authentication parameters are not part of the request.
             params = {k: v for k, v in request.form.items() if k != "client_secret"}

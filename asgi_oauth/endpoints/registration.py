@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from ..client_metadata import ClientMetadata, validate_client_metadata
+from ..client_metadata import ClientMetadata, application_type_of, validate_client_metadata
 from ..clients import check_client, new_client
 from ..config import Settings
 from ..crypto import generate_token, hash_token, verify_secret
@@ -60,6 +60,9 @@ class Registrar:
         self._check_enabled()
         self._check_initial_access_token(initial_access_token)
         metadata = validate_client_metadata(document, self._settings)
+        application_type = application_type_of(
+            document, metadata.redirect_uris, insecure_transport=self._settings.insecure_transport
+        )
         try:
             registered = new_client(
                 name=metadata.client_name or "",
@@ -67,6 +70,8 @@ class Registrar:
                 grant_types=metadata.grant_types,
                 scope=metadata.scope,
                 public=metadata.is_public,
+                application_type=application_type,
+                insecure_transport=self._settings.insecure_transport,
             )
         except ValueError as exc:
             raise InvalidClientMetadataError(str(exc)) from None
@@ -107,8 +112,14 @@ class Registrar:
             raise InvalidClientMetadataError(
                 "token_endpoint_auth_method cannot change between none and a secret"
             )
+        application_type = application_type_of(
+            document, metadata.redirect_uris, insecure_transport=self._settings.insecure_transport
+        )
         try:
-            updated = check_client(metadata.apply(client))
+            updated = check_client(
+                replace(metadata.apply(client), application_type=application_type),
+                insecure_transport=self._settings.insecure_transport,
+            )
         except ValueError as exc:
             raise InvalidClientMetadataError(str(exc)) from None
         with storage_guard:
@@ -167,6 +178,8 @@ class Registrar:
         body["registration_client_uri"] = (
             f"{self._settings.issuer}{REGISTRATION_PATH}/{client.client_id}"
         )
+        if client.application_type is not None:
+            body["application_type"] = client.application_type
         return {**body, **metadata.to_dict()}
 
 

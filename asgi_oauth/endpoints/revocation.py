@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..client_auth import authenticate_client
+from ..client_lookup import ClientLookup
 from ..errors import storage_guard
 from ..events import security_event
 from ..keys import KeySet
@@ -34,6 +35,7 @@ class Revocation:
     """Revokes a token at its client's request."""
 
     storage: Storage
+    clients: ClientLookup
     throttle: Throttle
     keys: KeySet | None
     clock: Callable[[], float]
@@ -47,7 +49,7 @@ class Revocation:
         token_value = request.require("token")
         with storage_guard:
             client = await authenticate_client(
-                request, self.storage, self.throttle, allow_public=True
+                request, self.clients, self.throttle, allow_public=True
             )
             token = await find_token(self.storage, self.keys, token_value)
             if token is None or token.client_id != client.client_id:

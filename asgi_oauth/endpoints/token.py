@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ..client_auth import authenticate_client
+from ..client_lookup import ClientLookup
 from ..errors import UnauthorizedClientError, UnsupportedGrantTypeError, storage_guard
 from ..events import security_event
 from ..grants import Grant
@@ -14,7 +15,6 @@ from ..grants.base import DPoPBinding
 from ..keys import KeySet
 from ..models import TokenResponse
 from ..requests import OAuthRequest
-from ..storage.base import Storage
 from ..throttle import Throttle
 from .dpop import DPoPProofs
 from .paths import TOKEN_PATH
@@ -24,7 +24,7 @@ from .paths import TOKEN_PATH
 class TokenEndpoint:
     """Dispatches by ``grant_type`` to the grants the settings enable."""
 
-    storage: Storage
+    clients: ClientLookup
     throttle: Throttle
     grants: Mapping[str, Grant]
     proofs: DPoPProofs
@@ -39,7 +39,7 @@ class TokenEndpoint:
             raise UnsupportedGrantTypeError(f"unsupported grant_type: {grant_type[:64]}")
         with storage_guard:
             client = await authenticate_client(
-                request, self.storage, self.throttle, allow_public=True
+                request, self.clients, self.throttle, allow_public=True
             )
             if grant.grant_type not in client.grant_types:
                 raise UnauthorizedClientError(f"client may not use {grant.grant_type}")

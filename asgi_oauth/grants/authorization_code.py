@@ -17,7 +17,7 @@ from ..events import security_event
 from ..models import AuthorizationCode, Client, TokenResponse
 from ..openid import Authentication, is_openid
 from ..requests import OAuthRequest
-from ..resources import requested_resources
+from ..resources import token_resources
 from .base import DPoPBinding, GrantContext, may_refresh, mint_tokens
 
 
@@ -43,8 +43,8 @@ class AuthorizationCodeGrant:
         # RFC 9449 §10: a code asked for with dpop_jkt is redeemed with that key only.
         dpop.check_bound(code.dpop_jkt, "this code")
         # RFC 8707 §2.2: the token may be for fewer resources than the code, never more.
-        resource = requested_resources(
-            request.form, self.ctx.settings.resources, within=code.resource or None
+        resource = token_resources(
+            request.form, self.ctx.settings, granted=code.resource, scope=code.scope
         )
 
         tokens = mint_tokens(
@@ -54,7 +54,7 @@ class AuthorizationCodeGrant:
             subject=code.subject,
             family_id=code.family_id,
             with_refresh=may_refresh(self.ctx, client),
-            resource=resource or code.resource,
+            resource=resource,
             grant_resource=code.resource,
             jkt=dpop.jkt,
             refresh_jkt=dpop.refresh_jkt,

@@ -8,7 +8,7 @@ from typing import Literal
 from ..errors import UnauthorizedClientError
 from ..models import Client, TokenResponse
 from ..requests import OAuthRequest
-from ..resources import requested_resources
+from ..resources import token_resources
 from ..scopes import narrow_scope, parse_scope
 from .base import DPoPBinding, GrantContext, mint_tokens, new_family_id
 
@@ -33,7 +33,7 @@ class ClientCredentialsGrant:
             subject=None,
             family_id=new_family_id(),
             with_refresh=False,
-            resource=requested_resources(request.form, self.ctx.settings.resources),
+            resource=token_resources(request.form, self.ctx.settings, scope=scope),
             jkt=dpop.jkt,
         )
         await self.ctx.storage.save_tokens(tokens.rows)

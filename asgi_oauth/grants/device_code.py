@@ -20,6 +20,7 @@ from ..errors import (
 )
 from ..models import Client, TokenResponse
 from ..requests import OAuthRequest
+from ..resources import token_resources
 from .base import DPoPBinding, GrantContext, may_refresh, mint_tokens
 
 
@@ -52,6 +53,10 @@ class DeviceCodeGrant:
             if last is not None and now - last < device.interval:
                 raise SlowDownError(f"poll at most every {device.interval + 5} seconds")
             raise AuthorizationPendingError("waiting for the user")
+        # RFC 8707 §2.2: the token may be for fewer resources than the grant, never more.
+        resource = token_resources(
+            request.form, self.ctx.settings, granted=device.resource, scope=device.scope
+        )
         tokens = mint_tokens(
             self.ctx,
             client,
@@ -59,7 +64,8 @@ class DeviceCodeGrant:
             subject=device.subject,
             family_id=device.family_id,
             with_refresh=may_refresh(self.ctx, client),
-            resource=device.resource,
+            resource=resource,
+            grant_resource=device.resource,
             jkt=dpop.jkt,
             refresh_jkt=dpop.refresh_jkt,
         )

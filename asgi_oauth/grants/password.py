@@ -11,7 +11,7 @@ from typing import Literal
 
 from ..models import Client, TokenResponse
 from ..requests import OAuthRequest
-from ..resources import requested_resources
+from ..resources import token_resources
 from ..scopes import narrow_scope, parse_scope
 from ..users import authenticate_user
 from .base import DPoPBinding, GrantContext, may_refresh, mint_tokens, new_family_id
@@ -28,7 +28,7 @@ class PasswordGrant:
         username = request.require("username")
         password = request.require("password")
         scope = narrow_scope(parse_scope(request.form.get("scope")), client.scope)
-        resource = requested_resources(request.form, self.ctx.settings.resources)
+        resource = token_resources(request.form, self.ctx.settings, scope=scope)
         user = await authenticate_user(
             request, self.ctx.storage, self.ctx.guesses, username, password
         )

@@ -21,7 +21,7 @@ from ..errors import InvalidGrantError
 from ..events import security_event
 from ..models import Client, Token, TokenResponse
 from ..requests import OAuthRequest
-from ..resources import requested_resources
+from ..resources import token_resources
 from ..scopes import narrow_scope, parse_scope
 from .base import DPoPBinding, GrantContext, TokenSet, mint_tokens
 
@@ -53,8 +53,8 @@ class RefreshTokenGrant:
         # token keeps the scope of the one it replaces.
         scope = narrow_scope(parse_scope(request.form.get("scope")), token.scope)
         # RFC 8707 §2.2: narrow the resources of the grant, never widen them.
-        resource = requested_resources(
-            request.form, self.ctx.settings.resources, within=token.audience or None
+        resource = token_resources(
+            request.form, self.ctx.settings, granted=token.audience, scope=scope
         )
         tokens = mint_tokens(
             self.ctx,
@@ -65,7 +65,7 @@ class RefreshTokenGrant:
             with_refresh=True,
             refresh_scope=token.scope,
             parent_hash=token.token_hash,
-            resource=resource or token.audience,
+            resource=resource,
             grant_resource=token.audience,
             jkt=dpop.jkt,
             # The successor stays bound to the key its predecessor was bound to.

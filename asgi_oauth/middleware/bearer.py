@@ -23,6 +23,7 @@ from ..dpop import DPoPNonces, DPoPProof
 from ..models import IntrospectionResult
 from ..server import AuthorizationServer
 from ..types import DPOP_SIGNING_ALGORITHMS
+from .cors import ResourceCORS
 from .errors import BearerError, send_bearer_error
 from .extraction import check_syntax, extract_token, header_token
 from .introspectors import (
@@ -65,6 +66,9 @@ class BearerTokenMiddleware:
     is refused (§7.2). ``dpop_nonces`` makes every proof carry a server nonce
     (§9); ``require_dpop`` refuses bearer tokens altogether; ``dpop_leeway``
     is how many seconds a proof's ``iat`` may be from now.
+
+    ``cors_origins`` (``*``: any; ``()``: off) may read the protected paths' and the
+    metadata's answers from a browser; preflights there are answered without a token.
     """
 
     def __init__(
@@ -87,10 +91,12 @@ class BearerTokenMiddleware:
         dpop_nonces: DPoPNonces | None = None,
         require_dpop: bool = False,
         dpop_leeway: int = 60,
+        cors_origins: Iterable[str] = ("*",),
     ) -> None:
         if require_dpop and (allow_query_token or allow_form_token):
             raise ValueError("require_dpop takes tokens from the Authorization header only")
         self.app = app
+        self._cors = ResourceCORS(cors_origins)
         if isinstance(introspector, AuthorizationServer):
             introspector = LocalIntrospector(introspector)
         self.introspector = introspector
@@ -143,9 +149,14 @@ class BearerTokenMiddleware:
             await self.app(scope, receive, send)
             return
         if kind == "http" and scope["path"] == self._metadata_path:
-            await self._send_metadata(send)
+            if not await self._cors.preflight(scope, send, ("GET",)):
+                await self._send_metadata(self._cors.readable(scope, send, cacheable=True))
             return
         rule = match(self._rules, _route_path(scope))
+        if rule is not None and rule.required and self._cors.from_browser(scope):
+            if await self._cors.preflight(scope, send):
+                return  # a preflight carries no token, and never reaches the app
+            send = self._cors.readable(scope, send)
         if (rule is None or not rule.required) and ("auth" in scope or "user" in scope):
             # Not ours to judge, and a middleware further out already has: keep its answer.
             await self.app(scope, receive, send)
@@ -180,6 +191,7 @@ class BearerTokenMiddleware:
         except BearerError as error:
             challenge = self.dpop_challenge if dpop else self.challenge
             if rule is not None and rule.required:
+                error = error.needing(rule.scopes)
                 await send_bearer_error(scope, send, error, challenge(error))
                 return
             # A path that needs no token is not refused for a bad one; its routes can
@@ -222,7 +234,7 @@ class BearerTokenMiddleware:
         elif proof is not None:
             raise BearerError.invalid_token("the access token is not bound to a DPoP key")
         if rule is not None and not rule.scopes <= info.scope:
-            raise BearerError.insufficient_scope(rule.scopes)
+            raise BearerError.insufficient_scope(rule.scopes, info.scope)
         if known is not None:
             return known[1], known[2]
         challenge = self.challenge if info.jkt is None else self.dpop_challenge

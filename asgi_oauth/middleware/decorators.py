@@ -2,7 +2,9 @@
 
 Starlette's own ``requires("read")`` works behind the middleware too; this
 decorator differs in answering with ``WWW-Authenticate: Bearer`` challenges
-(401 ``invalid_token``, 403 ``insufficient_scope`` naming the scope).
+shaped as the middleware's are (a 401 naming the scopes the route needs, 403
+``insufficient_scope`` naming them with the token's own), which MCP clients
+read to know what to ask for (SEP-835).
 """
 
 from __future__ import annotations
@@ -48,9 +50,12 @@ def challenge(auth: object, error: BearerError, realm: str) -> str:
 def scope_error(auth: object, needed: frozenset[str]) -> BearerError | None:
     """Why ``auth`` (``scope["auth"]`` set by the middleware) does not grant ``needed``."""
     if not isinstance(auth, BearerCredentials):
-        return BearerError.missing()  # the middleware did not run: nothing was checked
+        # The middleware did not run: nothing was checked.
+        return BearerError.missing().needing(needed)
     if auth.introspection is None:
-        return auth.error or BearerError.missing()
+        return (auth.error or BearerError.missing()).needing(needed)
     if not needed <= auth.introspection.scope:
-        return BearerError.insufficient_scope(needed)
+        # The token's own scopes ride along: the middleware's rule for this path
+        # needed them, so they are part of what the whole request needs.
+        return BearerError.insufficient_scope(needed, auth.introspection.scope)
     return None

@@ -3,7 +3,10 @@
 Every refusal carries a ``WWW-Authenticate`` challenge: no ``error``
 attribute when no token was sent (§3.1), ``invalid_token`` for a token that
 is not good, ``insufficient_scope`` with the ``scope`` needed, and
-``invalid_request`` for a malformed request. A request with a DPoP-bound token
+``invalid_request`` for a malformed request. A 401 that sends the client to
+(re-)authorize names the scopes the request needs in ``scope`` when it needs
+any (MCP Scope Selection Strategy: clients ask for those first, else for the
+metadata's ``scopes_supported``). A request with a DPoP-bound token
 is answered with a ``DPoP`` challenge instead, which adds ``invalid_dpop_proof``
 and ``use_dpop_nonce`` (RFC 9449 §7.1, §9) and names the proof algorithms
 accepted. A challenge also names the resource's RFC 9728 metadata, so clients
@@ -19,6 +22,9 @@ from starlette.types import Scope, Send
 
 # RFC 6750 §3: attribute values are restricted to these characters.
 _ALLOWED = frozenset(chr(c) for c in (0x20, 0x21, *range(0x23, 0x5C), *range(0x5D, 0x7F)))
+#: Never named from a token's scopes: refresh tokens are no resource's requirement
+#: (MCP 2026-07-28 "Refresh Tokens": resources leave offline_access out of challenges).
+_NOT_FOR_RESOURCES = frozenset({"offline_access"})
 
 
 class BearerError(Exception):
@@ -49,8 +55,14 @@ class BearerError(Exception):
         return cls(401, "invalid_token", description)
 
     @classmethod
-    def insufficient_scope(cls, needed: Iterable[str]) -> BearerError:
-        return cls(403, "insufficient_scope", "the access token lacks scope", scope=needed)
+    def insufficient_scope(cls, needed: Iterable[str], held: Iterable[str] = ()) -> BearerError:
+        """403 naming every scope ``needed`` (RFC 6750 §3.1), and those the token
+        already ``held``: MCP SEP-835 (2025-11-25 "Server Scope Management") recommends
+        both, so a client that re-authorizes with the challenge's scopes alone loses
+        nothing; clients of MCP 2026-07-28 add earlier scopes themselves, and a union
+        with them changes nothing."""
+        scope = {*needed, *(frozenset(held) - _NOT_FOR_RESOURCES)}
+        return cls(403, "insufficient_scope", "the access token lacks scope", scope=scope)
 
     @classmethod
     def invalid_request(cls, description: str) -> BearerError:
@@ -70,6 +82,16 @@ class BearerError(Exception):
     @classmethod
     def unavailable(cls) -> BearerError:
         return cls(503, "temporarily_unavailable", "the token cannot be checked now; retry")
+
+    def needing(self, scopes: Iterable[str]) -> BearerError:
+        """This refusal naming ``scopes`` when it asks the client to get a token (no
+        token, or one not good): RFC 6750 §3, RFC 9728 §5.1 and MCP SEP-835 have the
+        401 say what to ask for. Other refusals are not about scope and stay as they are."""
+        if self.status != 401 or self.error not in (None, "invalid_token"):
+            return self
+        return BearerError(
+            self.status, self.error, self.description, scope=scopes, headers=self.headers
+        )
 
     def challenge(self, realm: str, resource_metadata: str | None = None) -> str:
         """The ``Bearer`` challenge (RFC 6750 §3, RFC 9728 §5.1)."""

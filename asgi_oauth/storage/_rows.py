@@ -61,6 +61,7 @@ def client_row(c: Client) -> Row:
         c.dpop_bound_access_tokens,
         c.registration_access_token_hash,
         c.registration_metadata,
+        c.application_type,
     )
 
 
@@ -82,6 +83,7 @@ def client_from_row(row: Any) -> Client:
         dpop_bound_access_tokens=bool(row[13]),
         registration_access_token_hash=row[14],
         registration_metadata=row[15],
+        application_type=row[16],
     )
 
 

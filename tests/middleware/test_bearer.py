@@ -67,11 +67,13 @@ def challenge(response: httpx.Response) -> dict[str, str]:
     return dict(re.findall(r'([a-z_]+)="([^"]*)"', header.partition(", DPoP ")[0]))
 
 
-def no_token(realm: str = "api", metadata: str | None = None) -> str:
-    """The challenges for a request without a token: Bearer, and DPoP (RFC 9449 §7.2)."""
+def no_token(realm: str = "api", metadata: str | None = None, scope: str | None = None) -> str:
+    """The challenges for a request without a token: Bearer, and DPoP (RFC 9449 §7.2),
+    naming the ``scope`` the request needs if it needs any."""
     tail = "" if metadata is None else f', resource_metadata="{metadata}"'
+    needs = "" if scope is None else f', scope="{scope}"'
     algs = " ".join(DPOP_SIGNING_ALGORITHMS)
-    return f'Bearer realm="{realm}"{tail}, DPoP realm="{realm}", algs="{algs}"{tail}'
+    return f'Bearer realm="{realm}"{needs}{tail}, DPoP realm="{realm}"{needs}, algs="{algs}"{tail}'
 
 
 @contextlib.asynccontextmanager
@@ -282,7 +284,8 @@ async def test_insufficient_scope_is_403_naming_the_needed_scopes(
     assert response.status_code == 403
     attributes = challenge(response)
     assert attributes["error"] == "insufficient_scope"
-    assert attributes["scope"] == "admin write"
+    # What /admin needs, and what the token already has (MCP SEP-835).
+    assert attributes["scope"] == "admin read write"
     assert response.json()["error"] == "insufficient_scope"
 
 

@@ -51,7 +51,7 @@ async def test_missing_scope_is_403_insufficient_scope_naming_them(
         "realm": "api",
         "error": "insufficient_scope",
         "error_description": "the access token lacks scope",
-        "scope": "admin write",
+        "scope": "admin read write",  # with the token's own (MCP SEP-835)
     }
     assert response.json() == {
         "error": "insufficient_scope",
@@ -75,7 +75,7 @@ async def test_public_path_without_a_token_is_401_without_error(
     async with connect(app(introspector=server)) as client:
         response = await client.get("/public/admin")
     assert response.status_code == 401
-    assert response.headers["www-authenticate"] == no_token()
+    assert response.headers["www-authenticate"] == no_token(scope="admin write")
 
 
 async def test_public_path_with_an_invalid_token_is_401_invalid_token(
@@ -115,7 +115,7 @@ async def test_without_the_middleware_every_request_is_401() -> None:
     async with connect(Starlette(routes=ROUTES)) as client:
         response = await client.get("/admin", headers=bearer("anything"))
     assert response.status_code == 401
-    assert response.headers["www-authenticate"] == 'Bearer realm="api"'
+    assert response.headers["www-authenticate"] == 'Bearer realm="api", scope="admin write"'
     assert response.json() == {"error_description": "a bearer token is required"}
 
 
@@ -127,7 +127,7 @@ async def test_behind_the_middleware_the_decorator_answers_with_its_challenge(
         response = await client.get("/photos")
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == no_token(
-        metadata="https://api.example/.well-known/oauth-protected-resource"
+        metadata="https://api.example/.well-known/oauth-protected-resource", scope="read"
     )
 
 
@@ -135,7 +135,7 @@ async def test_without_the_middleware_the_decorator_uses_its_own_realm() -> None
     async with connect(Starlette(routes=ROUTES)) as client:
         response = await client.get("/photos")
     assert response.status_code == 401
-    assert response.headers["www-authenticate"] == 'Bearer realm="photos"'
+    assert response.headers["www-authenticate"] == 'Bearer realm="photos", scope="read"'
 
 
 def test_decorated_endpoint_keeps_its_name_and_docstring() -> None:
@@ -151,4 +151,4 @@ async def test_decorator_checks_scopes_not_the_rules(
     async with connect(app(introspector=server, protect={"/": ""})) as client:
         response: httpx.Response = await client.get("/photos", headers=bearer(token))
     assert response.status_code == 403
-    assert challenge(response)["scope"] == "read"
+    assert challenge(response)["scope"] == "read write"

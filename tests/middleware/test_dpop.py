@@ -357,7 +357,7 @@ async def test_too_little_scope_is_403_with_a_dpop_challenge(
     client: httpx.AsyncClient, holder: Holder, bound: str
 ) -> None:
     response = await client.get("/admin", headers=holder.headers(bound, url=API + "/admin"))
-    assert refused(response, "insufficient_scope", status=403)["scope"] == "admin"
+    assert refused(response, "insufficient_scope", status=403)["scope"] == "admin read"
 
 
 # -- what introspection says -----------------------------------------------------------------
@@ -547,7 +547,7 @@ async def test_route_level_checks_answer_with_a_dpop_challenge(
     async with connect(protected) as client:
         too_little = await client.get("/write", headers=holder.headers(bound, url=url))
         bad_proof = await client.get("/write", headers=holder.headers(bound))
-    assert refused(too_little, "insufficient_scope", status=403)["scope"] == "write"
+    assert refused(too_little, "insufficient_scope", status=403)["scope"] == "read write"
     refused(bad_proof, "invalid_dpop_proof")
 
 

@@ -78,7 +78,7 @@ async def test_missing_scope_is_403_with_the_challenge(
         "realm": "api",
         "error": "insufficient_scope",
         "error_description": "the access token lacks scope",
-        "scope": "read",
+        "scope": "read write",  # with the token's own (MCP SEP-835)
     }
     # FastAPI wraps an HTTPException's detail: the RFC 6750 body sits under "detail".
     assert response.json() == {
@@ -94,7 +94,7 @@ async def test_public_path_without_a_token_is_401_without_error(
 ) -> None:
     response = await client.get("/open/admin")
     assert response.status_code == 401
-    assert response.headers["www-authenticate"] == no_token()
+    assert response.headers["www-authenticate"] == no_token(scope="admin")
 
 
 async def test_public_path_with_the_scope_reaches_the_route(
@@ -133,7 +133,7 @@ async def test_without_the_middleware_the_dependency_answers_401() -> None:
     async with connect(bare) as client:
         response = await client.get("/me", headers=bearer("whatever"))
     assert response.status_code == 401
-    assert response.headers["www-authenticate"] == 'Bearer realm="api"'
+    assert response.headers["www-authenticate"] == 'Bearer realm="api", scope="read"'
 
 
 def test_realm_and_description_are_kept() -> None:

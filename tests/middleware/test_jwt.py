@@ -226,7 +226,7 @@ async def test_insufficient_scope_is_403_for_a_jwt_and_enough_scope_passes(
     assert refused.status_code == 403
     attributes = challenge(refused)
     assert attributes["error"] == "insufficient_scope"
-    assert attributes["scope"] == "admin write"
+    assert attributes["scope"] == "admin read write"
     assert allowed.status_code == 200
     assert allowed.json()["scopes"] == ["admin", "write"]
 

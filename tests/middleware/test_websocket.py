@@ -93,7 +93,7 @@ async def test_websocket_without_a_token_is_refused_with_a_401_challenge(
 ) -> None:
     refused = await denial(websocket_app(server), "/ws", {})
     assert refused.status_code == 401
-    assert refused.headers["www-authenticate"] == no_token()
+    assert refused.headers["www-authenticate"] == no_token(scope="read")
     assert refused.json() == {"error_description": "a bearer token is required"}
 
 

@@ -195,6 +195,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " SELECT family_id, min(client_id), min(subject), max(expires_at) FROM tokens"
         " WHERE kind = 'refresh_token' AND revoked_at IS NULL GROUP BY family_id",
     ),
+    (
+        # OpenID Connect Registration §2: web or native, which decides the redirect
+        # URIs a client may use; NULL for a client registered before.
+        "ALTER TABLE clients ADD COLUMN application_type TEXT",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -243,15 +248,15 @@ SELECT_CLIENTS = (
     " allowed_origins, is_resource_server, require_pkce, created_at,"
     " access_token_format, id_token_signed_response_alg,"
     " require_pushed_authorization_requests, dpop_bound_access_tokens,"
-    " registration_access_token_hash, registration_metadata FROM clients"
+    " registration_access_token_hash, registration_metadata, application_type FROM clients"
 )
 _CLIENT_INSERT = (
     "INSERT INTO clients (client_id, secret_hash, name, redirect_uris, grant_types,"
     " scope, allowed_origins, is_resource_server, require_pkce, created_at,"
     " access_token_format, id_token_signed_response_alg,"
     " require_pushed_authorization_requests, dpop_bound_access_tokens,"
-    " registration_access_token_hash, registration_metadata)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+    " registration_access_token_hash, registration_metadata, application_type)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
 )
 #: Adds a client unless its id is taken.
 ADD_CLIENT = _CLIENT_INSERT + " ON CONFLICT (client_id) DO NOTHING"
@@ -267,7 +272,8 @@ UPSERT_CLIENT = (
     " require_pushed_authorization_requests = excluded.require_pushed_authorization_requests,"
     " dpop_bound_access_tokens = excluded.dpop_bound_access_tokens,"
     " registration_access_token_hash = excluded.registration_access_token_hash,"
-    " registration_metadata = excluded.registration_metadata"
+    " registration_metadata = excluded.registration_metadata,"
+    " application_type = excluded.application_type"
 )
 SELECT_USERS = "SELECT user_id, username, password_hash, created_at FROM users"
 #: Adds a user unless its id or username is taken (either unique constraint).

@@ -189,6 +189,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX sessions_user_id ON sessions (user_id)",
         "CREATE INDEX sessions_expires_at ON sessions (expires_at)",
     ),
+    (
+        # OpenID Connect Registration §2: web or native, which decides the redirect
+        # URIs a client may use; NULL for a client registered before.
+        "ALTER TABLE clients ADD COLUMN application_type TEXT",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -237,15 +242,15 @@ SELECT_CLIENTS = (
     " allowed_origins, is_resource_server, require_pkce, created_at,"
     " access_token_format, id_token_signed_response_alg,"
     " require_pushed_authorization_requests, dpop_bound_access_tokens,"
-    " registration_access_token_hash, registration_metadata FROM clients"
+    " registration_access_token_hash, registration_metadata, application_type FROM clients"
 )
 _CLIENT_INSERT = (
     "INTO clients (client_id, secret_hash, name, redirect_uris, grant_types,"
     " scope, allowed_origins, is_resource_server, require_pkce, created_at,"
     " access_token_format, id_token_signed_response_alg,"
     " require_pushed_authorization_requests, dpop_bound_access_tokens,"
-    " registration_access_token_hash, registration_metadata)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " registration_access_token_hash, registration_metadata, application_type)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_CLIENT = "INSERT OR REPLACE " + _CLIENT_INSERT
 #: Adds a client unless its id is taken.
