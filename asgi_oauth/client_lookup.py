@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from .client_documents.directory import ClientDocuments
 from .client_documents.fetch import DocumentFetchError, looks_like_document_url
-from .errors import InvalidClientError
+from .errors import InvalidClientError, InvalidRequestError, OAuth2Error
 from .models import Client
 from .storage.base import Storage
 
@@ -26,17 +26,28 @@ class ClientLookup:
     storage: Storage
     documents: ClientDocuments | None = None
 
-    async def find(self, client_id: str, *, fetch: bool = True) -> Client | None:
+    async def find(
+        self,
+        client_id: str,
+        *,
+        fetch: bool = True,
+        unusable: type[OAuth2Error] = InvalidRequestError,
+    ) -> Client | None:
         """The client, or None when nobody knows it.
 
         ``fetch=False`` never fetches a document (a caller that presents a secret
         cannot be a document's client). A document that cannot be used raises
-        ``DocumentFetchError``, whose message may be shown.
+        ``unusable``, the endpoint's error, saying why.
         """
         client = await self.storage.get_client(client_id)
         if client is not None or self.documents is None or not fetch:
             return client
-        return await self._document(client_id)
+        if not looks_like_document_url(client_id):
+            return None
+        try:
+            return await self.documents.client(client_id)
+        except DocumentFetchError as exc:
+            raise unusable(f"the client's metadata document is not usable: {exc}") from None
 
     def find_for_token_endpoint(self, client_id: str, *, fetch: bool) -> Awaitable[Client | None]:
         """``find``, with an unusable document as ``invalid_client`` (RFC 6749 §5.2)."""
@@ -44,17 +55,4 @@ class ClientLookup:
             # The store's own call, with no frame of ours around it: the token and
             # introspection endpoints' hot path.
             return self.storage.get_client(client_id)
-        return self._find_or_refuse(client_id)
-
-    async def _find_or_refuse(self, client_id: str) -> Client | None:
-        try:
-            return await self.find(client_id)
-        except DocumentFetchError as exc:
-            raise InvalidClientError(
-                f"the client's metadata document is not usable: {exc}"
-            ) from None
-
-    async def _document(self, client_id: str) -> Client | None:
-        if self.documents is None or not looks_like_document_url(client_id):
-            return None
-        return await self.documents.client(client_id)
+        return self.find(client_id, unusable=InvalidClientError)

@@ -18,7 +18,6 @@ from ..authorization import (
     authorization_error,
     validate_authorization_request,
 )
-from ..client_documents.fetch import DocumentFetchError
 from ..client_lookup import ClientLookup
 from ..crypto import hash_token, time_ordered_token
 from ..errors import AccessDeniedError, InvalidRequestError, OAuth2Error, storage_guard
@@ -26,7 +25,7 @@ from ..events import security_event
 from ..grants import GrantContext
 from ..grants.base import mint_tokens, new_family_id
 from ..keys import InvalidJWTError
-from ..models import AuthorizationCode, Client, ResourceOwner
+from ..models import AuthorizationCode, ResourceOwner
 from ..openid import Authentication
 from .openid import OpenIDProvider
 from .par import REQUEST_URI_PREFIX, PushedAuthorization
@@ -57,7 +56,8 @@ class AuthorizationEndpoint:
         client_id = params.get("client_id")
         if client_id is not None and "client_id" not in repeated:
             with storage_guard:
-                client = await self._find_client(client_id)
+                # RFC 6749 §4.1.2.1: a client in doubt is told to the person, not redirected to.
+                client = await self._clients.find(client_id)
         request_uri = params.get("request_uri", "")
         if client is not None and request_uri.startswith(REQUEST_URI_PREFIX):
             if "request_uri" in repeated:
@@ -68,15 +68,6 @@ class AuthorizationEndpoint:
         if request.id_token_hint is not None:
             request = replace(request, hint_subject=await self._hint_subject(request))
         return request
-
-    async def _find_client(self, client_id: str) -> Client | None:
-        try:
-            return await self._clients.find(client_id)
-        except DocumentFetchError as exc:
-            # RFC 6749 §4.1.2.1: a client in doubt is told to the person, never redirected to.
-            raise InvalidRequestError(
-                f"the client's metadata document at {client_id[:200]} is not usable: {exc}"
-            ) from None
 
     async def _hint_subject(self, request: AuthorizationRequest) -> str:
         """Who ``id_token_hint`` names; a hint that is not ours goes back as an error."""

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from ..client_auth import authenticate_client
-from ..client_documents.fetch import DocumentFetchError
 from ..client_lookup import ClientLookup
 from ..config import Settings
 from ..crypto import hash_token, time_ordered_token
@@ -108,7 +107,7 @@ class DeviceAuthorizationEndpoint:
             if normalized is not None:
                 device = await self.storage.get_device_authorization(hash_user_code(normalized))
                 if device is not None:
-                    client = await self._client(device.client_id)
+                    client = await self.clients.find(device.client_id, unusable=InvalidGrantError)
             # Every miss counts, and a hit does not clear the count: anyone can get a
             # valid code of their own, which must not buy more guesses at others'.
             if device is None or client is None or device.status != "pending":
@@ -117,12 +116,6 @@ class DeviceAuthorizationEndpoint:
                 raise InvalidGrantError("that code has expired; start again on your device")
             await self.guesses.refund(key, attempt)
         return device, client
-
-    async def _client(self, client_id: str) -> Client | None:
-        try:
-            return await self.clients.find(client_id)
-        except DocumentFetchError as exc:
-            raise InvalidGrantError(f"the app's metadata document is not usable: {exc}") from None
 
     async def decide(
         self, device: DeviceAuthorization, owner: ResourceOwner, *, approved: bool
