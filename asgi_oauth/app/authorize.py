@@ -10,13 +10,13 @@ a client this server cannot vouch for (MCP: the redirect URI's host name).
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Mapping
 from urllib.parse import urlencode, urlsplit
 
 from starlette.responses import Response
 
 from ..authorization import AuthorizationRedirectError, AuthorizationRequest, AuthorizationResponse
+from ..clients import is_native_redirect_uri
 from ..endpoints.paths import AUTHORIZATION_PATH
 from ..errors import (
     AccessDeniedError,
@@ -191,22 +191,7 @@ def _all_local(redirect_uris: Iterable[str]) -> bool:
     """Whether every redirect URI is on this computer: loopback (RFC 8252 §7.3) or an
     app's own scheme (§7.1), which any app here could listen on or claim."""
     uris = list(redirect_uris)
-    return bool(uris) and all(_is_local(uri) for uri in uris)
-
-
-def _is_local(uri: str) -> bool:
-    parts = urlsplit(uri)
-    if parts.scheme == "https":
-        return False
-    if parts.scheme != "http":
-        return True
-    host = parts.hostname or ""
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return bool(uris) and all(is_native_redirect_uri(uri) for uri in uris)
 
 
 def _signed_in_since_pushed(request: AuthorizationRequest, owner: ResourceOwner) -> bool:
