@@ -33,6 +33,7 @@ from joserfc.jwk import ECKey, RSAKey
 from .crypto import Sealer
 from .errors import StorageError
 from .models import SigningKey
+from .revocation_signal import signal_of
 from .storage.base import Storage
 from .types import SIGNING_ALGORITHMS, SigningAlgorithm
 
@@ -154,17 +155,29 @@ class _Loaded:
     """The key set as last read from the store."""
 
     public: PublicKeys
-    #: The active key of each algorithm, private half.
-    signing: Mapping[SigningAlgorithm, tuple[str, _Key]]
+    #: The active key of each algorithm: its id and private JWK, decrypted.
+    signing: Mapping[SigningAlgorithm, tuple[str, bytes]]
     jwks: Mapping[str, Any]
+    #: The private keys imported so far, by algorithm: importing an RSA key checks it,
+    #: which takes tens of milliseconds, so only a process that signs pays for it.
+    imported: dict[SigningAlgorithm, tuple[str, _Key]]
+
+    def signing_key(self, alg: SigningAlgorithm) -> tuple[str, _Key]:
+        found = self.imported.get(alg)
+        if found is None:
+            kid, private = self.signing[alg]
+            found = self.imported[alg] = (kid, _import(json.loads(private)))
+        return found
 
 
 class KeySet:
     """The signing keys of one server, read from its store and cached in memory.
 
     ``ready()`` before signing: it makes the first keys when the store has
-    none, and rereads the store now and then so a rotation by another
-    instance is seen. Signing and verifying are then synchronous.
+    none, and rereads the store when the store's revocation signal moved (a
+    new or retired key anywhere moves it) and now and then in case it missed
+    that, so a rotation by another process is seen at once. Signing and
+    verifying are then synchronous. ``generation`` counts the changes seen.
     """
 
     def __init__(
@@ -180,6 +193,12 @@ class KeySet:
         self._clock = clock
         self._algorithms = tuple(algorithms)
         self._loaded: _Loaded | None = None
+        #: The keys ``_loaded`` was made of, so a reread finding them unchanged is cheap.
+        self._stored: list[SigningKey] = []
+        #: Moves when the set of keys changed: what was verified before may not be now.
+        self.generation = 0
+        self._signal = signal_of(storage)
+        self._signal_seen: object = None
         self._next_reload = 0.0
         self._next_unknown_kid_reload = 0.0
         self._lock = asyncio.Lock()
@@ -192,17 +211,22 @@ class KeySet:
         """
         if self._loaded is None:
             await self.reload()
-        elif time.monotonic() >= self._next_reload:
+            return
+        seen = self._signal.version()
+        if time.monotonic() >= self._next_reload or seen != self._signal_seen:
             try:
                 await self.reload()
             except StorageError as exc:
                 logger.warning("rereading the signing keys failed, keeping them: %s", exc)
+                # Not at every request meanwhile: again in a few seconds.
+                self._signal_seen = seen
                 self._next_reload = time.monotonic() + _UNKNOWN_KID_RELOAD_INTERVAL
 
     async def reload(self) -> None:
         """Read the store again, making a first key for any algorithm without one."""
         async with self._lock:
             now = int(self._clock())
+            seen = self._signal.version()  # before reading: a later move rereads again
             keys = await self._storage.list_signing_keys(now=now)
             missing = [
                 a for a in self._algorithms if not any(k.alg == a and k.is_active for k in keys)
@@ -214,7 +238,10 @@ class KeySet:
                     )
                     await self._storage.add_signing_key(new, retire_active_until=None, now=now)
                 keys = await self._storage.list_signing_keys(now=now)
-            self._loaded = self._load(keys)
+            if self._loaded is None or keys != self._stored:
+                self._loaded, self._stored = self._load(keys), keys
+                self.generation += 1
+            self._signal_seen = seen
             self._next_reload = time.monotonic() + RELOAD_INTERVAL
 
     async def rotate(
@@ -244,7 +271,7 @@ class KeySet:
 
     def sign(self, claims: Mapping[str, object], *, alg: SigningAlgorithm, typ: str) -> str:
         """A compact JWS of ``claims`` by the active key of ``alg``."""
-        kid, key = self._require().signing[alg]
+        kid, key = self._require().signing_key(alg)
         header = {"alg": alg, "kid": kid, "typ": typ}
         return jwt.encode(header, dict(claims), key, algorithms=[alg])
 
@@ -272,7 +299,7 @@ class KeySet:
 
     def _load(self, keys: list[SigningKey]) -> _Loaded:
         public: dict[str, tuple[SigningAlgorithm, _Key]] = {}
-        signing: dict[SigningAlgorithm, tuple[str, _Key]] = {}
+        signing: dict[SigningAlgorithm, tuple[str, bytes]] = {}
         documents = []
         for stored in keys:
             document = json.loads(stored.public_jwk)
@@ -280,8 +307,8 @@ class KeySet:
             documents.append(document)
             if stored.is_active:
                 private = self._encryption.decrypt(stored.private_jwk, kid=stored.kid)
-                signing[stored.alg] = (stored.kid, _import(json.loads(private)))
-        return _Loaded(PublicKeys(public), signing, {"keys": documents})
+                signing[stored.alg] = (stored.kid, private)
+        return _Loaded(PublicKeys(public), signing, {"keys": documents}, {})
 
 
 def _import(document: dict[str, Any]) -> _Key:

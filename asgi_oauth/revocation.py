@@ -2,8 +2,10 @@
 
 A JWT access token is checked without asking the store, so a revocation must
 reach resource servers another way: each keeps this list of revoked token
-hashes and rereads it from the store every ``ttl`` seconds. A list that could
-not be reread is stale, and a stale list refuses to answer (fail closed).
+hashes and rereads it from the store when the store's revocation signal moved
+(a revocation by any process sharing it, see ``revocation_signal``), and at the
+latest every ``ttl`` seconds. A list that could not be reread is stale, and a
+stale list refuses to answer (fail closed).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from .revocation_signal import signal_of
 from .storage.base import Storage
 
 _MAX_REREADS = 5
@@ -31,10 +34,13 @@ class RevocationList:
         #: Counts ``expire()`` calls: a reread that began before one is not fresh.
         self._generation = 0
         self._lock = asyncio.Lock()
+        self._signal = signal_of(storage)
+        #: The signal's version when the list was last read.
+        self._signal_seen: object = None
 
     @property
     def is_fresh(self) -> bool:
-        return time.monotonic() < self._fresh_until
+        return time.monotonic() < self._fresh_until and self._signal.version() == self._signal_seen
 
     def __contains__(self, token_hash: object) -> bool:
         return token_hash in self._revoked
@@ -50,10 +56,12 @@ class RevocationList:
             # from it: read again (a few times at most, under a storm of them).
             for _ in range(_MAX_REREADS):
                 started, generation = time.monotonic(), self._generation
+                # Read before the list: a revocation after this moves it again.
+                seen = self._signal.version()
                 hashes = await self._storage.list_revoked_access_tokens(now=int(self._clock()))
                 self._revoked = frozenset(hashes)
                 if generation == self._generation:
-                    self._fresh_until = started + self._ttl
+                    self._fresh_until, self._signal_seen = started + self._ttl, seen
                     return
 
     def expire(self) -> None:

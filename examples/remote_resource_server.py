@@ -29,10 +29,17 @@ starlette_api.py, ``/token`` of ``asgi-oauth serve``) and use it here, on port 8
 
 A token asked for with ``-d scope=write`` gets 403 ``insufficient_scope``.
 
+With ``EXAMPLE_REVOCATIONS_URL`` set to the authorization server's revocation
+event stream (``http://127.0.0.1:8000/oauth2/revocations``; the client must be a
+resource server there), a revoked token is refused here at once rather than when
+its cached answer expires::
+
+    curl -s -u demo-client:DEMO_SECRET -d token=TOKEN http://127.0.0.1:8000/oauth2/revoke
+
 Environment: ``EXAMPLE_AS_URL``, the authorization server's issuer
 (``http://127.0.0.1:8000/oauth2``); ``EXAMPLE_CLIENT_ID``
 (``demo-resource-server``); ``EXAMPLE_CLIENT_SECRET`` (required);
-``EXAMPLE_PORT`` (8001).
+``EXAMPLE_PORT`` (8001); ``EXAMPLE_REVOCATIONS_URL`` (unset: no subscription).
 """
 
 from __future__ import annotations
@@ -48,7 +55,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from asgi_oauth.middleware import BearerTokenMiddleware, BearerUser, RemoteIntrospector
+from asgi_oauth.middleware import (
+    BearerTokenMiddleware,
+    BearerUser,
+    RemoteIntrospector,
+    RevocationStream,
+)
 
 PORT = int(os.environ.get("EXAMPLE_PORT", "8001"))
 AS_URL = os.environ.get("EXAMPLE_AS_URL", "http://127.0.0.1:8000/oauth2").rstrip("/")
@@ -56,10 +68,16 @@ CLIENT_SECRET = os.environ.get("EXAMPLE_CLIENT_SECRET")
 if not CLIENT_SECRET:
     sys.exit("set EXAMPLE_CLIENT_SECRET to the resource-server client's secret")
 
+CLIENT_ID = os.environ.get("EXAMPLE_CLIENT_ID", "demo-resource-server")
+REVOCATIONS_URL = os.environ.get("EXAMPLE_REVOCATIONS_URL")
+
 introspector = RemoteIntrospector(
     AS_URL + "/introspect",
-    client_id=os.environ.get("EXAMPLE_CLIENT_ID", "demo-resource-server"),
+    client_id=CLIENT_ID,
     client_secret=CLIENT_SECRET,
+    revocations=RevocationStream(REVOCATIONS_URL, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    if REVOCATIONS_URL
+    else None,
 )
 
 

@@ -29,6 +29,7 @@ from ..endpoints.paths import (
     OPENID_CONFIGURATION_PATH,
     PUSHED_AUTHORIZATION_REQUEST_PATH,
     REGISTRATION_PATH,
+    REVOCATION_EVENTS_PATH,
     REVOCATION_PATH,
     TOKEN_PATH,
     USERINFO_PATH,
@@ -46,6 +47,7 @@ from .pages import Pages
 from .registration import RegistrationEndpoint
 from .requests import RequestHeaders, mount_path, read_form, route_path
 from .responses import NO_STORE, Headers, send_error, send_json
+from .revocations import RevocationEvents
 from .userinfo import UserinfoEndpoint
 
 logger = logging.getLogger("asgi_oauth")
@@ -123,6 +125,8 @@ class OAuth2App:
         if current_user is None and self._pages:
             self._pages[LOGIN_PATH] = LoginEndpoint(browser)
             self._pages[LOGOUT_PATH] = LogoutEndpoint(browser)
+        # Resource servers in other processes follow revocations here: no CORS either.
+        self._pages[REVOCATION_EVENTS_PATH] = RevocationEvents(server)
         if settings.openid_enabled:
             self._pages[USERINFO_PATH] = self._cors.wrap(UserinfoEndpoint(server), ("GET", "POST"))
         #: ``/register`` and, below it, ``/register/{client_id}`` (RFC 7592).

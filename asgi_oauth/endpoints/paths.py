@@ -9,6 +9,8 @@ AUTHORIZATION_PATH: Final = "/authorize"
 TOKEN_PATH: Final = "/token"
 INTROSPECTION_PATH: Final = "/introspect"
 REVOCATION_PATH: Final = "/revoke"
+#: Where resource servers subscribe to revocations (Server-Sent Events, not an RFC).
+REVOCATION_EVENTS_PATH: Final = "/revocations"
 METADATA_PATH: Final = "/.well-known/oauth-authorization-server"
 DEVICE_AUTHORIZATION_PATH: Final = "/device_authorization"
 #: RFC 7591 §3 and RFC 7592 §2: registration, and each client's configuration below it.

@@ -12,6 +12,7 @@ from .introspectors import (
     RemoteIntrospector,
 )
 from .jwt import JWTIntrospector, RemoteJWKS
+from .revocation_stream import RevocationStream
 from .users import BearerCredentials, BearerUser
 
 __all__ = [
@@ -27,5 +28,6 @@ __all__ = [
     "LocalIntrospector",
     "RemoteIntrospector",
     "RemoteJWKS",
+    "RevocationStream",
     "require_scopes",
 ]

@@ -13,14 +13,18 @@ import logging
 
 import httpx
 
-from ..errors import TemporarilyUnavailableError
-from ..jwt_access_tokens import is_json_int, looks_like_jwt
+from ..crypto import hash_token
+from ..errors import StorageError, TemporarilyUnavailableError
+from ..jwt_access_tokens import is_json_int, looks_like_jwt, unverified_jti_key
+from ..keys import KeyEncryptionError
 from ..models import INACTIVE, IntrospectionResult
 from ..revocation import RevocationList
+from ..revocation_signal import signal_of
 from ..server import AuthorizationServer
 from .cache import IntrospectionCache
 from .jwt import JWTIntrospector
 from .protocols import CachingIntrospector, IntrospectionUnavailable, Introspector
+from .revocation_stream import RevocationStream
 
 __all__ = [
     "CachingIntrospector",
@@ -32,6 +36,9 @@ __all__ = [
 
 logger = logging.getLogger("asgi_oauth")
 
+#: What no signal's version is: the first check forgets (an empty cache).
+_UNSEEN = object()
+
 _KNOWN_CLAIMS = frozenset(
     {"active", "scope", "client_id", "token_type", "exp", "iat", "iss", "sub", "aud", "cnf"}
 )
@@ -40,11 +47,14 @@ _KNOWN_CLAIMS = frozenset(
 class LocalIntrospector:
     """Introspection by an ``AuthorizationServer`` in this process, cached.
 
-    A revocation made through that server clears the cache at once; one made
-    by another process sharing the store is seen within ``cache_ttl`` seconds.
-    When the server signs keys, JWT access tokens (RFC 9068) are checked here
-    without the store, against a revocation list reread every
-    ``revocation_ttl`` seconds.
+    A revocation anywhere (this process, another worker or instance sharing the
+    store, the command line) moves the store's revocation signal, which every
+    request checks: the cache is then forgotten, the JWT revocation list reread
+    and the signing keys too, so the revoked token is refused at once. While the
+    signal is not live (see ``revocation_signal``) that is logged, and a
+    revocation elsewhere is seen within ``cache_ttl`` seconds. When the server
+    signs keys, JWT access tokens (RFC 9068) are checked here without the store,
+    against a revocation list reread every ``revocation_ttl`` seconds at most.
     """
 
     def __init__(
@@ -60,35 +70,92 @@ class LocalIntrospector:
         self._cache = IntrospectionCache(
             ttl=cache_ttl, negative_ttl=negative_cache_ttl, max_size=max_cache_size
         )
-        server.add_revocation_listener(self._cache.clear)
-        self._jwt: JWTIntrospector | None = None
-        settings = server.settings
-        if server.keys is not None:
-            self._jwt = JWTIntrospector(
-                keys=server.keys,
-                issuer=settings.issuer,
-                audience=(settings.jwt_audience, *settings.resources),
-                revocations=RevocationList(server.storage, ttl=revocation_ttl, clock=server.clock),
-                leeway=settings.clock_skew,
-                max_cache_size=max_cache_size,
-                clock=server.clock,
-            )
-            server.add_revocation_listener(self._jwt.expire_revocations)
+        self._cache_ttl = cache_ttl
+        self._revocation_ttl = revocation_ttl
+        self._max_cache_size = max_cache_size
+        self._signal = signal_of(server.storage)
+        self._version = self._signal.version  # the hot path: one call and a compare
+        self._seen: object = _UNSEEN  # the signal is read on first use, not here
+        self._warned = False
+        self._jwt = self._new_jwt()
+        #: The key set's generation ``_jwt`` verified against.
+        self._keys_seen = -1 if server.keys is None else server.keys.generation
+        server.add_revocation_listener(self._forget)
 
     @property
     def issuer(self) -> str:
         return self.server.settings.issuer
 
     async def introspect_token(self, token: str) -> IntrospectionResult:
-        if self._jwt is not None and looks_like_jwt(token):
-            return await self._jwt.introspect_token(token)
+        if self._version() != self._seen:
+            self._forget()
+        if not self._signal.live or self._warned:
+            self._note_signal()
+        jwt = self._jwt
+        if jwt is not None and looks_like_jwt(token):
+            return await (await self._current_jwt(jwt)).introspect_token(token)
         return self._cache.peek(token) or await self._cache.get(token, self._introspect)
 
     def cached(self, token: str) -> IntrospectionResult | None:
+        if self._version() != self._seen:
+            self._forget()
         found = self._cache.peek(token)
         if found is None and self._jwt is not None:
             return self._jwt.cached(token)
         return found
+
+    def _forget(self) -> None:
+        """Something was revoked: forget every answer, and reread before the next one.
+
+        The version is read first, so whatever moves it afterwards is noticed next time.
+        """
+        self._seen = self._version()
+        self._cache.clear()
+        if self._jwt is not None:
+            self._jwt.expire_revocations()
+
+    async def _current_jwt(self, jwt: JWTIntrospector) -> JWTIntrospector:
+        """The JWT introspector, made anew (forgetting every token it verified) when
+        the key set changed: a key retired at once must verify nothing any more."""
+        keys = self.server.keys
+        assert keys is not None  # there is a JWT introspector
+        try:
+            await keys.ready()  # rereads the keys when the signal moved
+        except (StorageError, KeyEncryptionError) as exc:
+            raise IntrospectionUnavailable(f"reading the signing keys failed: {exc}") from exc
+        if keys.generation != self._keys_seen:
+            self._keys_seen = keys.generation
+            self._jwt = self._new_jwt()
+        return self._jwt or jwt
+
+    def _new_jwt(self) -> JWTIntrospector | None:
+        server, settings = self.server, self.server.settings
+        if server.keys is None:
+            return None
+        return JWTIntrospector(
+            keys=server.keys,
+            issuer=settings.issuer,
+            audience=(settings.jwt_audience, *settings.resources),
+            revocations=RevocationList(
+                server.storage, ttl=self._revocation_ttl, clock=server.clock
+            ),
+            leeway=settings.clock_skew,
+            max_cache_size=self._max_cache_size,
+            clock=server.clock,
+        )
+
+    def _note_signal(self) -> None:
+        """Log, once each time, that revocations elsewhere may go unseen, and when no more."""
+        live = self._signal.live
+        if not live and not self._warned:
+            logger.warning(
+                "revocations by other processes may go unseen for up to %s s: the store's"
+                " revocation signal is down, cached answers last their lifetime",
+                self._cache_ttl,
+            )
+        elif live and self._warned:
+            logger.info("the store's revocation signal is back: revocations are seen at once")
+        self._warned = not live
 
     async def _introspect(self, token: str) -> IntrospectionResult:
         try:
@@ -104,6 +171,10 @@ class RemoteIntrospector:
     introspect tokens issued to any client. Connections are pooled; each try
     has ``timeout`` seconds in all, and connection failures, time-outs and 5xx
     answers are tried ``retries`` more times before the request is refused.
+
+    With ``revocations`` (a ``RevocationStream`` of the same server) a cached
+    answer is dropped as soon as its token is revoked; while the stream is down,
+    answers last ``cache_ttl`` as without it. ``aclose`` closes the stream too.
     """
 
     def __init__(
@@ -118,6 +189,7 @@ class RemoteIntrospector:
         negative_cache_ttl: float = 2.0,
         max_cache_size: int = 10_000,
         max_connections: int = 50,
+        revocations: RevocationStream | None = None,
     ) -> None:
         self.url = url
         self._auth = httpx.BasicAuth(client_id, client_secret)
@@ -129,8 +201,11 @@ class RemoteIntrospector:
         self._retries = retries
         self._client: httpx.AsyncClient | None = None
         self._cache = IntrospectionCache(
-            ttl=cache_ttl, negative_ttl=negative_cache_ttl, max_size=max_cache_size
+            ttl=cache_ttl, negative_ttl=negative_cache_ttl, max_size=max_cache_size, key=_store_key
         )
+        self._revocations = revocations
+        if revocations is not None:
+            revocations.subscribe(self)
 
     async def introspect_token(self, token: str) -> IntrospectionResult:
         return self._cache.peek(token) or await self._cache.get(token, self._introspect)
@@ -138,12 +213,23 @@ class RemoteIntrospector:
     def cached(self, token: str) -> IntrospectionResult | None:
         return self._cache.peek(token)
 
+    def resync(self, token_keys: frozenset[str]) -> None:
+        """The stream (re)connected: forget every revoked token, missed ones included."""
+        self._cache.forget(token_keys)
+
+    def revoked(self, token_keys: frozenset[str]) -> None:
+        self._cache.forget(token_keys)
+
     async def aclose(self) -> None:
+        if self._revocations is not None:
+            await self._revocations.aclose()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
 
     async def _introspect(self, token: str) -> IntrospectionResult:
+        if self._revocations is not None:
+            self._revocations.start()
         client = self._client
         if client is None:
             client = self._client = httpx.AsyncClient(
@@ -171,6 +257,12 @@ class RemoteIntrospector:
             return _parse(response)
         logger.error("introspection at %s failed: %s", self.url, problem)
         raise IntrospectionUnavailable(f"introspection failed: {problem}")
+
+
+def _store_key(token: str) -> str | None:
+    """The key the revocation stream names ``token`` by: a JWT's ``jti_key`` (read
+    unverified: only the server's answer about the token is ever cached under it)."""
+    return unverified_jti_key(token) if looks_like_jwt(token) else hash_token(token)
 
 
 def _parse(response: httpx.Response) -> IntrospectionResult:

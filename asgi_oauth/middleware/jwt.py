@@ -3,7 +3,8 @@
 ``JWTIntrospector`` verifies the signature against the issuer's keys, then
 ``iss``, ``aud`` and the times with some clock leeway, and remembers what a
 token said until it expires. A revocation list, reread from the store every
-few seconds, refuses tokens revoked before they expired. Any token that is not
+few seconds (or the issuer's revocation event stream, followed from another
+process), refuses tokens revoked before they expired. Any token that is not
 a JWT goes to the ``fallback`` introspector.
 
 The keys come from this process's ``AuthorizationServer`` (see
@@ -26,6 +27,7 @@ from ..keys import InvalidJWTError, KeyEncryptionError, PublicKeys, UnknownKeyEr
 from ..models import INACTIVE, IntrospectionResult
 from ..revocation import RevocationList
 from .protocols import IntrospectionUnavailable, Introspector
+from .revocation_stream import RevocationStream
 
 logger = logging.getLogger("asgi_oauth")
 
@@ -102,11 +104,13 @@ class RemoteJWKS:
 class JWTIntrospector:
     """Introspection of JWT access tokens by checking them here (RFC 9068 §4).
 
-    ``revocations`` is the store's revocation list; without one (a resource
-    server with no access to the store) a revoked token is accepted until it
-    expires, so keep access tokens short-lived then. ``audience`` is this
-    resource server's identifier (or several), one of which the token's ``aud``
-    must name.
+    ``revocations`` is the store's revocation list, or, for a resource server
+    with no access to the store, the issuer's ``RevocationStream``: a token it
+    names is refused at once. Without either, or while the stream is down, a
+    revoked token is accepted until it expires (refusing every token then would
+    make the stream a single point of failure; keep access tokens short-lived).
+    ``audience`` is this resource server's identifier (or several), one of which
+    the token's ``aud`` must name.
     """
 
     def __init__(
@@ -115,7 +119,7 @@ class JWTIntrospector:
         keys: KeySource,
         issuer: str,
         audience: str | Iterable[str],
-        revocations: RevocationList | None,
+        revocations: RevocationList | RevocationStream | None,
         fallback: Introspector | None = None,
         leeway: int = 60,
         max_cache_size: int = 10_000,
@@ -125,7 +129,14 @@ class JWTIntrospector:
         self._clock = clock
         self._issuer = issuer
         self._audiences = frozenset((audience,) if isinstance(audience, str) else audience)
-        self._revocations = revocations
+        self._revocations: RevocationList | None = None
+        self._stream: RevocationStream | None = None
+        if isinstance(revocations, RevocationStream):
+            self._stream = revocations
+        else:
+            self._revocations = revocations
+        #: The stream's revoked keys: a set it updates in place, tested without a call.
+        self._streamed = None if self._stream is None else self._stream.revoked_keys
         self._fallback = fallback
         self._leeway = leeway
         self._max_cache_size = max_cache_size
@@ -141,6 +152,10 @@ class JWTIntrospector:
         revocations = self._revocations
         if revocations is not None and (not revocations.is_fresh or token_hash in revocations):
             return None
+        streamed = self._streamed
+        if streamed is not None and token_hash in streamed:
+            del self._verified[token]
+            return None
         if info.exp is not None and info.exp + self._leeway <= self._clock():
             del self._verified[token]
             return None
@@ -152,6 +167,9 @@ class JWTIntrospector:
                 return INACTIVE
             return await self._fallback.introspect_token(token)
         revocations = self._revocations
+        stream = self._stream
+        if stream is not None:
+            stream.start()
         try:
             if revocations is not None:
                 await revocations.refresh()
@@ -179,7 +197,10 @@ class JWTIntrospector:
         token_hash = jti_key(claims)
         if token_hash is None:
             return INACTIVE  # RFC 9068 §2.2: jti is required
-        if revocations is not None and token_hash in revocations:
+        streamed = self._streamed
+        if (revocations is not None and token_hash in revocations) or (
+            streamed is not None and token_hash in streamed
+        ):
             return INACTIVE
         if len(self._verified) >= self._max_cache_size:
             self._verified.clear()

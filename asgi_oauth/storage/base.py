@@ -26,6 +26,16 @@ from ..models import (
 
 @runtime_checkable
 class Storage(Protocol):
+    """The methods every store has.
+
+    A store may also have a ``revocation_signal`` (``revocation_signal.RevocationSignal``),
+    moved after every revocation it committed (``revoke_token``, ``revoke_family``,
+    ``delete_client``, ``delete_user``, ``add_signing_key``) by whichever process made
+    it, so the caches of every process sharing the store forget at once. It is not
+    part of the protocol: a store without one is taken to be shared by no other
+    process (``revocation_signal.signal_of``).
+    """
+
     async def get_client(self, client_id: str) -> Client | None:
         """The client with this id, for client authentication on every endpoint."""
 

@@ -36,6 +36,7 @@ class _Accounts(_State):
             del self._pushed[uri_hash]
         for key in [k for k in self._consents if k[1] == client_id]:
             del self._consents[key]
+        self.revocation_signal.revoked()
         return True
 
     async def list_clients(self) -> list[Client]:
@@ -81,6 +82,7 @@ class _Accounts(_State):
         for session_hash in [h for h, s in self._sessions.items() if s.user_id == user.user_id]:
             del self._sessions[session_hash]
         self._end_tokens([t for t in self._tokens.values() if t.subject == user.user_id])
+        self.revocation_signal.revoked()
         return True
 
     async def get_consent(self, subject: str, client_id: str) -> frozenset[str] | None:

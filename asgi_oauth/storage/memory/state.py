@@ -16,6 +16,7 @@ from ...models import (
     Token,
     User,
 )
+from ...revocation_signal import LocalSignal
 
 
 class _State:
@@ -35,6 +36,8 @@ class _State:
         self._pushed: dict[str, PushedAuthorizationRequest] = {}
         self._once: dict[str, int] = {}  # key -> expires_at
         self._sessions: dict[str, BrowserSession] = {}
+        #: No other process shares this store: a counter is all the signal it takes.
+        self.revocation_signal = LocalSignal()
 
     async def close(self) -> None:
         return None

@@ -60,10 +60,16 @@ class _Tokens(_State):
         return True
 
     async def revoke_token(self, token_hash: str, *, now: int) -> bool:
-        return self._revoke(token_hash, now)
+        if not self._revoke(token_hash, now):
+            return False
+        self.revocation_signal.revoked()
+        return True
 
     async def revoke_family(self, family_id: str, *, now: int) -> int:
-        return sum(self._revoke(h, now) for h in self._families.get(family_id, ()))
+        revoked = sum(self._revoke(h, now) for h in self._families.get(family_id, ()))
+        if revoked:
+            self.revocation_signal.revoked()
+        return revoked
 
     async def list_revoked_access_tokens(self, *, now: int) -> list[str]:
         return [
@@ -89,6 +95,7 @@ class _Tokens(_State):
                 old, retired_at=now, expires_at=retire_active_until
             )
         self._signing_keys[key.kid] = key
+        self.revocation_signal.revoked()
         return True
 
 

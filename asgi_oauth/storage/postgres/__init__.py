@@ -13,8 +13,10 @@ replaces broken connections by itself, so service resumes when the database
 does; a read that meets a connection the database dropped is retried once.
 
 The package: ``database`` (the pool and the statement runners), ``schema`` (the
-tables, their migrations and the SQL), and the ``Storage`` methods in three
-mixins on ``database``: ``accounts``, ``tokens`` and ``pending``.
+tables, their migrations and the SQL), ``signal`` (the ``revocation_signal``:
+``LISTEN``/``NOTIFY``, so every instance on the schema learns of a revocation at
+once), and the ``Storage`` methods in three mixins on ``database``:
+``accounts``, ``tokens`` and ``pending``.
 """
 
 from __future__ import annotations

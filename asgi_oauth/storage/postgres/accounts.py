@@ -64,11 +64,13 @@ class _Accounts(PostgresDatabase):
                 "consents",
             ):
                 await conn.execute(f"DELETE FROM {table} WHERE client_id = $1", client_id)  # noqa: S608
-            await _end_tokens_of(conn, "client_id", client_id)
+            await _end_tokens_of(conn, "client_id", client_id, self.revocation_signal.channel)
             return True
 
         deleted: bool = await self._transaction(delete)
         self._clients.forget(client_id)
+        if deleted:
+            self.revocation_signal.moved()
         return deleted
 
     async def list_clients(self) -> list[Client]:
@@ -108,10 +110,12 @@ class _Accounts(PostgresDatabase):
                 sql = f"DELETE FROM {table} WHERE subject = $1"  # noqa: S608 (constants)
                 await conn.execute(sql, user_id)
             await conn.execute("DELETE FROM sessions WHERE user_id = $1", user_id)
-            await _end_tokens_of(conn, "subject", user_id)
+            await _end_tokens_of(conn, "subject", user_id, self.revocation_signal.channel)
             return True
 
         deleted: bool = await self._transaction(delete)
+        if deleted:
+            self.revocation_signal.moved()
         return deleted
 
     async def get_consent(self, subject: str, client_id: str) -> frozenset[str] | None:

@@ -6,7 +6,8 @@ a read that meets a connection the database dropped is retried once, as reading
 twice is harmless, while a write or a transaction is never repeated; and every
 driver fault, a timeout included, becomes a ``StorageError``. The mixins holding
 the ``Storage`` methods build on this class and talk to it only through
-``_fetchrow``, ``_fetch``, ``_execute`` and ``_transaction``.
+``_fetchrow``, ``_fetch``, ``_execute``, ``_write`` and ``_transaction``. The
+revocation signal (``revocation_signal``) starts with the pool and closes with the store.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import asyncpg
 from ...errors import StorageError
 from .._client_cache import ClientCache
 from . import schema as _pg
+from .signal import NOTIFY, PostgresSignal, channel_for
 
 _T = TypeVar("_T")
 
@@ -65,9 +67,17 @@ class PostgresDatabase:
         self._pool: Any = None
         self._pool_lock = asyncio.Lock()
         self._closed = False
+        channel = channel_for(schema)
+        self.revocation_signal = PostgresSignal(
+            dsn,
+            channel,
+            send=lambda: self._execute(NOTIFY, channel),
+            connect_timeout=connect_timeout,
+        )
 
     async def close(self) -> None:
         self._closed = True
+        await self.revocation_signal.close()
         if self._pool is not None:
             pool, self._pool = self._pool, None
             try:
@@ -110,6 +120,8 @@ class PostgresDatabase:
         except BaseException:
             pool.terminate()
             raise
+        # Listening before the first read: nothing is cached that a revocation could miss.
+        await self.revocation_signal.start()
         return pool, ran
 
     @contextlib.asynccontextmanager
@@ -151,6 +163,12 @@ class PostgresDatabase:
     async def _execute(self, sql: str, *args: object) -> str:
         status: str = await self._run(lambda conn: conn.execute(sql, *args), retry=False)
         return status
+
+    async def _write(self, sql: str, *args: object) -> list[Any]:
+        """A write whose rows are returned (``RETURNING``, a data-modifying ``WITH``):
+        like ``_execute``, never repeated."""
+        rows: list[Any] = await self._run(lambda conn: conn.fetch(sql, *args), retry=False)
+        return rows
 
     async def _transaction(self, fn: Callable[[Any], Awaitable[_T]]) -> _T:
         async def in_transaction(conn: Any) -> _T:

@@ -2,7 +2,9 @@
 
 A refresh token's family has a row in ``token_families``; a rotation and a
 revocation both update that row first, so the row lock orders them and a revoked
-family never gains a live token.
+family never gains a live token. Every revocation notifies the other instances in
+its own transaction (``signal``), and only when it changed something: a request
+naming an unknown or already revoked token flushes no one's cache.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from .. import _rows
 from ..base import successor_of
 from . import schema as _pg
 from .database import PostgresDatabase, _Lost
+from .signal import notify
 
 
 class _Tokens(PostgresDatabase):
@@ -98,8 +101,18 @@ class _Tokens(PostgresDatabase):
         return True
 
     async def revoke_token(self, token_hash: str, *, now: int) -> bool:
-        sql = "UPDATE tokens SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL"
-        return await self._execute(sql, now, token_hash) == "UPDATE 1"
+        # One statement: the notification goes out with the change, in one round trip.
+        rows = await self._write(
+            "WITH revoked AS (UPDATE tokens SET revoked_at = $1"
+            " WHERE token_hash = $2 AND revoked_at IS NULL RETURNING 1)"
+            " SELECT pg_notify($3, '') FROM revoked",
+            now,
+            token_hash,
+            self.revocation_signal.channel,
+        )
+        if rows:
+            self.revocation_signal.moved()
+        return bool(rows)
 
     async def revoke_family(self, family_id: str, *, now: int) -> int:
         async def revoke(conn: Any) -> int:
@@ -111,9 +124,14 @@ class _Tokens(PostgresDatabase):
                 family_id,
             )
             sql = "UPDATE tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL"
-            return _count(await conn.execute(sql, now, family_id))
+            count = _count(await conn.execute(sql, now, family_id))
+            if count:
+                await notify(conn, self.revocation_signal.channel)
+            return count
 
         revoked: int = await self._transaction(revoke)
+        if revoked:
+            self.revocation_signal.moved()
         return revoked
 
     async def list_revoked_access_tokens(self, *, now: int) -> list[str]:
@@ -131,30 +149,40 @@ class _Tokens(PostgresDatabase):
     ) -> bool:
         row = _rows.signing_key_row(key)
 
-        async def add(conn: Any) -> None:
+        async def add(conn: Any) -> bool:
+            retired = False
             if retire_active_until is not None:
-                await conn.execute(
+                status = await conn.execute(
                     "UPDATE signing_keys SET retired_at = $1, expires_at = $2"
                     " WHERE alg = $3 AND retired_at IS NULL",
                     now,
                     retire_active_until,
                     key.alg,
                 )
+                retired = _count(status) > 0
             # A racing rotation's key, committed while the UPDATE waited, makes this a no-op.
             if await conn.execute(_pg.INSERT_SIGNING_KEY, *row) != "INSERT 0 1":
                 raise _Lost
+            if retired:
+                await notify(conn, self.revocation_signal.channel)
+            return retired
 
         try:
-            await self._transaction(add)
+            retired: bool = await self._transaction(add)
         except _Lost:
             return False
+        if retired:
+            self.revocation_signal.moved()
         return True
 
 
-async def _end_tokens_of(conn: Any, column: Literal["client_id", "subject"], value: str) -> None:
+async def _end_tokens_of(
+    conn: Any, column: Literal["client_id", "subject"], value: str, channel: str
+) -> None:
     """Revoke the access tokens of a client or user (the revocation list names them until
     they expire) and delete their refresh tokens, their families first (as
-    ``revoke_family`` does, so no rotation in flight slips a new token past)."""
+    ``revoke_family`` does, so no rotation in flight slips a new token past); notify
+    ``channel`` at commit."""
     await conn.execute(
         f"UPDATE token_families SET revoked_at = $1 WHERE {column} = $2"  # noqa: S608
         " AND revoked_at IS NULL",
@@ -169,6 +197,7 @@ async def _end_tokens_of(conn: Any, column: Literal["client_id", "subject"], val
     )
     sql = f"DELETE FROM tokens WHERE {column} = $1 AND kind <> 'access_token'"  # noqa: S608
     await conn.execute(sql, value)
+    await notify(conn, channel)
 
 
 def _new_family(tokens: Sequence[Token]) -> tuple[str, str, str | None, int] | None:

@@ -1,7 +1,7 @@
 """The SQLite store's clients, users, consents and browser sessions.
 
 Deleting a client or a user also deletes its rows elsewhere and ends its tokens,
-in the one job that deletes it.
+in the one job that deletes it, and moves the revocation signal.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class _Accounts(SQLiteDatabase):
             conn.execute("DELETE FROM consents WHERE client_id = ?", (client_id,))
             return True
 
-        deleted = await self._write(delete)
+        deleted = await self._write(delete, revokes=bool)
         self._clients.forget(client_id)
         return deleted
 
@@ -115,7 +115,7 @@ class _Accounts(SQLiteDatabase):
             conn.execute("DELETE FROM users WHERE username = ?", (username,))
             return True
 
-        return await self._write(delete)
+        return await self._write(delete, revokes=bool)
 
     async def get_consent(self, subject: str, client_id: str) -> frozenset[str] | None:
         rows = await self._read(schema.SELECT_CONSENT, (subject, client_id))

@@ -8,7 +8,9 @@ writer thread that commits them in groups: an event loop hands it the writes of
 each of its iterations at once, and it takes every write already handed over,
 runs each inside its own ``SAVEPOINT`` within one ``BEGIN IMMEDIATE`` transaction,
 and pays for one fsync per group, so a write is on disk before its caller gets
-an answer and a failing write affects no other. The mixins holding the
+an answer and a failing write affects no other. A write that revoked something
+moves the store's ``revocation_signal`` right after its group committed, there
+rather than in its caller, which may be cancelled by then. The mixins holding the
 ``Storage`` methods build on ``SQLiteDatabase`` and talk to it only through
 ``_read`` and ``_write`` (and the client cache ``_clients``).
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import queue
 import sqlite3
@@ -30,8 +33,11 @@ from ...errors import StorageError
 from .. import _rows
 from .._client_cache import ClientCache
 from . import schema
+from .signal import FileSignal
 
 _T = TypeVar("_T")
+
+logger = logging.getLogger("asgi_oauth")
 
 #: The most writes committed together; a bigger group would only delay its first caller.
 _MAX_BATCH = 256
@@ -56,6 +62,8 @@ class SQLiteDatabase:
         self._synchronous = synchronous
         self._busy_timeout = busy_timeout
         self._clients = ClientCache(client_cache_ttl)
+        #: Moved after every committed revocation; shared with every process on the file.
+        self.revocation_signal = FileSignal(self._path)
         self._reader: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()
         self._writer: sqlite3.Connection | None = None  # owned by the writer thread
@@ -80,6 +88,7 @@ class SQLiteDatabase:
                 if self._reader is not None:
                     self._reader.close()
                     self._reader = None
+            self.revocation_signal.close()
 
     # -- reading, on the caller's thread ---------------------------------------------------
 
@@ -117,11 +126,19 @@ class SQLiteDatabase:
 
     # -- writing, on the writer thread ------------------------------------------------------
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], _T], *, atomic: bool = False) -> _T:
+    async def _write(
+        self,
+        fn: Callable[[sqlite3.Connection], _T],
+        *,
+        atomic: bool = False,
+        revokes: Callable[[_T], bool] | None = None,
+    ) -> _T:
         """Run ``fn`` on the writer thread; its result once it is committed.
 
         ``atomic`` marks a job of one SQL statement: SQLite undoes a failed
-        statement by itself, so it runs without a savepoint. Each SQLite call
+        statement by itself, so it runs without a savepoint. ``revokes`` tells
+        from the result whether the job revoked something, to be signalled once
+        committed. Each SQLite call
         hands the GIL to the event loop and back, which is the writer's main
         cost under load.
         """
@@ -133,7 +150,7 @@ class SQLiteDatabase:
         if pending is None:
             pending = self._pending[loop] = []
             loop.call_soon(self._flush, loop)
-        pending.append(_Job(fn, loop, future, atomic))
+        pending.append(_Job(fn, loop, future, atomic, revokes))
         return await future
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -230,7 +247,19 @@ class SQLiteDatabase:
                     job.error.__cause__ = cause
             return jobs[len(done) :] if done else []
         self._commits += 1
+        self._signal_revocations(done)
         return []
+
+    def _signal_revocations(self, committed: list[_Job[Any]]) -> None:
+        """Tell every process on the file, once, if a committed job revoked something."""
+        try:
+            if any(
+                job.revokes is not None and job.error is None and job.revokes(job.result)
+                for job in committed
+            ):
+                self.revocation_signal.revoked()
+        except Exception:  # the writes are committed: their callers must still succeed
+            logger.exception("signalling a revocation failed; caches expire it instead")
 
     def _open_writer(self) -> sqlite3.Connection:
         conn = self._connect()
@@ -271,7 +300,7 @@ class _RolledBack(Exception):
 
 
 class _Job(Generic[_T]):
-    __slots__ = ("atomic", "error", "fn", "future", "loop", "result")
+    __slots__ = ("atomic", "error", "fn", "future", "loop", "result", "revokes")
 
     def __init__(
         self,
@@ -279,9 +308,11 @@ class _Job(Generic[_T]):
         loop: asyncio.AbstractEventLoop,
         future: asyncio.Future[_T],
         atomic: bool = False,
+        revokes: Callable[[_T], bool] | None = None,
     ) -> None:
         self.fn = fn
         self.atomic = atomic
+        self.revokes = revokes
         self.loop = loop
         self.future = future
         self.result: _T | None = None

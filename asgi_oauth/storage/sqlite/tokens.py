@@ -2,6 +2,7 @@
 
 A rotation or a key change that must see no concurrent writer runs as one job on
 the writer thread, whose ``BEGIN IMMEDIATE`` holds the file against other processes.
+Every revocation, and every new signing key, moves the store's revocation signal.
 The two helpers here also serve the other mixins: ``_consume_then_save`` redeems a
 code or a device code for tokens in one job, and ``_end_tokens_of`` ends the tokens
 of a deleted client or user.
@@ -82,13 +83,15 @@ class _Tokens(SQLiteDatabase):
     async def revoke_token(self, token_hash: str, *, now: int) -> bool:
         sql = "UPDATE tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL"
         return await self._write(
-            lambda conn: conn.execute(sql, (now, token_hash)).rowcount == 1, atomic=True
+            lambda conn: conn.execute(sql, (now, token_hash)).rowcount == 1,
+            atomic=True,
+            revokes=bool,
         )
 
     async def revoke_family(self, family_id: str, *, now: int) -> int:
         sql = "UPDATE tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL"
         return await self._write(
-            lambda conn: conn.execute(sql, (now, family_id)).rowcount, atomic=True
+            lambda conn: conn.execute(sql, (now, family_id)).rowcount, atomic=True, revokes=bool
         )
 
     async def list_revoked_access_tokens(self, *, now: int) -> list[str]:
@@ -114,7 +117,9 @@ class _Tokens(SQLiteDatabase):
                 )
             return conn.execute(schema.INSERT_SIGNING_KEY, row).rowcount == 1
 
-        return await self._write(add)
+        # Signalled: other processes reread their keys, to sign with the new one and to
+        # refuse what a key retired at once signed.
+        return await self._write(add, revokes=bool)
 
 
 async def _consume_then_save(
