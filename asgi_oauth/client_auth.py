@@ -21,7 +21,8 @@ from .models import Client
 from .requests import OAuthRequest
 from .throttle import Throttle, refusal
 
-_BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="asgi_oauth", charset="UTF-8"'}
+#: RFC 7235 §4.1: what a 401 for HTTP Basic client credentials says (RFC 6749 §5.2).
+BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="asgi_oauth", charset="UTF-8"'}
 
 
 async def authenticate_client(
@@ -47,7 +48,7 @@ async def authenticate_client(
             raise InvalidClientError("client authentication required")
         client_id, secret = client_id_param, form.get("client_secret")
 
-    challenge = _BASIC_CHALLENGE if used_basic else None
+    challenge = BASIC_CHALLENGE if used_basic else None
     # Only a public client can be a metadata document's: one with a secret never fetches.
     client = await clients.find_for_token_endpoint(client_id, fetch=secret is None and allow_public)
     if secret is None:
@@ -83,14 +84,14 @@ def _parse_basic(header: str) -> tuple[str, str]:
     """RFC 7617 credentials, each part form-urlencoded (RFC 6749 §2.3.1)."""
     scheme, _, credentials = header.strip().partition(" ")
     if scheme.lower() != "basic":
-        raise InvalidClientError("unsupported authentication scheme", headers=_BASIC_CHALLENGE)
+        raise InvalidClientError("unsupported authentication scheme", headers=BASIC_CHALLENGE)
     try:
         decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidClientError("malformed Basic credentials", headers=_BASIC_CHALLENGE) from None
+        raise InvalidClientError("malformed Basic credentials", headers=BASIC_CHALLENGE) from None
     client_id, colon, secret = decoded.partition(":")
     if not colon or not client_id:
-        raise InvalidClientError("malformed Basic credentials", headers=_BASIC_CHALLENGE)
+        raise InvalidClientError("malformed Basic credentials", headers=BASIC_CHALLENGE)
     return _unquote(client_id), _unquote(secret)
 
 

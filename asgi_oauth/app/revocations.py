@@ -34,7 +34,7 @@ import time
 
 from starlette.types import Message, Receive, Scope, Send
 
-from ..client_auth import authenticate_client
+from ..client_auth import BASIC_CHALLENGE, authenticate_client
 from ..errors import (
     InvalidClientError,
     InvalidRequestError,
@@ -49,7 +49,6 @@ from .responses import send_error
 
 logger = logging.getLogger("asgi_oauth")
 
-_BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="asgi_oauth", charset="UTF-8"'}
 _STREAM_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-store"),
@@ -108,7 +107,7 @@ class RevocationEvents:
     async def _authenticate(self, scope: Scope) -> None:
         headers = RequestHeaders.from_scope(scope)
         if headers.authorization is None:
-            raise InvalidClientError("client authentication required", headers=_BASIC_CHALLENGE)
+            raise InvalidClientError("client authentication required", headers=BASIC_CHALLENGE)
         client = scope.get("client")
         request = OAuthRequest(
             authorization=headers.authorization,
@@ -120,11 +119,11 @@ class RevocationEvents:
                 request, server.clients, server.throttle, allow_public=False
             )
         except InvalidClientError as exc:
-            exc.headers = {**_BASIC_CHALLENGE, **exc.headers}
+            exc.headers = {**BASIC_CHALLENGE, **exc.headers}
             raise
         if not caller.is_resource_server:
             raise InvalidClientError(
-                "only a resource server may subscribe to revocations", headers=_BASIC_CHALLENGE
+                "only a resource server may subscribe to revocations", headers=BASIC_CHALLENGE
             )
 
     async def _stream(self, receive: Receive, send: Send) -> None:
