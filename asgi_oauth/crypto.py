@@ -84,8 +84,17 @@ def _dummy_password_hash() -> str:
     return hash_password(secrets.token_urlsafe(16))
 
 
+#: The password hash of someone who signs in only through an upstream provider:
+#: no password verifies against it.
+NO_PASSWORD = "none"
+
+
 def verify_password(password: str, stored: str | None) -> bool:
-    """Check a password in constant time; an unknown user costs one scrypt too."""
+    """Check a password in constant time; an unknown user, or one without a password,
+    costs one scrypt too."""
+    if stored is not None and not stored.startswith("scrypt$"):
+        verify_password(password, None)
+        return False
     scheme, n, r, p, salt, key = (stored or _dummy_password_hash()).split("$")
     if scheme != "scrypt":
         return False

@@ -71,8 +71,31 @@ class User:
 
     user_id: str
     username: str
+    #: ``crypto.NO_PASSWORD`` for someone who signs in only through an upstream provider.
     password_hash: str
     created_at: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FederatedIdentity:
+    """A person's account at an upstream identity provider, linked to a local user.
+
+    The link is (``issuer``, ``subject``): the provider's stable identifier for the
+    person, never an e-mail address, which can change hands. ``claims`` is the JSON of
+    what the provider last said about them (name, e-mail, picture); ``tokens`` the
+    provider's tokens, sealed with the key-encryption key, when the provider is
+    configured to keep them.
+    """
+
+    issuer: str
+    subject: str
+    user_id: str
+    #: The configured provider's id (``UpstreamProvider.id``) it was last signed in through.
+    provider: str
+    claims: str = "{}"
+    tokens: str | None = None
+    created_at: int = 0
+    updated_at: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +166,9 @@ class ResourceOwner:
     #: How they signed in (OpenID Connect Core §2, RFC 8176): ``("pwd",)`` for a password.
     acr: str | None = None
     amr: tuple[str, ...] = ()
+    #: The scopes this person may grant clients (their upstream groups'); None: any.
+    #: The scopes that ask about the person (``openid``, ``profile``...) stay grantable.
+    scopes: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

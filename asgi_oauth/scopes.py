@@ -39,3 +39,16 @@ def narrow_scope(requested: frozenset[str] | None, allowed: Iterable[str]) -> fr
     if excess:
         raise InvalidScopeError(f"scope not allowed: {' '.join(sorted(excess))}")
     return requested
+
+
+#: Scopes that ask about the person or the grant's length, not for a permission of
+#: theirs (OpenID Connect Core §5.4, §11): a person's scope limit leaves them alone.
+_ABOUT_THE_PERSON = frozenset({"openid", "profile", "email", "address", "phone", "offline_access"})
+
+
+def grantable_by(scope: frozenset[str], limit: frozenset[str] | None) -> frozenset[str]:
+    """The part of ``scope`` a person whose grants are limited to ``limit`` may grant
+    (None: no limit). RFC 6749 §3.3: the server may issue less than was asked."""
+    if limit is None:
+        return scope
+    return frozenset(s for s in scope if s in limit or s in _ABOUT_THE_PERSON)

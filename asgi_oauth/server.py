@@ -32,6 +32,8 @@ from .endpoints.registration import Registrar
 from .endpoints.revocation import Revocation, RevocationListeners
 from .endpoints.token import TokenEndpoint
 from .errors import OAuth2Error
+from .federation.accounts import FederationPolicy
+from .federation.broker import Federation
 from .grants import (
     AuthorizationCodeGrant,
     ClientCredentialsGrant,
@@ -75,6 +77,8 @@ class AuthorizationServer:
     ``sub`` (by default ``preferred_username``, with the ``profile`` scope).
     ``client_document_policy`` decides, beside the host settings, which client
     ID metadata documents may be fetched: called with the URL, true to allow.
+    ``federation_policy`` decides who may sign in through an upstream provider
+    (``Settings.upstream_providers``) and what they may grant.
     """
 
     def __init__(
@@ -85,6 +89,7 @@ class AuthorizationServer:
         clock: Callable[[], float] = time.time,
         user_claims: UserClaims | None = None,
         client_document_policy: DocumentPolicy | None = None,
+        federation_policy: FederationPolicy | None = None,
     ) -> None:
         self.storage = storage
         self.settings = settings
@@ -111,7 +116,11 @@ class AuthorizationServer:
             else None,
         )
 
-        self.openid = OpenIDProvider(storage, settings, self.keys, clock, user_claims)
+        self.federation = Federation(storage, settings, policy=federation_policy, clock=clock)
+        federated = self.federation.claims if settings.upstream_providers else None
+        self.openid = OpenIDProvider(
+            storage, settings, self.keys, clock, user_claims, federated_claims=federated
+        )
         ctx = GrantContext(
             storage,
             settings,
@@ -252,18 +261,6 @@ class AuthorizationServer:
         """The user these credentials name, for a sign-in page (throttled like the grant)."""
         return await self.accounts.authenticate(request, username, password)
 
-    async def open_session(self, user: User) -> tuple[str, int]:
-        """Record a sign-in on the built-in page: its session id and time."""
-        return await self.accounts.open_session(user)
-
-    async def session_user(self, session_id: str) -> User | None:
-        """The user of a live sign-in session, if it still is one."""
-        return await self.accounts.session_user(session_id)
-
-    async def close_session(self, session_id: str) -> None:
-        """End a sign-in session on the server."""
-        await self.accounts.close_session(session_id)
-
     async def create_user(self, username: str, password: str) -> User:
         """Add a resource owner; a taken username is refused (``ValueError``)."""
         return await self.accounts.create_user(username, password)
@@ -352,6 +349,7 @@ class AuthorizationServer:
 
     async def close(self) -> None:
         await self.housekeeping.close()
+        await self.federation.aclose()
         if self.clients.documents is not None:
             await self.clients.documents.aclose()
         await self.storage.close()

@@ -26,6 +26,13 @@ from .test_storage import make_client
 pytestmark = pytest.mark.anyio
 
 #: The client columns of the schema before ``application_type``, in row order.
+
+
+def before_application_type(schema: Any) -> int:
+    """How many migrations a store of the release before ``application_type`` had."""
+    return next(i for i, m in enumerate(schema.MIGRATIONS) if "application_type" in " ".join(m))
+
+
 OLD_CLIENT_COLUMNS = (
     "client_id, secret_hash, name, redirect_uris, grant_types, scope, allowed_origins,"
     " is_resource_server, require_pkce, created_at, access_token_format,"
@@ -72,7 +79,7 @@ async def test_a_sqlite_file_of_the_release_before_gains_the_column(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "old.db"
-    old_version = sqlite_schema.SCHEMA_VERSION - 1
+    old_version = before_application_type(sqlite_schema)
     monkeypatch.setattr(sqlite_schema, "MIGRATIONS", sqlite_schema.MIGRATIONS[:old_version])
     monkeypatch.setattr(sqlite_schema, "SCHEMA_VERSION", old_version)
     conn = sqlite3.connect(path, isolation_level=None)
@@ -117,7 +124,7 @@ async def test_a_postgres_schema_of_the_release_before_gains_the_column(
     from asgi_oauth.storage.postgres import PostgresStorage
     from asgi_oauth.storage.postgres import schema as postgres_schema
 
-    old_version = postgres_schema.SCHEMA_VERSION - 1
+    old_version = before_application_type(postgres_schema)
     monkeypatch.setattr(postgres_schema, "MIGRATIONS", postgres_schema.MIGRATIONS[:old_version])
     monkeypatch.setattr(postgres_schema, "SCHEMA_VERSION", old_version)
     old = PostgresStorage(POSTGRES_URL, schema=pg_schema)
@@ -141,7 +148,7 @@ async def test_a_postgres_schema_of_the_release_before_gains_the_column(
         )
         store = PostgresStorage(POSTGRES_URL, schema=pg_schema)
         try:
-            assert await store.migrate() == 1
+            assert await store.migrate() == postgres_schema.SCHEMA_VERSION - old_version
             assert await store.get_client("client-1") == make_client()
             web = make_client("client-2", application_type="web")
             assert await store.add_client(web)

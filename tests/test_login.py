@@ -329,7 +329,7 @@ async def test_tampered_session_cookie_counts_as_signed_out(
 async def test_expired_session_counts_as_signed_out(
     http: httpx.AsyncClient, server: AuthorizationServer, public: Credentials, alice: User
 ) -> None:
-    session_id, auth_time = await server.open_session(alice)
+    session_id, auth_time = await server.accounts.open_session(alice)
     data: dict[str, object] = {
         "c": "csrf-" + "x" * 40,
         "u": alice.user_id,
@@ -505,14 +505,14 @@ async def test_a_session_cookie_the_store_does_not_know_signs_in_no_one(
 ) -> None:
     """A cookie signed with the right key but naming no sign-in the store kept (one from
     before sessions were kept, or one whose row was purged) counts as signed out."""
-    _, auth_time = await server.open_session(alice)
+    _, auth_time = await server.accounts.open_session(alice)
     data = {"c": "x" * 40, "u": alice.user_id, "t": auth_time, "p": credential_of(alice)}
     forge = URLSafeTimedSerializer(KEY, salt="asgi_oauth.session").dumps
     for extra in ({}, {"s": "never-issued"}):
         http.cookies.set(COOKIE, forge(data | extra), domain="as.example", path="/")
         assert not await is_signed_in(http, public), extra
     # The same forgery naming the sign-in the store kept is honoured: it was faithful.
-    session_id, _ = await server.open_session(alice)
+    session_id, _ = await server.accounts.open_session(alice)
     http.cookies.set(COOKIE, forge(data | {"s": session_id}), domain="as.example", path="/")
     assert await is_signed_in(http, public)
 
@@ -520,7 +520,7 @@ async def test_a_session_cookie_the_store_does_not_know_signs_in_no_one(
 async def test_the_store_keeps_only_a_hash_of_the_session_id(
     http: httpx.AsyncClient, server: AuthorizationServer, alice: User
 ) -> None:
-    session_id, _ = await server.open_session(alice)
+    session_id, _ = await server.accounts.open_session(alice)
     kept = await server.storage.get_session(hash_token(session_id))
     assert kept is not None and kept.user_id == alice.user_id
     assert await server.storage.get_session(session_id) is None

@@ -25,14 +25,14 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import jwt
 import pytest
-from authlib.integrations.base_client import BaseApp  # type: ignore[import-untyped]
-from authlib.integrations.base_client.async_app import (  # type: ignore[import-untyped]
+from authlib.integrations.base_client import BaseApp
+from authlib.integrations.base_client.async_app import (
     AsyncOAuth2Mixin,
 )
-from authlib.integrations.base_client.async_openid import (  # type: ignore[import-untyped]
+from authlib.integrations.base_client.async_openid import (
     AsyncOpenIDMixin,
 )
-from authlib.oidc.discovery import OpenIDProviderMetadata  # type: ignore[import-untyped]
+from authlib.oidc.discovery import OpenIDProviderMetadata
 from joserfc.errors import JoseError
 
 from asgi_oauth import AuthorizationServer
@@ -45,7 +45,7 @@ with warnings.catch_warnings():
     # Authlib's httpx integration wants the ``httpx2`` fork and warns, at import,
     # that falling back to httpx is deprecated.
     warnings.filterwarnings("ignore", "The httpx module is deprecated", DeprecationWarning)
-    from authlib.integrations.httpx_client import (  # type: ignore[import-untyped]
+    from authlib.integrations.httpx_client import (
         AsyncOAuth2Client,
     )
 

@@ -57,6 +57,7 @@ pytestmark = pytest.mark.anyio
 
 TABLES = {
     "schema_version",
+    "federated_identities",
     "clients",
     "client_origins",
     "users",

@@ -28,8 +28,8 @@ import pytest
 from aiohttp_oauth2_client.grant.client_credentials import ClientCredentialsGrant  # type: ignore[import-untyped]
 from aiohttp_oauth2_client.grant.device_code import DeviceCodeGrant  # type: ignore[import-untyped]
 from aiohttp_oauth2_client.models.errors import OAuth2Error as AiohttpOAuth2Error  # type: ignore[import-untyped]
-from authlib.oauth2 import rfc8414, rfc9207  # type: ignore[import-untyped]
-from authlib.oauth2.rfc8628 import DEVICE_CODE_GRANT_TYPE  # type: ignore[import-untyped]
+from authlib.oauth2 import rfc8414, rfc9207
+from authlib.oauth2.rfc8628 import DEVICE_CODE_GRANT_TYPE
 from oauthlib.oauth2 import InvalidClientError  # type: ignore[import-untyped]
 from requests_oauthlib import OAuth2Session  # type: ignore[import-untyped]
 
@@ -47,7 +47,7 @@ with warnings.catch_warnings():
     # Authlib's httpx integration wants the ``httpx2`` fork and warns, at import,
     # that falling back to httpx is deprecated.
     warnings.filterwarnings("ignore", "The httpx module is deprecated", DeprecationWarning)
-    from authlib.integrations.httpx_client import (  # type: ignore[import-untyped]
+    from authlib.integrations.httpx_client import (
         AsyncOAuth2Client,
         OAuthError,
     )

@@ -20,7 +20,7 @@ import httpx
 Decision = Literal["approve", "deny"]
 
 #: More steps than any flow here needs: a loop between pages fails instead of hanging.
-MAX_STEPS = 10
+MAX_STEPS = 20
 
 
 @dataclass
@@ -44,10 +44,15 @@ class _FormParser(HTMLParser):
         self.forms: list[Form] = []
         self.title = ""
         self._in_title = False
+        #: The sign-in buttons of upstream providers: (their text, where they go).
+        self.providers: list[tuple[str, str]] = []
+        self._provider_href: str | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attr = {name: value or "" for name, value in attrs}
-        if tag == "form":
+        if tag == "a" and attr.get("class") == "provider":
+            self._provider_href = attr.get("href", "")
+        elif tag == "form":
             self.forms.append(Form(attr.get("action", ""), attr.get("method", "get").upper()))
         elif tag == "title":
             self._in_title = True
@@ -65,32 +70,49 @@ class _FormParser(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag == "title":
             self._in_title = False
+        elif tag == "a":
+            self._provider_href = None
 
     def handle_data(self, data: str) -> None:
         if self._in_title:
             self.title += data
+        if self._provider_href is not None:
+            self.providers.append((data, self._provider_href))
 
 
 @dataclass(frozen=True)
 class Page:
     title: str
     forms: list[Form]
+    providers: list[tuple[str, str]] = field(default_factory=list)
 
     @classmethod
     def parse(cls, html: str) -> Page:
         parser = _FormParser()
         parser.feed(html)
         parser.close()
-        return cls(parser.title, parser.forms)
+        return cls(parser.title, parser.forms, parser.providers)
 
 
 class Person:
     """Someone with an account on the server, using ``http`` as their browser."""
 
-    def __init__(self, http: httpx.AsyncClient, username: str, password: str) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        username: str,
+        password: str,
+        *,
+        provider: str | None = None,
+        elsewhere: tuple[str, ...] = (),
+    ) -> None:
         self.http = http
         self.username = username
         self.password = password
+        #: Sign in with this upstream provider's button ("Sign in with <provider>").
+        self.provider = provider
+        #: Other origins (an upstream provider's) the person browses through.
+        self.elsewhere = {_origin(url) for url in elsewhere}
         #: The titles of the pages seen, in order.
         self.pages: list[str] = []
 
@@ -114,24 +136,41 @@ class Person:
             raise AssertionError(f"unexpected redirect to {_location(response)}")
         return self.pages[-1]
 
+    async def visit(self, url: str, decision: Decision = "approve") -> httpx.Response:
+        """Browse from ``url`` as ``authorize`` does; the last response, an error page
+        included (the client's redirect too, unfollowed)."""
+        return await self._browse(url, decision=decision, errors_ok=True)
+
     async def _browse(
-        self, url: str, *, decision: Decision, user_code: str | None = None
+        self,
+        url: str,
+        *,
+        decision: Decision,
+        user_code: str | None = None,
+        errors_ok: bool = False,
     ) -> httpx.Response:
         origin = _origin(url)
         response = await self.http.get(url)
         for _ in range(MAX_STEPS):
             if response.is_redirect:
                 location = _location(response)
-                if _origin(location) != origin:
+                if _origin(location) != origin and _origin(location) not in self.elsewhere:
                     return response
                 response = await self.http.get(location)
                 continue
+            if response.status_code != 200 and errors_ok:
+                return response
             if response.status_code != 200:
                 raise AssertionError(
                     f"{response.status_code} from {response.url}:\n{response.text}"
                 )
             page = Page.parse(response.text)
             self.pages.append(page.title)
+            button = f"Sign in with {self.provider}"
+            chosen = [href for text, href in page.providers if text == button]
+            if chosen and _origin(str(response.url)) == origin:
+                response = await self.http.get(urljoin(str(response.url), chosen[0]))
+                continue
             if not page.forms:
                 return response
             form = page.forms[0]

@@ -32,6 +32,7 @@ from ..endpoints.paths import (
     REVOCATION_EVENTS_PATH,
     REVOCATION_PATH,
     TOKEN_PATH,
+    UPSTREAM_PATH,
     USERINFO_PATH,
 )
 from ..errors import InvalidRequestError
@@ -48,6 +49,7 @@ from .registration import RegistrationEndpoint
 from .requests import RequestHeaders, mount_path, read_form, route_path
 from .responses import NO_STORE, Headers, send_error, send_json
 from .revocations import RevocationEvents
+from .upstream import UpstreamSignIn
 from .userinfo import UserinfoEndpoint
 
 logger = logging.getLogger("asgi_oauth")
@@ -122,9 +124,13 @@ class OAuth2App:
                 ("POST",), self._device_authorization, cors=True
             )
             self._pages[DEVICE_VERIFICATION_PATH] = DeviceVerificationEndpoint(browser)
+        #: ``/upstream/{id}`` and its callback, when people may sign in through providers.
+        self._upstream: ASGIApp | None = None
         if current_user is None and self._pages:
             self._pages[LOGIN_PATH] = LoginEndpoint(browser)
             self._pages[LOGOUT_PATH] = LogoutEndpoint(browser)
+            if settings.upstream_providers:
+                self._upstream = UpstreamSignIn(browser)
         # Resource servers in other processes follow revocations here: no CORS either.
         self._pages[REVOCATION_EVENTS_PATH] = RevocationEvents(server)
         if settings.openid_enabled:
@@ -164,7 +170,9 @@ class OAuth2App:
             await send({"type": "websocket.close", "code": 1008})
 
     def _subtree(self, path: str) -> ASGIApp | None:
-        return self._registration if path.startswith(REGISTRATION_PATH + "/") else None
+        if path.startswith(REGISTRATION_PATH + "/"):
+            return self._registration
+        return self._upstream if path.startswith(UPSTREAM_PATH + "/") else None
 
     async def dispatch(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
         endpoint = self._endpoints.get(path)

@@ -11,6 +11,7 @@ a client this server cannot vouch for (MCP: the redirect URI's host name).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from urllib.parse import urlencode, urlsplit
 
 from starlette.responses import Response
@@ -28,6 +29,7 @@ from ..errors import (
 from ..events import security_event
 from ..models import Client, ResourceOwner
 from ..resources import as_pairs
+from ..scopes import grantable_by
 from .browser import BrowserRequest, PageEndpoint, origin_of
 from .pages import ClientKind, ConsentPage, FormPostPage
 from .sessions import CSRF_FIELD
@@ -60,6 +62,12 @@ class AuthorizeEndpoint(PageEndpoint):
         if owner is not None and request.hint_subject not in (None, owner.subject):
             # OpenID Connect Core §3.1.2.1: the hint names someone else, who must sign in.
             owner = None
+        if owner is not None and owner.scopes is not None:
+            grantable = grantable_by(request.scope, owner.scopes)
+            if request.scope and not grantable:
+                return self._fail(request, AccessDeniedError("the user may grant none of it"))
+            # RFC 6749 §3.3: less than was asked; the token response says what.
+            request = replace(request, scope=grantable)
 
         if decision is not None:
             return await self._decide(browser_request, request, owner, decision)
@@ -129,7 +137,8 @@ class AuthorizeEndpoint(PageEndpoint):
             # The host's hook may not say when they sign in: note when they were sent,
             # the auth_time that the new sign-in ``max_age`` asks for stands on then.
             return self.browser.reauth_redirect(browser_request, next_path)
-        return self.browser.login_redirect(next_path)
+        fresh = "login" in request.prompt or request.max_age is not None
+        return self.browser.login_redirect(next_path, fresh=fresh)
 
     async def _consent_page(
         self, browser_request: BrowserRequest, request: AuthorizationRequest, owner: ResourceOwner

@@ -99,7 +99,7 @@ class Browser:
             )
         if repeated and not allow_repeats:
             raise InvalidRequestError(f"repeated parameter: {sorted(repeated)[0][:64]}")
-        session = self.cookie.load(_cookie_header(scope))
+        session = self.cookie.load(cookie_header(scope))
         return BrowserRequest(scope, method, params, repeated, session)
 
     def refuse_cross_site(self, scope: Scope) -> None:
@@ -130,7 +130,9 @@ class Browser:
             subject=user.user_id,
             name=user.username,
             auth_time=session.auth_time,
-            amr=_PASSWORD_AMR,  # RFC 8176 §2: the built-in page asks for a password
+            # RFC 8176 §2: the built-in page asks for a password; an upstream says itself.
+            amr=_PASSWORD_AMR if session.amr is None else session.amr,
+            scopes=session.scopes,
         )
 
     def ensure_session(self, request: BrowserRequest) -> tuple[Session, list[str]]:
@@ -169,13 +171,17 @@ class Browser:
             MessagePage(title=title, message=message), status=error.status, headers=error.headers
         )
 
-    def login_redirect(self, next_path: str, cookies: list[str] | None = None) -> Response:
-        """Send the person to sign in, then back to ``next_path`` below the issuer."""
+    def login_redirect(
+        self, next_path: str, cookies: list[str] | None = None, *, fresh: bool = False
+    ) -> Response:
+        """Send the person to sign in, then back to ``next_path`` below the issuer;
+        ``fresh`` asks an upstream provider to sign them in anew too."""
         if self.login_url is not None:
             separator = "&" if "?" in self.login_url else "?"
             query = urlencode({"next": self.issuer + next_path})
             return self.redirect(f"{self.login_url}{separator}{query}", cookies)
-        return self.redirect(f"{self.issuer}{LOGIN_PATH}?{urlencode({'next': next_path})}", cookies)
+        params = {"next": next_path, **({"fresh": "1"} if fresh else {})}
+        return self.redirect(f"{self.issuer}{LOGIN_PATH}?{urlencode(params)}", cookies)
 
     def reauth_redirect(self, request: BrowserRequest, next_path: str) -> Response:
         """``login_redirect``, the time of it kept in the session: the host's login page
@@ -223,7 +229,7 @@ class PageEndpoint:
         raise NotImplementedError
 
 
-def _cookie_header(scope: Scope) -> str | None:
+def cookie_header(scope: Scope) -> str | None:
     values = [v.decode("latin-1") for k, v in scope["headers"] if k == b"cookie"]
     return "; ".join(values) if values else None
 

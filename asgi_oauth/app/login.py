@@ -10,7 +10,7 @@ deleting the user.
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from starlette.responses import Response
 
@@ -19,13 +19,28 @@ from ..errors import InvalidRequestError, OAuth2Error
 from .browser import BrowserRequest, PageEndpoint
 from .pages import LoginPage, LogoutPage, MessagePage
 from .sessions import Session
+from .upstream import start_path
 
 
 class LoginEndpoint(PageEndpoint):
     async def handle(self, request: BrowserRequest) -> Response:
+        settings = self.server.settings
         if request.method == "GET":
+            providers = settings.upstream_providers
+            if not settings.password_sign_in and len(providers) == 1:
+                # Nothing to choose: straight to the one provider.
+                return self.browser.redirect(self._start_url(request, providers[0].id))
             return self._form(request)
+        if not settings.password_sign_in:
+            raise InvalidRequestError("sign in with one of the providers offered", status_code=403)
         return await self._sign_in(request)
+
+    def _start_url(self, request: BrowserRequest, provider_id: str) -> str:
+        """Where a sign-in through the provider starts, carrying ``next`` and ``fresh``."""
+        params = {"next": request.params.get("next", "")}
+        if request.params.get("fresh") == "1":
+            params["fresh"] = "1"
+        return f"{self.browser.issuer}{start_path(provider_id)}?{urlencode(params)}"
 
     def _form(self, request: BrowserRequest, *, error: OAuth2Error | None = None) -> Response:
         session, cookies = self.browser.ensure_session(request)
@@ -36,6 +51,11 @@ class LoginEndpoint(PageEndpoint):
             next=next_path,
             username=request.params.get("username", "") if error else _login_hint(next_path),
             error="" if error is None else error.description or error.error,
+            providers=tuple(
+                (self._start_url(request, p.id), p.name)
+                for p in self.server.settings.upstream_providers
+            ),
+            password=self.server.settings.password_sign_in,
         )
         status = 200 if error is None else error.status
         headers = None if error is None else error.headers

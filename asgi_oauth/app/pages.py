@@ -33,6 +33,10 @@ class LoginPage:
     username: str = ""
     error: str = ""
     nonce: str = ""
+    #: (where its sign-in starts, its name) for each upstream provider.
+    providers: tuple[tuple[str, str], ...] = ()
+    #: Whether the password form is offered.
+    password: bool = True
     template: ClassVar[str] = "login"
 
 
@@ -147,6 +151,11 @@ ul{padding-left:1.2rem} code{font-size:1.1rem;letter-spacing:.1em}
 .notice{background:#eef2f7;padding:.6rem .8rem;border-radius:.4rem;margin:1rem 0}
 .notice p{margin:.4rem 0} .host{font-size:1.2rem;font-weight:700;overflow-wrap:anywhere}
 .warning{color:#a4161a;background:#fde8e8;padding:.6rem;border-radius:.4rem}
+.providers{display:flex;flex-direction:column;gap:.6rem;margin:1rem 0}
+a.provider{display:block;padding:.7rem;text-align:center;border:1px solid #1b1b1f;
+border-radius:.4rem;color:#1b1b1f;text-decoration:none;font-weight:600}
+a.provider:focus,a.provider:hover{outline:3px solid #3b82f6;outline-offset:1px}
+.or{text-align:center;color:#4b5058;margin:1rem 0 0}
 """
 
 
@@ -230,8 +239,16 @@ class Pages:
         )
 
     def login(self, page: LoginPage) -> str:
-        body = (
-            f"{_error(page.error)}"
+        buttons = "".join(
+            f'<a class="provider" href="{_e(url)}">Sign in with {_e(name)}</a>'
+            for url, name in page.providers
+        )
+        body = _error(page.error) + (f'<div class="providers">{buttons}</div>' if buttons else "")
+        if not page.password:
+            return self.layout("Sign in", body, page.nonce)
+        if buttons:
+            body += '<p class="or">or with your username</p>'
+        body += (
             f'<form method="post" action="{_e(page.action)}">'
             f"{_hidden({'csrf_token': page.csrf_token, 'next': page.next})}"
             '<label for="username">Username</label>'

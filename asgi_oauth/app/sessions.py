@@ -47,19 +47,34 @@ class Session:
     #: When this browser was last sent to the host's ``login_url`` to sign in anew,
     #: for a ``current_user`` hook that cannot say when (OpenID Connect ``max_age``).
     reauth_at: int | None = None
+    #: How they signed in (RFC 8176): None for the password form, else what the
+    #: upstream provider said.
+    amr: tuple[str, ...] | None = None
+    #: The scopes they may grant (their upstream groups'); None: any.
+    scopes: frozenset[str] | None = None
 
     @classmethod
     def anonymous(cls) -> Session:
         return cls(csrf=secrets.token_urlsafe(32))
 
     @classmethod
-    def signed_in(cls, user: User, auth_time: int, session_id: str) -> Session:
+    def signed_in(
+        cls,
+        user: User,
+        auth_time: int,
+        session_id: str,
+        *,
+        amr: tuple[str, ...] | None = None,
+        scopes: frozenset[str] | None = None,
+    ) -> Session:
         return cls(
             csrf=secrets.token_urlsafe(32),
             user_id=user.user_id,
             auth_time=auth_time,
             credential=credential_of(user),
             session_id=session_id,
+            amr=amr,
+            scopes=scopes,
         )
 
     def check_csrf(self, submitted: str | None) -> bool:
@@ -88,23 +103,16 @@ class SessionCookie:
             key = secrets.token_urlsafe(32)
         self._serializer = URLSafeTimedSerializer(key, salt="asgi_oauth.session")
         self._max_age = settings.session_lifetime
-        if settings.insecure_transport:
-            self.name, path = COOKIE_NAME, settings.issuer_path or "/"
-        else:
-            # RFC 6265bis §4.1.3.2: browsers keep a __Host- cookie only if it is
-            # Secure, at Path=/ and without Domain.
-            self.name, path = HOST_COOKIE_NAME, "/"
-        attributes = [f"Path={path}", "HttpOnly", "SameSite=Lax"]
-        if not settings.insecure_transport:
-            attributes.append("Secure")
-        self._attributes = "; ".join(attributes)
+        self.name, self._attributes = cookie_attributes(settings, COOKIE_NAME)
+        #: Signs other short-lived cookies of the pages with the same key.
+        self.key = key
 
     def load(self, cookie_header: str | None) -> Session | None:
         """The session in a Cookie header; None when absent, expired or tampered with."""
         if not cookie_header:
             return None
         # Another path or domain's cookie of the same name may come first or last.
-        for value in _values_named(self.name, cookie_header):
+        for value in values_named(self.name, cookie_header):
             session = self._session_in(value)
             if session is not None:
                 return session
@@ -122,6 +130,8 @@ class SessionCookie:
                 credential=None if data.get("p") is None else str(data["p"]),
                 reauth_at=None if data.get("r") is None else int(data["r"]),
                 session_id=None if data.get("s") is None else str(data["s"]),
+                amr=None if data.get("m") is None else tuple(str(v) for v in data["m"]),
+                scopes=None if data.get("g") is None else frozenset(str(v) for v in data["g"]),
             )
         except (BadData, KeyError, TypeError, ValueError):
             return None
@@ -132,6 +142,10 @@ class SessionCookie:
         if session.user_id is not None:
             data["u"], data["t"], data["p"] = session.user_id, session.auth_time, session.credential
             data["s"] = session.session_id
+            if session.amr is not None:
+                data["m"] = list(session.amr)
+            if session.scopes is not None:
+                data["g"] = sorted(session.scopes)
         if session.reauth_at is not None:
             data["r"] = session.reauth_at
         value = self._serializer.dumps(data)
@@ -141,7 +155,22 @@ class SessionCookie:
         return f"{self.name}=; Max-Age=0; {self._attributes}"
 
 
-def _values_named(name: str, cookie_header: str) -> list[str]:
+def cookie_attributes(settings: Settings, name: str) -> tuple[str, str]:
+    """A cookie's name and attributes: ``__Host-`` and Secure over https, else the
+    plain name scoped to the issuer's path."""
+    if settings.insecure_transport:
+        name, path = name, settings.issuer_path or "/"
+    else:
+        # RFC 6265bis §4.1.3.2: browsers keep a __Host- cookie only if it is
+        # Secure, at Path=/ and without Domain.
+        name, path = "__Host-" + name, "/"
+    attributes = [f"Path={path}", "HttpOnly", "SameSite=Lax"]
+    if not settings.insecure_transport:
+        attributes.append("Secure")
+    return name, "; ".join(attributes)
+
+
+def values_named(name: str, cookie_header: str) -> list[str]:
     """Every value of the cookie ``name`` in a Cookie header, in order. Each pair goes
     through Starlette's lenient parser: one odd cookie of the host's must not hide ours."""
     return [

@@ -25,6 +25,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 from ..config import Settings
+from ..endpoints.paths import UPSTREAM_PATH
+from ..federation.providers import load_providers
 from ..server import AuthorizationServer
 from ..storage import Storage
 from ._common import (
@@ -68,6 +70,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--demo",
         action="store_true",
         help="register demo clients and a demo user once, and serve /api/demo",
+    )
+    run.add_argument(
+        "--upstream-providers",
+        metavar="FILE",
+        help="sign people in through the identity providers this TOML or JSON file lists"
+        " (env ASGI_OAUTH_UPSTREAM_PROVIDERS); their secrets come from the environment"
+        " or files it names",
     )
     https = run.add_argument_group(
         "https", "One of: a certificate, a TLS proxy in front, or http for local development."
@@ -143,7 +152,12 @@ def _configure(args: argparse.Namespace) -> tuple[Settings, str]:
         args,
         issuer=issuer or f"{default}://{_authority(args.host, args.port)}",
         insecure_transport=args.insecure_transport,
+        upstream_providers=None
+        if args.upstream_providers is None
+        else load_providers(args.upstream_providers),
     )
+    for provider in config.upstream_providers:
+        provider.check_transport(insecure_transport=config.insecure_transport)
     check_database(database_url(args))
     scheme = _listening_scheme(args, insecure=insecure, issuer=issuer)
     _mount_path(config.issuer_path, args.root_path)  # checked now; build_app mounts there
@@ -235,6 +249,10 @@ def _announce(args: argparse.Namespace, config: Settings, scheme: str, demo: lis
         print(f"OpenID Connect: {config.issuer}/.well-known/openid-configuration")
     else:
         print("OpenID Connect is off: set ASGI_OAUTH_KEY_ENCRYPTION_KEY to turn it on")
+    for provider in config.upstream_providers:
+        # The one URL the operator must register at the provider.
+        callback = f"{config.issuer}{UPSTREAM_PATH}/{provider.id}/callback"
+        print(f"sign in with {provider.name}: its redirect URI is {callback}")
     if args.demo:
         print(f"demo API: {config.issuer}/api/demo  (send: Authorization: Bearer TOKEN)")
         print("\n".join(framed(demo)))

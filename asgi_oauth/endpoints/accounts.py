@@ -53,19 +53,21 @@ class Accounts:
         with storage_guard:
             return await authenticate_user(request, self.storage, self.guesses, username, password)
 
-    async def open_session(self, user: User) -> tuple[str, int]:
+    async def open_session(self, user: User, *, auth_time: int | None = None) -> tuple[str, int]:
         """Record a sign-in: the session id its cookie carries (the store keeps only its
-        hash) and the time of the sign-in."""
+        hash) and the time of the sign-in (``auth_time``: an upstream provider's, else now)."""
         session_id, now = time_ordered_token(), int(self.clock())
+        if auth_time is None:
+            auth_time = now
         session = BrowserSession(
             session_hash=hash_token(session_id),
             user_id=user.user_id,
-            auth_time=now,
+            auth_time=auth_time,
             expires_at=now + self.settings.session_lifetime,
         )
         with storage_guard:
             await self.storage.save_session(session)
-        return session_id, now
+        return session_id, auth_time
 
     async def session_user(self, session_id: str) -> User | None:
         """The user of a live session; None once it was ended (signed out, the user

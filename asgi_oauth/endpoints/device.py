@@ -14,6 +14,7 @@ from ..config import Settings
 from ..crypto import hash_token, time_ordered_token
 from ..device import generate_user_code, hash_user_code, normalize_user_code
 from ..errors import (
+    AccessDeniedError,
     InvalidGrantError,
     InvalidRequestError,
     StorageError,
@@ -25,7 +26,7 @@ from ..grants.base import new_family_id
 from ..models import Client, DeviceAuthorization, ResourceOwner
 from ..requests import OAuthRequest
 from ..resources import requested_resources
-from ..scopes import narrow_scope, parse_scope
+from ..scopes import grantable_by, narrow_scope, parse_scope
 from ..storage.base import Storage
 from ..throttle import SharedThrottle, Throttle
 from ..types import DEVICE_CODE
@@ -120,7 +121,10 @@ class DeviceAuthorizationEndpoint:
     async def decide(
         self, device: DeviceAuthorization, owner: ResourceOwner, *, approved: bool
     ) -> None:
-        """Record the person's decision; the device learns it at its next poll (§3.5)."""
+        """Record the person's decision; the device learns it at its next poll (§3.5).
+        A person may not approve scopes beyond their limit (``ResourceOwner.scopes``)."""
+        if approved and grantable_by(device.scope, owner.scopes) != device.scope:
+            raise AccessDeniedError("you may not grant everything this device asks for")
         with storage_guard:
             decided = await self.storage.decide_device_authorization(
                 device.user_code_hash,

@@ -6,7 +6,7 @@ there are no keys, and its endpoints answer 404.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from ..config import Settings
 from ..errors import InvalidRequestError, storage_guard
@@ -14,6 +14,7 @@ from ..events import security_event
 from ..keys import InvalidJWTError, KeySet
 from ..models import Client, SigningKey
 from ..openid import (
+    SCOPE_CLAIMS,
     Authentication,
     UserClaims,
     allowed_claims,
@@ -28,7 +29,8 @@ class OpenIDProvider:
     """Signs ID tokens and says what a client may learn of a user.
 
     ``user_claims`` says what ID tokens and userinfo tell of a user beyond ``sub``;
-    by default the store's username, as ``preferred_username`` with ``profile``.
+    by default the store's username, as ``preferred_username`` with ``profile``, and
+    what an upstream provider last said of them (``federated_claims``).
     """
 
     def __init__(
@@ -38,8 +40,11 @@ class OpenIDProvider:
         keys: KeySet | None,
         clock: Callable[[], float],
         user_claims: UserClaims | None = None,
+        *,
+        federated_claims: Callable[[str], Awaitable[Mapping[str, object]]] | None = None,
     ) -> None:
         self._storage = storage
+        self._federated_claims = federated_claims
         self._settings = settings
         self.keys = keys
         self._clock = clock
@@ -123,9 +128,14 @@ class OpenIDProvider:
     async def _stored_user_claims(
         self, subject: str, scope: frozenset[str]
     ) -> Mapping[str, object]:
-        """What the store knows of a user: their username, for the ``profile`` scope."""
-        if "profile" not in scope:
-            return {}
-        with storage_guard:
-            user = await self._storage.get_user_by_id(subject)
-        return {"preferred_username": user.username} if user is not None else {}
+        """What the store knows of a user: their username, for the ``profile`` scope,
+        then what their upstream provider said (name, e-mail, picture)."""
+        claims: dict[str, object] = {}
+        if "profile" in scope:
+            with storage_guard:
+                user = await self._storage.get_user_by_id(subject)
+            if user is not None:
+                claims["preferred_username"] = user.username
+        if self._federated_claims is not None and not scope.isdisjoint(SCOPE_CLAIMS):
+            claims.update(await self._federated_claims(subject))
+        return claims

@@ -25,3 +25,6 @@ JWKS_PATH: Final = "/jwks"
 USERINFO_PATH: Final = "/userinfo"
 #: RFC 9126 §5: where authorization requests are pushed.
 PUSHED_AUTHORIZATION_REQUEST_PATH: Final = "/par"
+#: Signing in through an upstream provider: ``/upstream/{id}`` leaves for it,
+#: ``/upstream/{id}/callback`` is the redirect URI registered there.
+UPSTREAM_PATH: Final = "/upstream"

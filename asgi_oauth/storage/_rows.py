@@ -4,8 +4,9 @@ Scopes and grant types are sorted, space-joined words; lists of URIs and of
 authentication methods (``amr``) are space-joined in their order, and refused
 if an item holds white space (a URI never does, RFC 3986 §2; nor does an
 RFC 8176 §2 method name); a pushed request's parameters are a JSON object;
-times are integer seconds. SQLite and PostgreSQL share these mappers, so a
-row means the same in either.
+times are integer seconds; a linked upstream account's claims and sealed tokens
+are kept as the text given. SQLite and PostgreSQL share these mappers, so a row
+means the same in either.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ..models import (
     BrowserSession,
     Client,
     DeviceAuthorization,
+    FederatedIdentity,
     PushedAuthorizationRequest,
     SigningKey,
     Token,
@@ -254,3 +256,37 @@ def session_row(s: BrowserSession) -> Row:
 
 def session_from_row(row: Any) -> BrowserSession:
     return BrowserSession(session_hash=row[0], user_id=row[1], auth_time=row[2], expires_at=row[3])
+
+
+def federated_identity_row(f: FederatedIdentity) -> Row:
+    return (
+        f.issuer,
+        f.subject,
+        f.user_id,
+        f.provider,
+        f.claims,
+        f.tokens,
+        f.created_at,
+        f.updated_at,
+    )
+
+
+def federated_identity_from_row(row: Any) -> FederatedIdentity:
+    return FederatedIdentity(
+        issuer=row[0],
+        subject=row[1],
+        user_id=row[2],
+        provider=row[3],
+        claims=row[4],
+        tokens=row[5],
+        created_at=row[6],
+        updated_at=row[7],
+    )
+
+
+def linked_to(identity: FederatedIdentity, user: User) -> FederatedIdentity:
+    """``identity`` as the link of ``user``, refused if it names another user:
+    ``add_federated_user`` creates the user the link is for."""
+    if identity.user_id != user.user_id:
+        raise ValueError(f"the identity is linked to {identity.user_id!r}, not {user.user_id!r}")
+    return identity

@@ -17,6 +17,7 @@ from ..models import (
     BrowserSession,
     Client,
     DeviceAuthorization,
+    FederatedIdentity,
     PushedAuthorizationRequest,
     SigningKey,
     Token,
@@ -75,10 +76,29 @@ class Storage(Protocol):
         """Every user, ordered by username."""
 
     async def delete_user(self, username: str) -> bool:
-        """Remove a user with the consents they gave, their sign-in sessions and every
+        """Remove a user with the consents they gave, their sign-in sessions, their
+        linked upstream accounts and every
         code, device code and refresh token issued on their behalf; False if unknown.
         Their access tokens are revoked rather than deleted, as ``delete_client`` does.
         A rotation racing with it gives the user no live token."""
+
+    async def get_federated_identity(self, issuer: str, subject: str) -> FederatedIdentity | None:
+        """The link of this upstream account to a local user, if there is one."""
+
+    async def federated_identities(self, user_id: str) -> list[FederatedIdentity]:
+        """Every upstream account linked to this user, the last signed in through first."""
+
+    async def add_federated_identity(self, identity: FederatedIdentity) -> bool:
+        """Link an upstream account to an existing user; False, writing nothing, if this
+        (issuer, subject) is linked already or the user no longer exists. One insert
+        decides, so of two first sign-ins racing for one account exactly one links it."""
+
+    async def add_federated_user(self, user: User, identity: FederatedIdentity) -> bool:
+        """Create a user and link an upstream account to it in one transaction; False,
+        writing nothing, if the username or user id or the (issuer, subject) is taken."""
+
+    async def save_federated_identity(self, identity: FederatedIdentity) -> None:
+        """Replace the provider, claims, tokens and ``updated_at`` of an existing link."""
 
     async def get_consent(self, subject: str, client_id: str) -> frozenset[str] | None:
         """The scopes this user let this client have without asking again; None if never."""

@@ -51,6 +51,7 @@ _OPTIONAL_ENV = (
     "ASGI_OAUTH_TEST_CACHE_TTL",
     "ASGI_OAUTH_TEST_KEY_ENCRYPTION_KEY",
     "ASGI_OAUTH_TEST_SETTINGS",
+    "ASGI_OAUTH_TEST_UPSTREAM_PROVIDERS",
 )
 
 USERNAME = "alice"
@@ -94,6 +95,8 @@ class Deployment:
     workers: int = 1
     #: More ``Settings`` for the server processes, as JSON (``{"refresh_token_grace_period": 5}``).
     settings_json: str | None = None
+    #: A providers file (``asgi_oauth.federation.load_providers``) people sign in through.
+    upstream_providers: Path | None = None
 
     @property
     def base_url(self) -> str:
@@ -227,6 +230,8 @@ class ServerProcess:
             env["ASGI_OAUTH_TEST_KEY_ENCRYPTION_KEY"] = deployment.key_encryption_key
         if deployment.settings_json is not None:
             env["ASGI_OAUTH_TEST_SETTINGS"] = deployment.settings_json
+        if deployment.upstream_providers is not None:
+            env["ASGI_OAUTH_TEST_UPSTREAM_PROVIDERS"] = str(deployment.upstream_providers)
         with self.stderr_path.open("wb") as stderr:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", *_server_args(kind, deployment.port, deployment.workers)],

@@ -1,11 +1,14 @@
-"""The in-process store's clients, users, consents and browser sessions."""
+"""The in-process store's clients, users (with their linked upstream accounts), consents
+and browser sessions."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from ...errors import StorageError
-from ...models import BrowserSession, Client, Token, User
+from ...models import BrowserSession, Client, FederatedIdentity, Token, User
+from .. import _rows
 from .state import _State
 
 
@@ -81,9 +84,47 @@ class _Accounts(_State):
             self._forget_device(device)
         for session_hash in [h for h, s in self._sessions.items() if s.user_id == user.user_id]:
             del self._sessions[session_hash]
+        for pair in [p for p, f in self._federated.items() if f.user_id == user.user_id]:
+            del self._federated[pair]
         self._end_tokens([t for t in self._tokens.values() if t.subject == user.user_id])
         self.revocation_signal.revoked()
         return True
+
+    async def get_federated_identity(self, issuer: str, subject: str) -> FederatedIdentity | None:
+        return self._federated.get((issuer, subject))
+
+    async def federated_identities(self, user_id: str) -> list[FederatedIdentity]:
+        linked = [f for f in self._federated.values() if f.user_id == user_id]
+        return sorted(linked, key=lambda f: (-f.updated_at, f.issuer, f.subject))
+
+    async def add_federated_identity(self, identity: FederatedIdentity) -> bool:
+        pair = (identity.issuer, identity.subject)
+        if pair in self._federated or self._by_id(identity.user_id) is None:
+            return False
+        self._federated[pair] = identity
+        return True
+
+    async def add_federated_user(self, user: User, identity: FederatedIdentity) -> bool:
+        pair = (identity.issuer, identity.subject)
+        _rows.linked_to(identity, user)
+        taken = user.username in self._users or self._by_id(user.user_id) is not None
+        if taken or pair in self._federated:
+            return False
+        self._users[user.username] = user
+        self._federated[pair] = identity
+        return True
+
+    async def save_federated_identity(self, identity: FederatedIdentity) -> None:
+        pair = (identity.issuer, identity.subject)
+        known = self._federated.get(pair)
+        if known is not None:
+            self._federated[pair] = dataclasses.replace(
+                known,
+                provider=identity.provider,
+                claims=identity.claims,
+                tokens=identity.tokens,
+                updated_at=identity.updated_at,
+            )
 
     async def get_consent(self, subject: str, client_id: str) -> frozenset[str] | None:
         return self._consents.get((subject, client_id))

@@ -11,6 +11,7 @@ from ...models import (
     BrowserSession,
     Client,
     DeviceAuthorization,
+    FederatedIdentity,
     PushedAuthorizationRequest,
     SigningKey,
     Token,
@@ -36,6 +37,8 @@ class _State:
         self._pushed: dict[str, PushedAuthorizationRequest] = {}
         self._once: dict[str, int] = {}  # key -> expires_at
         self._sessions: dict[str, BrowserSession] = {}
+        #: (issuer, subject) -> the link of that upstream account.
+        self._federated: dict[tuple[str, str], FederatedIdentity] = {}
         #: No other process shares this store: a counter is all the signal it takes.
         self.revocation_signal = LocalSignal()
 

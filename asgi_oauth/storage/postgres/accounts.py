@@ -1,13 +1,14 @@
-"""The PostgreSQL store's clients, users, consents and browser sessions."""
+"""The PostgreSQL store's clients, users (with their linked upstream accounts), consents
+and browser sessions."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ...models import BrowserSession, Client, User
+from ...models import BrowserSession, Client, FederatedIdentity, User
 from .. import _rows
 from . import schema as _pg
-from .database import PostgresDatabase
+from .database import PostgresDatabase, _Lost
 from .tokens import _end_tokens_of
 
 
@@ -110,6 +111,7 @@ class _Accounts(PostgresDatabase):
                 sql = f"DELETE FROM {table} WHERE subject = $1"  # noqa: S608 (constants)
                 await conn.execute(sql, user_id)
             await conn.execute("DELETE FROM sessions WHERE user_id = $1", user_id)
+            await conn.execute("DELETE FROM federated_identities WHERE user_id = $1", user_id)
             await _end_tokens_of(conn, "subject", user_id, self.revocation_signal.channel)
             return True
 
@@ -117,6 +119,49 @@ class _Accounts(PostgresDatabase):
         if deleted:
             self.revocation_signal.moved()
         return deleted
+
+    # -- linked upstream accounts ------------------------------------------------------
+
+    async def get_federated_identity(self, issuer: str, subject: str) -> FederatedIdentity | None:
+        row = await self._fetchrow(_pg.SELECT_FEDERATED_IDENTITY, issuer, subject)
+        return None if row is None else _rows.federated_identity_from_row(row)
+
+    async def federated_identities(self, user_id: str) -> list[FederatedIdentity]:
+        rows = await self._fetch(_pg.SELECT_FEDERATED_OF_USER, user_id)
+        return [_rows.federated_identity_from_row(row) for row in rows]
+
+    async def add_federated_identity(self, identity: FederatedIdentity) -> bool:
+        row = _rows.federated_identity_row(identity)
+        return await self._execute(_pg.ADD_FEDERATED_IDENTITY, *row) == "INSERT 0 1"
+
+    async def add_federated_user(self, user: User, identity: FederatedIdentity) -> bool:
+        user_row = _rows.user_row(user)
+        identity_row = _rows.federated_identity_row(_rows.linked_to(identity, user))
+
+        async def add(conn: Any) -> None:
+            # A racing insert of the same name or pair waits for the first to commit,
+            # then does nothing: the loser rolls its user back.
+            if await conn.execute(_pg.INSERT_USER, *user_row) != "INSERT 0 1":
+                raise _Lost
+            if await conn.execute(_pg.INSERT_FEDERATED_IDENTITY, *identity_row) != "INSERT 0 1":
+                raise _Lost
+
+        try:
+            await self._transaction(add)
+        except _Lost:
+            return False
+        return True
+
+    async def save_federated_identity(self, identity: FederatedIdentity) -> None:
+        await self._execute(
+            _pg.UPDATE_FEDERATED_IDENTITY,
+            identity.provider,
+            identity.claims,
+            identity.tokens,
+            identity.updated_at,
+            identity.issuer,
+            identity.subject,
+        )
 
     async def get_consent(self, subject: str, client_id: str) -> frozenset[str] | None:
         row = await self._fetchrow(_pg.SELECT_CONSENT, subject, client_id)

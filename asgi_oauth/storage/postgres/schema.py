@@ -200,6 +200,22 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # URIs a client may use; NULL for a client registered before.
         "ALTER TABLE clients ADD COLUMN application_type TEXT",
     ),
+    (
+        # Accounts at upstream identity providers linked to local users, by the
+        # provider's stable (issuer, subject) pair (OpenID Connect Core §5.7).
+        """CREATE TABLE federated_identities (
+            issuer TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            claims TEXT NOT NULL,
+            tokens TEXT,
+            created_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL,
+            PRIMARY KEY (issuer, subject)
+        )""",
+        "CREATE INDEX federated_identities_user_id ON federated_identities (user_id)",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -355,6 +371,35 @@ SELECT_SESSION = (
 )
 INSERT_SESSION = (
     "INSERT INTO sessions (session_hash, user_id, auth_time, expires_at) VALUES ($1, $2, $3, $4)"
+)
+SELECT_FEDERATED = (
+    "SELECT issuer, subject, user_id, provider, claims, tokens, created_at, updated_at"
+    " FROM federated_identities"
+)
+SELECT_FEDERATED_IDENTITY = SELECT_FEDERATED + " WHERE issuer = $1 AND subject = $2"
+SELECT_FEDERATED_OF_USER = (
+    SELECT_FEDERATED + " WHERE user_id = $1"
+    ' ORDER BY updated_at DESC, issuer COLLATE "C", subject COLLATE "C"'
+)
+#: Links an account to an existing user unless it is linked already. The user's row
+#: is locked (``FOR KEY SHARE``, as a foreign key would) until the commit, so a
+#: ``delete_user`` racing with it either comes first (no row: nothing is linked) or
+#: waits, and then deletes the link too.
+ADD_FEDERATED_IDENTITY = (
+    "INSERT INTO federated_identities (issuer, subject, user_id, provider, claims, tokens,"
+    " created_at, updated_at) SELECT $1, $2, $3, $4, $5, $6, $7, $8"
+    " WHERE EXISTS (SELECT 1 FROM users WHERE user_id = $3 FOR KEY SHARE)"
+    " ON CONFLICT (issuer, subject) DO NOTHING"
+)
+#: The link of a new user; a pair linked meanwhile makes it a no-op (``INSERT 0 0``).
+INSERT_FEDERATED_IDENTITY = (
+    "INSERT INTO federated_identities (issuer, subject, user_id, provider, claims, tokens,"
+    " created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+    " ON CONFLICT (issuer, subject) DO NOTHING"
+)
+UPDATE_FEDERATED_IDENTITY = (
+    "UPDATE federated_identities SET provider = $1, claims = $2, tokens = $3, updated_at = $4"
+    " WHERE issuer = $5 AND subject = $6"
 )
 #: A new grant with a refresh token: the family its rotations and revocations lock
 #: (one already known keeps its state, revoked or not).

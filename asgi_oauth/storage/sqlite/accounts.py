@@ -1,4 +1,5 @@
-"""The SQLite store's clients, users, consents and browser sessions.
+"""The SQLite store's clients, users (with their linked upstream accounts), consents
+and browser sessions.
 
 Deleting a client or a user also deletes its rows elsewhere and ends its tokens,
 in the one job that deletes it, and moves the revocation signal.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from ...models import BrowserSession, Client, User
+from ...models import BrowserSession, Client, FederatedIdentity, User
 from .. import _rows
 from . import schema
 from .database import SQLiteDatabase
@@ -111,11 +112,57 @@ class _Accounts(SQLiteDatabase):
             for table in ("consents", "authorization_codes", "device_authorizations"):
                 conn.execute(f"DELETE FROM {table} WHERE subject = ?", (user_id,))  # noqa: S608
             conn.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
+            conn.execute("DELETE FROM federated_identities WHERE user_id = ?", (user_id,))
             _end_tokens_of(conn, "subject", user_id)
             conn.execute("DELETE FROM users WHERE username = ?", (username,))
             return True
 
         return await self._write(delete, revokes=bool)
+
+    async def get_federated_identity(self, issuer: str, subject: str) -> FederatedIdentity | None:
+        rows = await self._read(schema.SELECT_FEDERATED_IDENTITY, (issuer, subject))
+        return _rows.federated_identity_from_row(rows[0]) if rows else None
+
+    async def federated_identities(self, user_id: str) -> list[FederatedIdentity]:
+        rows = await self._read(schema.SELECT_FEDERATED_OF_USER, (user_id,))
+        return [_rows.federated_identity_from_row(row) for row in rows]
+
+    async def add_federated_identity(self, identity: FederatedIdentity) -> bool:
+        row = (*_rows.federated_identity_row(identity), identity.user_id)
+        return await self._write(
+            lambda conn: conn.execute(schema.ADD_FEDERATED_IDENTITY, row).rowcount == 1,
+            atomic=True,
+        )
+
+    async def add_federated_user(self, user: User, identity: FederatedIdentity) -> bool:
+        user_row = _rows.user_row(user)
+        identity_row = _rows.federated_identity_row(_rows.linked_to(identity, user))
+        pair = (identity.issuer, identity.subject)
+
+        def add(conn: sqlite3.Connection) -> bool:
+            # The writer's transaction holds the file, so the pair stays free from
+            # this read to the insert; checked first, a taken pair writes nothing.
+            if conn.execute(schema.SELECT_FEDERATED_IDENTITY, pair).fetchall():
+                return False
+            if conn.execute(schema.INSERT_USER, user_row).rowcount == 0:
+                return False
+            conn.execute(schema.INSERT_FEDERATED_IDENTITY, identity_row)
+            return True
+
+        return await self._write(add)
+
+    async def save_federated_identity(self, identity: FederatedIdentity) -> None:
+        row = (
+            identity.provider,
+            identity.claims,
+            identity.tokens,
+            identity.updated_at,
+            identity.issuer,
+            identity.subject,
+        )
+        await self._write(
+            lambda conn: conn.execute(schema.UPDATE_FEDERATED_IDENTITY, row).close(), atomic=True
+        )
 
     async def get_consent(self, subject: str, client_id: str) -> frozenset[str] | None:
         rows = await self._read(schema.SELECT_CONSENT, (subject, client_id))

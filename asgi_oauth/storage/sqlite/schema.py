@@ -194,6 +194,22 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # URIs a client may use; NULL for a client registered before.
         "ALTER TABLE clients ADD COLUMN application_type TEXT",
     ),
+    (
+        # Accounts at upstream identity providers linked to local users, by the
+        # provider's stable (issuer, subject) pair (OpenID Connect Core §5.7).
+        """CREATE TABLE federated_identities (
+            issuer TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            claims TEXT NOT NULL,
+            tokens TEXT,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            PRIMARY KEY (issuer, subject)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX federated_identities_user_id ON federated_identities (user_id)",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -331,6 +347,30 @@ SELECT_SESSION = (
 )
 INSERT_SESSION = (
     "INSERT INTO sessions (session_hash, user_id, auth_time, expires_at) VALUES (?, ?, ?, ?)"
+)
+SELECT_FEDERATED = (
+    "SELECT issuer, subject, user_id, provider, claims, tokens, created_at, updated_at"
+    " FROM federated_identities"
+)
+SELECT_FEDERATED_IDENTITY = SELECT_FEDERATED + " WHERE issuer = ? AND subject = ?"
+SELECT_FEDERATED_OF_USER = (
+    SELECT_FEDERATED + " WHERE user_id = ? ORDER BY updated_at DESC, issuer, subject"
+)
+#: Links an account to an existing user unless it is linked already. ``ON CONFLICT``
+#: after a ``SELECT`` needs its ``WHERE``: SQLite would read ``ON`` as a join otherwise.
+ADD_FEDERATED_IDENTITY = (
+    "INSERT INTO federated_identities (issuer, subject, user_id, provider, claims, tokens,"
+    " created_at, updated_at) SELECT ?, ?, ?, ?, ?, ?, ?, ?"
+    " WHERE EXISTS (SELECT 1 FROM users WHERE user_id = ?)"
+    " ON CONFLICT (issuer, subject) DO NOTHING"
+)
+INSERT_FEDERATED_IDENTITY = (
+    "INSERT INTO federated_identities (issuer, subject, user_id, provider, claims, tokens,"
+    " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+UPDATE_FEDERATED_IDENTITY = (
+    "UPDATE federated_identities SET provider = ?, claims = ?, tokens = ?, updated_at = ?"
+    " WHERE issuer = ? AND subject = ?"
 )
 _TOKEN_COLUMNS = (
     "token_hash, kind, client_id, scope, family_id, issued_at, expires_at,"
