@@ -544,3 +544,23 @@ def test_readme_example_runs_as_written() -> None:
 
     response = asyncio.run(fetch())
     assert response.json()["token_endpoint"] == "https://api.example.com/oauth2/token"
+
+
+def test_serve_signs_people_in_through_the_providers_a_file_names(tmp_path: Path) -> None:
+    providers = tmp_path / "providers.toml"
+    providers.write_text(
+        '[[provider]]\npreset = "github"\nclient_id = "abc"\nclient_secret_env = "GH_SECRET"\n'
+    )
+    port, out = free_port(), tmp_path / "out"
+    args = ["--insecure-transport", "--db", str(tmp_path / "o.db")]
+    env = {**clean_env(), "GH_SECRET": "from-the-environment", "PYTHONUNBUFFERED": "1"}
+    with serving(
+        [*args, "--upstream-providers", str(providers)], port=port, cwd=tmp_path, out=out, env=env
+    ):
+        page = httpx.get(f"http://127.0.0.1:{port}/login", timeout=10)
+    assert "Sign in with GitHub" in page.text
+    callback = f"http://127.0.0.1:{port}/upstream/github/callback"
+    assert f"sign in with GitHub: its redirect URI is {callback}" in out.read_text()
+    # A secret the file names but the environment lacks: one line, nothing written.
+    missing = run("serve", *args, "--upstream-providers", str(providers), cwd=tmp_path)
+    assert_one_line_error(missing, 2, "GH_SECRET is not set")

@@ -556,3 +556,13 @@ async def test_a_rotated_upstream_key_is_fetched_and_a_foreign_one_still_refused
         d.http.cookies.clear()
         location = await person(d, op_fake, "Corp").authorize(d.authorize_url(client_id))
         assert location.startswith(CLIENT_CALLBACK)
+
+
+async def test_an_oversized_upstream_answer_is_refused_not_read(
+    store: Storage, github_fake: GitHubLike
+) -> None:
+    github_fake.person = {**github_fake.person, "bio": "x" * 300_000}
+    async for d in deployment(store, github_provider(github_fake)):
+        response = await browse_to_page(person(d, github_fake, "GitHub"), f"{ISSUER}/login")
+        assert response.status_code == 502 and "its answer is too large" in response.text
+        assert await d.server.storage.list_users() == []

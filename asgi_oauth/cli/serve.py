@@ -156,8 +156,6 @@ def _configure(args: argparse.Namespace) -> tuple[Settings, str]:
         if args.upstream_providers is None
         else load_providers(args.upstream_providers),
     )
-    for provider in config.upstream_providers:
-        provider.check_transport(insecure_transport=config.insecure_transport)
     check_database(database_url(args))
     scheme = _listening_scheme(args, insecure=insecure, issuer=issuer)
     _mount_path(config.issuer_path, args.root_path)  # checked now; build_app mounts there

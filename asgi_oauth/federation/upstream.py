@@ -61,12 +61,12 @@ class UpstreamClient:
         *,
         timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.provider = provider
         self._clock = clock
-        self._http = httpx.AsyncClient(timeout=timeout, follow_redirects=False, transport=transport)
+        self._http = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
         self._endpoints: tuple[float, Endpoints] | None = None
+        #: When the keys were read, and what they were.
         self._keys: tuple[float, KeySet] | None = None
         self._lock = asyncio.Lock()
 
@@ -125,15 +125,10 @@ class UpstreamClient:
         """The provider's signing keys (its ``jwks_uri``); read again when ``refresh`` asks
         and the last read is older than ``KEYS_REFRESH_INTERVAL`` (a rotated key)."""
         now = self._clock()
-        cached = self._keys
-        if cached is not None and cached[0] > now and not refresh:
-            return cached[1]
-        if (
-            refresh
-            and cached is not None
-            and cached[0] - METADATA_TTL + KEYS_REFRESH_INTERVAL > now
-        ):
-            return cached[1]
+        if self._keys is not None:
+            read_at, cached = self._keys
+            if now - read_at < (KEYS_REFRESH_INTERVAL if refresh else METADATA_TTL):
+                return cached
         endpoints = await self.endpoints()
         if endpoints.jwks_uri is None:
             raise self.error("it publishes no keys")
@@ -146,7 +141,7 @@ class UpstreamClient:
             key_set: KeySet = KeySet.import_key_set({"keys": usable})
         except Exception:
             raise self.error("its keys are not a JWK Set") from None
-        self._keys = (now + METADATA_TTL, key_set)
+        self._keys = (now, key_set)
         return key_set
 
     def authorization_url(
@@ -202,46 +197,45 @@ class UpstreamClient:
         }
         auth = authlib.ClientAuth(self.provider.client_id, secret, method)
         url, headers, body = auth.prepare("POST", endpoints.token_endpoint, headers, body)
-        try:
-            response = await self._http.post(url, content=body, headers=headers)
-        except httpx.HTTPError:
-            raise self.unreachable() from None
-        if len(response.content) > MAX_RESPONSE_BYTES:
-            raise self.error("its answer is too large")
-        try:
-            token = response.json()
-        except ValueError:
-            raise self.error(f"its token endpoint answered {response.status_code}") from None
+        status, token = await self._request("POST", url, headers, body)
         if not isinstance(token, dict):
-            raise self.error("its token response is not an object")
-        if "error" in token or response.status_code != 200:
+            raise self.error(f"its token endpoint answered {status} without a JSON object")
+        if "error" in token or status != 200:
             # RFC 6749 §5.2 with a 400; GitHub says ``bad_verification_code`` with a 200.
-            error = str(token.get("error", response.status_code))[:64]
+            error = str(token.get("error", status))[:64]
             raise self.error(f"it refused the sign-in ({error})")
         if not isinstance(token.get("access_token"), str):
             raise self.error("its token response has no access token")
         return token
 
     async def get_json(self, url: str, *, access_token: str | None = None) -> object:
-        """A GET answered with JSON, within ``MAX_RESPONSE_BYTES``."""
+        """A GET answered 200 with JSON."""
         headers = {"Accept": "application/json"}
         if access_token is not None:
             headers["Authorization"] = f"Bearer {access_token}"
+        status, document = await self._request("GET", url, headers)
+        if status != 200:
+            raise self.error(f"it answered {status}")
+        return document
+
+    async def _request(
+        self, method: str, url: str, headers: Mapping[str, str], body: str | None = None
+    ) -> tuple[int, object]:
+        """The status and JSON body of an answer read within ``MAX_RESPONSE_BYTES``;
+        None for a body that is not JSON."""
         try:
-            async with self._http.stream("GET", url, headers=headers) as response:
-                body = bytearray()
+            async with self._http.stream(method, url, headers=headers, content=body) as response:
+                read = bytearray()
                 async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > MAX_RESPONSE_BYTES:
+                    read += chunk
+                    if len(read) > MAX_RESPONSE_BYTES:
                         raise self.error("its answer is too large")
         except httpx.HTTPError:
             raise self.unreachable() from None
-        if response.status_code != 200:
-            raise self.error(f"it answered {response.status_code}")
         try:
-            return json.loads(body)
+            return response.status_code, json.loads(read)
         except ValueError:
-            raise self.error("its answer is not JSON") from None
+            return response.status_code, None
 
     def error(self, reason: str) -> UpstreamError:
         return UpstreamError(f"Signing in with {self.name} failed: {reason}. Please try again.")
