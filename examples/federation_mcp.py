@@ -20,9 +20,13 @@ registers itself, sends the person to GitHub and back to approve, and calls the 
 
 To try it without GitHub, ``EXAMPLE_GITHUB_URL=http://127.0.0.1:PORT`` points
 GitHub's endpoints (``/login/oauth/authorize``, ``/login/oauth/access_token``,
-``/user``, ``/user/emails``, ``/user/orgs``) at a server shaped like GitHub, such as
-``GitHubLike`` in ``tests/servers/upstreams.py``, which ``tests/test_example_federation.py``
-runs against this app.
+``/user``, ``/user/emails``, ``/user/orgs``) at a server shaped like GitHub: the one
+the tests use (``tests/servers/upstreams.py``, which ``tests/test_example_federation.py``
+runs against this app) runs alone and signs in ``octocat``::
+
+    python -m tests.servers.github_like --port 9000 &
+    EXAMPLE_GITHUB_URL=http://127.0.0.1:9000 GITHUB_CLIENT_ID=example \
+        GITHUB_CLIENT_SECRET=example-secret python -m examples.federation_mcp
 
 Environment: ``GITHUB_CLIENT_ID`` and ``GITHUB_CLIENT_SECRET`` (required);
 ``EXAMPLE_PORT`` (8000); ``EXAMPLE_URL``, the origin clients reach this server
