@@ -31,6 +31,8 @@ _BROWSER_SCHEMES = frozenset(
 #: ``localhost:3000/cb``: a host and port whose ``http://`` was forgotten, which
 #: would parse as the scheme ``localhost``.
 _HOST_AND_PORT = re.compile(r"[^:/]+:[0-9]+(?:[/?]|$)")
+#: The length of ``generate_token()``: 32 random bytes (256 bits), url-safe base64.
+MIN_SECRET_LENGTH = 43
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,9 +195,24 @@ def new_client(
     require_pushed_authorization_requests: bool = False,
     dpop_bound_access_tokens: bool = False,
     application_type: ApplicationType | None = None,
+    client_secret: str | None = None,
 ) -> RegisteredClient:
-    """Build a validated client with a fresh id and, unless public, a fresh secret."""
-    secret = None if public else generate_token()
+    """Build a validated client with a fresh id and, unless public, a secret.
+
+    The secret is ``client_secret`` when given (a secret kept in a vault), else a
+    fresh one; either way only its hash is kept. A given secret must be as strong
+    as a generated one (RFC 6749 §10.10): at least ``MIN_SECRET_LENGTH`` characters.
+    """
+    if client_secret is not None:
+        if public:
+            raise ValueError("a public client has no secret (RFC 6749 §2.1)")
+        if len(client_secret) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"a client secret must have at least {MIN_SECRET_LENGTH} characters,"
+                " as a generated one (256 bits): make one with"
+                " python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+    secret = None if public else client_secret or generate_token()
     client = Client(
         client_id=client_id or _new_client_id(),
         secret_hash=None if secret is None else hash_secret(secret),

@@ -72,6 +72,15 @@ class Settings:
     #: Failed client or password authentications tolerated per key and window.
     max_failed_attempts: int = 10
     failed_attempts_window: int = 300
+    #: Requests per ``rate_limit_window`` and endpoint (token, introspection, device
+    #: authorization, PAR, registration) from one authenticated client, and from one
+    #: address; over it, 429 with ``Retry-After``. Counted in the store, so the budget
+    #: holds across instances, at the cost of one store write per request: None (off)
+    #: unless set.
+    rate_limit_per_client: int | None = None
+    rate_limit_per_address: int | None = None
+    #: Seconds of the fixed window the two rate limits count in.
+    rate_limit_window: int = 60
     #: Seconds between automatic purges of expired codes and tokens (0: never).
     purge_interval: int = 600
     scopes_supported: tuple[str, ...] = field(default_factory=tuple)
@@ -139,6 +148,9 @@ class Settings:
     #: Identity providers people may sign in through (``asgi_oauth.federation``). From the
     #: environment: ``ASGI_OAUTH_UPSTREAM_PROVIDERS`` names a TOML or JSON file of them.
     upstream_providers: tuple[UpstreamProvider, ...] = ()
+    #: A TOML, JSON or YAML file declaring clients (``client_config``): ``asgi-oauth serve``
+    #: and ``AuthorizationServer.apply_clients()`` make the store follow it, without pruning.
+    clients_file: str | None = None
     #: The sign-in page offers the password form; off, only the upstream providers (and
     #: with one provider, the page sends people straight to it).
     password_sign_in: bool = True

@@ -30,8 +30,8 @@ ALLOWED_HEADERS = (
     "Mcp-Name",
 )
 #: What a browser client may read beyond the safelisted headers: the challenge
-#: (RFC 6750 §3) and a new DPoP nonce (RFC 9449 §8, §9).
-EXPOSED_HEADERS = ("WWW-Authenticate", "DPoP-Nonce")
+#: (RFC 6750 §3), a new DPoP nonce (RFC 9449 §8, §9) and when to retry (RFC 9110 §10.2.3).
+EXPOSED_HEADERS = ("WWW-Authenticate", "DPoP-Nonce", "Retry-After")
 #: Seconds a browser may reuse a preflight's answer (Chromium caps it at 7200).
 MAX_AGE = 600
 

@@ -12,10 +12,10 @@ import hashlib
 import time
 from collections.abc import Callable, Iterable, Mapping
 
+from .administration import Administration
 from .authorization import AuthorizationRequest, AuthorizationResponse
 from .client_documents.directory import ClientDocuments, DocumentPolicy
 from .client_lookup import ClientLookup
-from .clients import RegisteredClient, new_client
 from .config import Settings
 from .crypto import generate_token
 from .dpop import DPoPNonces
@@ -51,25 +51,23 @@ from .models import (
     ResourceOwner,
     SigningKey,
     TokenResponse,
-    User,
 )
+from .observability.instruments import Instruments
+from .observability.storage import instrumented
 from .openid import UserClaims
+from .rate_limits import RateLimits
 from .requests import OAuthRequest
 from .storage.base import Storage
 from .storage.urls import DEFAULT_DATABASE_URL, open_storage
 from .throttle import SharedThrottle, Throttle
 from .types import (
-    AccessTokenFormat,
-    ApplicationType,
-    CodeChallengeMethod,
-    GrantType,
     SigningAlgorithm,
 )
 
 __all__ = ["AuthorizationServer"]
 
 
-class AuthorizationServer:
+class AuthorizationServer(Administration):
     """Issues, introspects and revokes tokens on a ``Storage`` under ``Settings``.
 
     With ``Settings.key_encryption_key`` it is an OpenID Connect provider too;
@@ -90,8 +88,11 @@ class AuthorizationServer:
         user_claims: UserClaims | None = None,
         client_document_policy: DocumentPolicy | None = None,
         federation_policy: FederationPolicy | None = None,
+        instruments: Instruments | None = None,
     ) -> None:
-        self.storage = storage
+        #: Where metrics and traces go (``asgi_oauth.observability``); none by default.
+        self.instruments = instruments or Instruments()
+        self.storage = storage = instrumented(storage, self.instruments)
         self.settings = settings
         self._clock = clock
         self.keys: KeySet | None = None
@@ -107,16 +108,19 @@ class AuthorizationServer:
         ).digest()
         self.dpop_nonces = DPoPNonces(nonce_secret, clock=clock)
         self._revoked = RevocationListeners()
+        if self.instruments.metrics is not None:
+            self._revoked.add(self.instruments.metrics.revoked)
         self.housekeeping = Housekeeping(storage, settings.purge_interval, clock)
         #: How a request's client_id becomes a client: the store, or a metadata document.
         self.clients = ClientLookup(
             storage,
-            ClientDocuments(settings, policy=client_document_policy)
+            ClientDocuments(settings, policy=client_document_policy, instruments=instruments)
             if settings.client_id_metadata_documents
             else None,
         )
-
-        self.federation = Federation(storage, settings, policy=federation_policy, clock=clock)
+        self.federation = Federation(
+            storage, settings, policy=federation_policy, clock=clock, instruments=instruments
+        )
         federated = self.federation.claims if settings.upstream_providers else None
         self.openid = OpenIDProvider(
             storage, settings, self.keys, clock, user_claims, federated_claims=federated
@@ -142,35 +146,39 @@ class AuthorizationServer:
             g.grant_type: g for g in grants if g.grant_type in settings.enabled_grants
         }
         proofs = DPoPProofs(storage, settings, self.dpop_nonces, clock)
+        self.rate_limits = limits = RateLimits.of(storage, settings, clock)
         self.token_endpoint = TokenEndpoint(
-            self.clients, self.throttle, enabled, proofs, self.keys, issued=self.housekeeping.tick
+            self.clients, self.throttle, enabled, proofs, self.keys, limits, self.housekeeping.tick
         )
         self.introspection = Introspection(
-            storage, self.clients, settings, self.throttle, self.keys, clock
+            storage, self.clients, settings, self.throttle, self.keys, clock, limits
         )
         self.revocation = Revocation(
             storage, self.clients, self.throttle, self.keys, clock, self._revoked
         )
         self.pushed = PushedAuthorization(
-            storage, self.clients, settings, self.throttle, proofs, clock
+            storage, self.clients, settings, self.throttle, proofs, clock, limits
         )
         self.authorization = AuthorizationEndpoint(ctx, self.clients, self.pushed, self.openid)
         self.device = DeviceAuthorizationEndpoint(
-            storage, self.clients, settings, self.throttle, self.guesses, clock
+            storage, self.clients, settings, self.throttle, self.guesses, clock, limits
         )
         self.accounts = Accounts(storage, settings, self.guesses, clock)
         #: Dynamic client registration (RFC 7591, RFC 7592), when Settings allow it.
-        self.registrar = Registrar(storage, settings, clock, revoked=self._revoked)
+        self.registrar = Registrar(storage, settings, clock, revoked=self._revoked, limits=limits)
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, clock: Callable[[], float] = time.time
+        cls,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
+        instruments: Instruments | None = None,
     ) -> AuthorizationServer:
         """A server on the store ``settings.database_url`` names (``./asgi_oauth.db`` if none),
         so the same code runs on SQLite or PostgreSQL: ``from_settings(Settings.from_env())``."""
-        return cls(
-            open_storage(settings.database_url or DEFAULT_DATABASE_URL), settings, clock=clock
-        )
+        storage = open_storage(settings.database_url or DEFAULT_DATABASE_URL)
+        return cls(storage, settings, clock=clock, instruments=instruments)
 
     # -- the endpoints (each method is its endpoint object's) ----------------
 
@@ -254,88 +262,6 @@ class AuthorizationServer:
     ) -> None:
         """Record the user's decision; the device learns it at its next poll (§3.5)."""
         await self.device.decide(device, owner, approved=approved)
-
-    # -- people, clients and codes -------------------------------------------
-
-    async def authenticate_user(self, request: OAuthRequest, username: str, password: str) -> User:
-        """The user these credentials name, for a sign-in page (throttled like the grant)."""
-        return await self.accounts.authenticate(request, username, password)
-
-    async def create_user(self, username: str, password: str) -> User:
-        """Add a resource owner; a taken username is refused (``ValueError``)."""
-        return await self.accounts.create_user(username, password)
-
-    async def create_authorization_code(
-        self,
-        *,
-        client_id: str,
-        subject: str,
-        redirect_uri: str | None = None,
-        scope: str | None = None,
-        code_challenge: str | None = None,
-        code_challenge_method: CodeChallengeMethod | None = None,
-        nonce: str | None = None,
-    ) -> str:
-        """Issue a code for an approved request, checked like ``/authorize`` checks it.
-
-        For host applications with their own consent screen, and for tests.
-        """
-        given = {
-            "client_id": client_id,
-            "redirect_uri": redirect_uri,
-            "scope": scope,
-            "code_challenge": code_challenge,
-            "code_challenge_method": code_challenge_method,
-            "nonce": nonce,
-        }
-        params = {k: v for k, v in given.items() if v is not None}
-        return await self.authorization.create_code(params, subject)
-
-    async def register_client(
-        self,
-        *,
-        name: str,
-        redirect_uris: Iterable[str] = (),
-        grant_types: Iterable[GrantType] = ("authorization_code", "refresh_token"),
-        scope: Iterable[str] = (),
-        public: bool = False,
-        allowed_origins: Iterable[str] = (),
-        is_resource_server: bool = False,
-        require_pkce: bool = False,
-        client_id: str | None = None,
-        access_token_format: AccessTokenFormat | None = None,
-        id_token_signed_response_alg: SigningAlgorithm = "RS256",
-        require_pushed_authorization_requests: bool = False,
-        dpop_bound_access_tokens: bool = False,
-        application_type: ApplicationType | None = None,
-    ) -> RegisteredClient:
-        """Register a client; the returned secret is never shown again.
-
-        An explicit ``client_id`` that is already registered is refused, so a
-        restarted application cannot silently replace a client and its secret.
-        """
-        if access_token_format == "jwt" and self.keys is None:
-            raise ValueError("JWT access tokens need signing keys: set key_encryption_key")
-        registered = new_client(
-            name=name,
-            redirect_uris=redirect_uris,
-            grant_types=grant_types,
-            scope=scope,
-            public=public,
-            allowed_origins=allowed_origins,
-            is_resource_server=is_resource_server,
-            require_pkce=require_pkce,
-            insecure_transport=self.settings.insecure_transport,
-            client_id=client_id,
-            access_token_format=access_token_format,
-            id_token_signed_response_alg=id_token_signed_response_alg,
-            require_pushed_authorization_requests=require_pushed_authorization_requests,
-            dpop_bound_access_tokens=dpop_bound_access_tokens,
-            application_type=application_type,
-        )
-        if not await self.storage.add_client(registered.client):
-            raise ValueError(f"client_id already registered: {registered.client.client_id!r}")
-        return registered
 
     # -- housekeeping --------------------------------------------------------
 

@@ -11,7 +11,9 @@ the benchmark's clients on uvicorn's own event loop before the first request:
   and ``BENCH_POSTGRES_POOL`` (the pool's fixed size, default
   ``DEFAULT_POSTGRES_POOL``): ``PostgresStorage`` on that schema;
 - ``BENCH_ISSUER``: the issuer URL (default ``http://127.0.0.1:8000``);
-- ``BENCH_ACCESS_TOKEN_LIFETIME`` and ``BENCH_PURGE_INTERVAL``: seconds, optional.
+- ``BENCH_ACCESS_TOKEN_LIFETIME`` and ``BENCH_PURGE_INTERVAL``: seconds, optional;
+- ``BENCH_RATE_LIMIT``: optional, both ``rate_limit_per_client`` and
+  ``rate_limit_per_address`` (requests per 60 s window).
 """
 
 from __future__ import annotations
@@ -129,6 +131,11 @@ def _settings_from_env() -> Settings:
     purge_interval = os.environ.get("BENCH_PURGE_INTERVAL")
     if purge_interval:
         settings = dataclasses.replace(settings, purge_interval=int(purge_interval))
+    rate_limit = os.environ.get("BENCH_RATE_LIMIT")
+    if rate_limit:
+        settings = dataclasses.replace(
+            settings, rate_limit_per_client=int(rate_limit), rate_limit_per_address=int(rate_limit)
+        )
     return settings
 
 

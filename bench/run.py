@@ -66,6 +66,8 @@ class Scenario:
     kind: Kind
     #: The least acceptable ratio of this scenario's median req/s to bare's.
     target: float | None = None
+    #: More environment for the server (``bench/apps.py``), beside the store's.
+    env: tuple[tuple[str, str], ...] = ()
 
     @property
     def app(self) -> str:
@@ -77,6 +79,9 @@ SCENARIOS = (
     BARE,
     Scenario("token-memory", "memory", "token", 0.30),
     Scenario("token-sqlite", "sqlite", "token", 0.20),
+    # token-sqlite with both rate limits on, set too high to refuse anything: what
+    # counting each request in the store (per address, then per client) costs.
+    Scenario("token-sqlite-limited", "sqlite", "token", env=(("BENCH_RATE_LIMIT", "1000000000"),)),
     Scenario("token-postgres", "postgres", "token", 0.08),
     Scenario("introspect-memory", "memory", "introspect", 0.35),
     Scenario("introspect-sqlite", "sqlite", "introspect", 0.25),
@@ -503,6 +508,7 @@ def run_round(scenario: Scenario, outcome: Outcome, args: argparse.Namespace, tm
                 env = postgres_env(schema, args.postgres_pool)
             else:
                 env = store_env(scenario.store, workdir)
+            env |= dict(scenario.env)
             server = stack.enter_context(serve(scenario.app, env, workdir, args.server_cpu))
             try:
                 lua = prepare(scenario.kind, server, workdir)

@@ -564,3 +564,21 @@ def test_serve_signs_people_in_through_the_providers_a_file_names(tmp_path: Path
     # A secret the file names but the environment lacks: one line, nothing written.
     missing = run("serve", *args, "--upstream-providers", str(providers), cwd=tmp_path)
     assert_one_line_error(missing, 2, "GH_SECRET is not set")
+
+
+def test_serve_metrics_counts_what_it_served(tmp_path: Path) -> None:
+    port, out = free_port(), tmp_path / "out"
+    args = ["--insecure-transport", "--metrics", "--db", str(tmp_path / "o.db")]
+    with serving(args, port=port, cwd=tmp_path, out=out):
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(2):
+            assert httpx.get(f"{base}/.well-known/oauth-authorization-server").status_code == 200
+        refused = httpx.post(f"{base}/token", data={"grant_type": "client_credentials"})
+        assert refused.status_code == 401
+        scraped = httpx.get(f"{base}/metrics", timeout=10)
+    assert scraped.status_code == 200
+    lines = scraped.text.splitlines()
+    ok = 'endpoint="/.well-known/oauth-authorization-server",grant_type="",outcome="ok"'
+    assert f"asgi_oauth_requests_total{{{ok}}} 2.0" in lines
+    bad = 'endpoint="/token",grant_type="client_credentials",outcome="invalid_client"'
+    assert f"asgi_oauth_requests_total{{{bad}}} 1.0" in lines

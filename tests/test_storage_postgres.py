@@ -71,6 +71,7 @@ TABLES = {
     "once_keys",
     "sessions",
     "token_families",
+    "request_counts",
 }
 
 

@@ -44,10 +44,11 @@ from .browser import Browser, CurrentUser
 from .cors import EndpointCORS
 from .device import DeviceVerificationEndpoint
 from .login import LoginEndpoint, LogoutEndpoint
+from .observer import Observer, Report
 from .pages import Pages
 from .registration import RegistrationEndpoint
 from .requests import RequestHeaders, mount_path, read_form, route_path
-from .responses import NO_STORE, Headers, send_error, send_json
+from .responses import NO_STORE, Headers, as_oauth_error, send_error, send_json
 from .revocations import RevocationEvents
 from .upstream import UpstreamSignIn
 from .userinfo import UserinfoEndpoint
@@ -57,6 +58,9 @@ logger = logging.getLogger("asgi_oauth")
 _CACHEABLE: Headers = [(b"cache-control", b"public, max-age=3600")]
 #: Relying parties refetch a JWK Set on an unknown ``kid``; a short life helps the rest.
 _KEYS_CACHEABLE: Headers = [(b"cache-control", b"public, max-age=300")]
+
+#: What a token response may issue, as the metrics count it.
+_ISSUED = ("access_token", "refresh_token", "id_token")
 
 #: An endpoint's core call: the request in, the JSON body out.
 Handler = Callable[[OAuthRequest], Awaitable[object]]
@@ -145,6 +149,7 @@ class OAuth2App:
         self._mount_checked = False
         #: Serve this at :attr:`metadata_path` of the host application (RFC 8414 §3.1).
         self.metadata_app = _MetadataApp(self)
+        self._observer = Observer(server.instruments) if server.instruments.active else None
 
     @property
     def metadata_route(self) -> Route:
@@ -160,7 +165,9 @@ class OAuth2App:
         if scope["type"] == "http":
             path = self._route_path(scope)
             page = self._pages.get(path) or self._subtree(path)
-            if page is not None:
+            if self._observer is not None:
+                await self._observer.observe(self, page, path, scope, receive, send)
+            elif page is not None:
                 await page(scope, receive, send)
             else:
                 await self.dispatch(scope, receive, send, path)
@@ -169,12 +176,24 @@ class OAuth2App:
         elif scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
 
+    def serves(self, path: str) -> bool:
+        """Whether ``path`` is one of this app's endpoints or pages."""
+        return path in self._endpoints or path in self._pages
+
     def _subtree(self, path: str) -> ASGIApp | None:
         if path.startswith(REGISTRATION_PATH + "/"):
             return self._registration
         return self._upstream if path.startswith(UPSTREAM_PATH + "/") else None
 
-    async def dispatch(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+    async def dispatch(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        path: str,
+        report: Report | None = None,
+    ) -> None:
+        """One endpoint's request; ``report``, when given, learns its grant type and error."""
         endpoint = self._endpoints.get(path)
         cors: Headers = []
         try:
@@ -197,12 +216,18 @@ class OAuth2App:
                 )
             if endpoint.form:
                 request, extra = await read_form(scope, receive, headers, self._max_body), NO_STORE
+                if report is not None:
+                    report.grant_type = request.form.get("grant_type")
             else:
                 request, extra = OAuthRequest(), endpoint.cache
             body = await endpoint.handler(request)
         except Exception as exc:
+            if report is not None:
+                report.error = as_oauth_error(exc).error
             await send_error(send, exc, cors)
             return
+        if report is not None and isinstance(body, dict):
+            report.issued = tuple(kind for kind in _ISSUED if kind in body)
         await send_json(send, endpoint.status, body, [*extra, *cors])
 
     async def _token(self, request: OAuthRequest) -> object:

@@ -13,6 +13,7 @@ from starlette.types import Receive, Scope, Send
 
 from ..endpoints.paths import REGISTRATION_PATH
 from ..errors import InvalidClientMetadataError, InvalidRequestError
+from ..requests import OAuthRequest
 from ..server import AuthorizationServer
 from .requests import RequestHeaders, read_body, route_path
 from .responses import NO_STORE, send_empty, send_error, send_json
@@ -46,7 +47,11 @@ class RegistrationEndpoint:
         if path == REGISTRATION_PATH:
             _allow(method, ("POST",))
             document = await self._read_json(receive, headers)
-            return 201, await registrar.register(document, initial_access_token=token)
+            client = scope.get("client")
+            request = OAuthRequest(client_address=client[0] if client else None)
+            return 201, await registrar.register(
+                document, initial_access_token=token, request=request
+            )
         client_id = path[len(_CONFIGURATION_PREFIX) :]
         if not path.startswith(_CONFIGURATION_PREFIX) or not client_id:
             raise InvalidRequestError("no such endpoint", status_code=404)

@@ -1,4 +1,5 @@
-"""``asgi-oauth clients``: register, list, show, update, delete clients, rotate secrets.
+"""``asgi-oauth clients``: register, list, show, update, delete clients, rotate secrets,
+and apply a clients file (``client_config``).
 
 A secret is printed once, at creation or rotation; the store keeps only its hash.
 Every change is validated before anything is written.
@@ -9,17 +10,21 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from ..client_config import ClientConfigError, ClientFileError, apply_clients, load_clients
 from ..clients import RegisteredClient, check_client, new_client, rotate_secret
 from ..events import security_event
 from ..models import Client
 from ..storage import Storage
+from ..storage.urls import sqlite_path
 from ..types import APPLICATION_TYPES, SIGNING_ALGORITHMS
 from ._common import (
     CommandError,
+    SetupError,
     add_command,
     add_database_option,
     add_json_option,
     client_json,
+    database_url,
     iso_time,
     print_json,
     print_table,
@@ -61,7 +66,25 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     rotate.add_argument("client_id")
     rotate.set_defaults(run=_rotate)
 
-    for parser in (create, listing, show, update, delete, rotate):
+    apply = add_command(sub, "apply", "make the clients what a TOML, JSON or YAML file declares")
+    apply.add_argument("file", metavar="FILE", help="the clients file ([[client]] tables)")
+    apply.add_argument(
+        "--prune",
+        action="store_true",
+        help="delete the clients the file does not list (never self-registered ones)",
+    )
+    apply.add_argument(
+        "--dry-run", action="store_true", help="say what would change; write nothing"
+    )
+    apply.add_argument(
+        "--insecure-transport",
+        action="store_true",
+        default=None,
+        help="allow http redirect URIs on any host (local development only)",
+    )
+    apply.set_defaults(run=_apply)
+
+    for parser in (create, listing, show, update, delete, rotate, apply):
         add_database_option(parser)
         add_json_option(parser)
 
@@ -254,4 +277,31 @@ async def _rotate(args: argparse.Namespace, storage: Storage) -> int:
     await storage.save_client(rotated.client)
     security_event("client_secret_rotated", client_id=rotated.client.client_id, source="cli")
     _print_registered(args, rotated, "new secret for")
+    return 0
+
+
+@with_storage(create=True)
+async def _apply(args: argparse.Namespace, storage: Storage) -> int:
+    config = settings(args, insecure_transport=args.insecure_transport)
+    # As serve will have them: from the variable, or the key file it keeps beside SQLite.
+    signing_keys = config.openid_enabled or sqlite_path(database_url(args)) is not None
+    try:
+        plan = await apply_clients(
+            storage,
+            load_clients(args.file),
+            insecure_transport=config.insecure_transport,
+            signing_keys=signing_keys,
+            prune=args.prune,
+            dry_run=args.dry_run,
+        )
+    except ClientFileError as exc:
+        raise SetupError(str(exc)) from None
+    except ClientConfigError as exc:
+        raise CommandError(str(exc)) from None
+    if args.json:
+        print_json(plan.as_json())
+        return 0
+    for line in plan.lines():
+        print(line)
+    print(plan.summary())
     return 0

@@ -24,9 +24,11 @@ import ssl
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
+from .. import __version__
 from ..config import Settings
 from ..endpoints.paths import UPSTREAM_PATH
 from ..federation.providers import load_providers
+from ..observability.instruments import Instruments
 from ..server import AuthorizationServer
 from ..storage import Storage
 from ._common import (
@@ -43,11 +45,14 @@ from ._common import (
 )
 from .database import migrate_storage
 from .demo import demo_api, framed, register_demo
+from .logs import LOG_FORMATS, access_log_enabled, log_config, log_format
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
     from starlette.routing import Mount, Route
+
+    from ..observability import PrometheusMetrics
 
 _NEEDS_HTTPS = (
     "serve publishes https urls: give --ssl-certfile and --ssl-keyfile to serve https,"
@@ -70,6 +75,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--demo",
         action="store_true",
         help="register demo clients and a demo user once, and serve /api/demo",
+    )
+    run.add_argument(
+        "--metrics",
+        action="store_true",
+        help="serve Prometheus metrics at /metrics (the metrics extra); keep that path"
+        " internal at your proxy",
     )
     run.add_argument(
         "--upstream-providers",
@@ -108,6 +119,20 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=None,
         help="allow http (local development only; env ASGI_OAUTH_INSECURE_TRANSPORT)",
     )
+    logs = run.add_argument_group("logs")
+    logs.add_argument(
+        "--access-log",
+        action="store_true",
+        default=None,
+        help="log one line per request, its path without the query string"
+        " (env ASGI_OAUTH_ACCESS_LOG)",
+    )
+    logs.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        help="text, or json: one object per line on stderr (env ASGI_OAUTH_LOG_FORMAT; text)",
+    )
+    run.add_argument("--version", action="version", version=f"asgi-oauth {__version__}")
     run.set_defaults(run=serve)
 
 
@@ -115,6 +140,8 @@ def serve(args: argparse.Namespace) -> int:
     require("uvicorn", "server", "serve")
     import uvicorn
 
+    access_log = access_log_enabled(args.access_log, os.environ)
+    logs = log_config(log_format(args.log_format, os.environ))
     config, scheme = _configure(args)
     with _listen(args.host, args.port) as sock:
         # Only once the setup is known good: a refused command makes no key file.
@@ -123,8 +150,13 @@ def serve(args: argparse.Namespace) -> int:
         server = AuthorizationServer.from_settings(config)
         demo = asyncio.run(prepare(server, demo=args.demo, hint=hint))
         # A fresh server: uvicorn runs the app on its own event loop.
+        metrics = _metrics(args.metrics)
+        instruments = Instruments(metrics=metrics) if metrics is not None else None
         app = build_app(
-            AuthorizationServer.from_settings(config), demo=args.demo, root_path=args.root_path
+            AuthorizationServer.from_settings(config, instruments=instruments),
+            demo=args.demo,
+            root_path=args.root_path,
+            metrics=metrics,
         )
         _announce(args, config, scheme, demo)
         uvicorn.Server(
@@ -132,7 +164,9 @@ def serve(args: argparse.Namespace) -> int:
                 app,
                 host=args.host,
                 port=args.port,
-                log_level="warning",
+                log_config=logs,
+                log_level=None,  # the levels are log_config's
+                access_log=access_log,
                 ssl_certfile=args.ssl_certfile,
                 ssl_keyfile=args.ssl_keyfile,
                 proxy_headers=args.behind_tls_proxy,
@@ -262,22 +296,32 @@ def _announce(args: argparse.Namespace, config: Settings, scheme: str, demo: lis
 async def prepare(
     server: AuthorizationServer, *, demo: bool, hint: Callable[..., str]
 ) -> list[str]:
-    """Create or migrate the database, and the demo clients and user when asked; what
-    to tell a person about the demo."""
+    """Create or migrate the database, make the clients what ``Settings.clients_file``
+    declares (never pruning: deleting is for ``clients apply --prune``), and the demo
+    clients and user when asked; what to tell a person about the demo."""
     storage: Storage = server.storage
     try:
         await migrate_storage(storage)
+        if server.settings.clients_file is not None:
+            plan = await server.apply_clients()
+            print(f"clients file {server.settings.clients_file}: {plan.summary()}")
         return await register_demo(server, hint=hint) if demo else []
     finally:
         await storage.close()
 
 
-def build_app(server: AuthorizationServer, *, demo: bool, root_path: str = "") -> Starlette:
-    """The authorization server at the issuer's path (below ``root_path``), and the demo
-    API beside it."""
+def build_app(
+    server: AuthorizationServer,
+    *,
+    demo: bool,
+    root_path: str = "",
+    metrics: PrometheusMetrics | None = None,
+) -> Starlette:
+    """The authorization server at the issuer's path (below ``root_path``), the demo
+    API beside it, and the metrics at ``/metrics``."""
     # Imported here: the other commands start without the web stack.
     from starlette.applications import Starlette
-    from starlette.routing import Mount
+    from starlette.routing import Mount, Route
 
     from ..app import OAuth2App
 
@@ -291,6 +335,8 @@ def build_app(server: AuthorizationServer, *, demo: bool, root_path: str = "") -
         middleware.append(protect)
     if mount and not root_path:  # behind a stripping proxy, the host's root is not ours
         routes.append(oauth.metadata_route)
+    if metrics is not None:
+        routes.append(Route("/metrics", metrics.app))
     routes.append(Mount(mount, app=oauth) if mount else Mount("/", app=oauth))
 
     @contextlib.asynccontextmanager
@@ -299,3 +345,13 @@ def build_app(server: AuthorizationServer, *, demo: bool, root_path: str = "") -
         await server.close()
 
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+
+
+def _metrics(wanted: bool) -> PrometheusMetrics | None:
+    """The metrics ``--metrics`` asks for, or a one-line refusal without the extra."""
+    if not wanted:
+        return None
+    require("prometheus_client", "metrics", "serve --metrics")
+    from ..observability import PrometheusMetrics
+
+    return PrometheusMetrics()

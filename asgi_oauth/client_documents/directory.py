@@ -14,9 +14,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from ..config import Settings
 from ..models import Client
+from ..observability.instruments import Instruments
 from .document import client_from_document
 from .fetch import DocumentFetcher, DocumentFetchError, FetchPolicy
 
@@ -48,8 +50,10 @@ class ClientDocuments:
         fetcher: DocumentFetcher | None = None,
         policy: DocumentPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
+        instruments: Instruments | None = None,
     ) -> None:
         self._settings = settings
+        self._instruments = instruments or Instruments()
         self._fetcher = fetcher or DocumentFetcher(FetchPolicy.from_settings(settings))
         self._policy = policy
         self._clock = clock
@@ -93,7 +97,8 @@ class ClientDocuments:
             if self._slots is None:
                 self._slots = asyncio.Semaphore(MAX_CONCURRENT_FETCHES)
             async with self._slots:
-                fetched = await self._fetcher.fetch(url)
+                with self._instruments.span("fetch client metadata document", _where(url)):
+                    fetched = await self._fetcher.fetch(url)
             client = client_from_document(url, fetched.metadata, self._settings)
         except DocumentFetchError as exc:
             return self._keep(url, _Entry(self._clock() + FAILURE_TTL, None, exc))
@@ -113,3 +118,8 @@ class ClientDocuments:
         if inspect.isawaitable(verdict):
             verdict = await verdict
         return bool(verdict)
+
+
+def _where(url: str) -> dict[str, str]:
+    """A fetch's span attributes: the host, never a query (it could carry anything)."""
+    return {"server.address": urlsplit(url).hostname or ""}

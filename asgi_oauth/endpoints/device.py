@@ -24,6 +24,7 @@ from ..errors import (
 from ..events import security_event
 from ..grants.base import new_family_id
 from ..models import Client, DeviceAuthorization, ResourceOwner
+from ..rate_limits import RateLimits
 from ..requests import OAuthRequest
 from ..resources import requested_resources
 from ..scopes import grantable_by, narrow_scope, parse_scope
@@ -43,16 +44,22 @@ class DeviceAuthorizationEndpoint:
     throttle: Throttle
     guesses: SharedThrottle
     clock: Callable[[], float]
+    #: Request budgets; None when no limit is set.
+    limits: RateLimits | None
 
     async def start(self, request: OAuthRequest) -> dict[str, object]:
         """The device authorization endpoint (§3.1, §3.2)."""
         settings = self.settings
         if DEVICE_CODE not in settings.enabled_grants:
             raise InvalidRequestError("no such endpoint", status_code=404)
+        if self.limits is not None:
+            await self.limits.by_address("device_authorization", request)
         with storage_guard:
             client = await authenticate_client(
                 request, self.clients, self.throttle, allow_public=True
             )
+            if self.limits is not None:
+                await self.limits.by_client("device_authorization", client.client_id, request)
             if DEVICE_CODE not in client.grant_types:
                 raise UnauthorizedClientError("client may not use the device grant")
             scope = narrow_scope(parse_scope(request.form.get("scope")), client.scope)

@@ -14,6 +14,7 @@ from ..errors import storage_guard
 from ..jwt_access_tokens import JWT_ACCESS_TOKEN_TYPE, jti_key, looks_like_jwt
 from ..keys import InvalidJWTError, KeySet
 from ..models import INACTIVE, IntrospectionResult, Token
+from ..rate_limits import RateLimits
 from ..requests import OAuthRequest
 from ..storage.base import Storage
 from ..throttle import Throttle
@@ -29,15 +30,21 @@ class Introspection:
     throttle: Throttle
     keys: KeySet | None
     clock: Callable[[], float]
+    #: Request budgets; None when no limit is set.
+    limits: RateLimits | None
 
     async def introspect(self, request: OAuthRequest) -> IntrospectionResult:
         """§2: only the client a token was issued to, or a resource server, learns its
         state; anyone else is told ``{"active": false}`` (§4)."""
+        if self.limits is not None:
+            await self.limits.by_address("introspection", request)
         token_value = request.require("token")
         with storage_guard:
             caller = await authenticate_client(
                 request, self.clients, self.throttle, allow_public=False
             )
+            if self.limits is not None:
+                await self.limits.by_client("introspection", caller.client_id, request)
             token = await find_token(self.storage, self.keys, token_value)
         if token is None or not (caller.is_resource_server or token.client_id == caller.client_id):
             return INACTIVE

@@ -19,6 +19,7 @@ from ..crypto import generate_token, hash_token
 from ..errors import InvalidDPoPProofError, InvalidRequestError, storage_guard
 from ..events import security_event
 from ..models import Client, PushedAuthorizationRequest
+from ..rate_limits import RateLimits
 from ..requests import OAuthRequest
 from ..storage.base import Storage
 from ..throttle import Throttle
@@ -39,14 +40,22 @@ class PushedAuthorization:
     throttle: Throttle
     proofs: DPoPProofs
     clock: Callable[[], float]
+    #: Request budgets; None when no limit is set.
+    limits: RateLimits | None
 
     async def push(self, request: OAuthRequest) -> dict[str, object]:
         """§2: check the request as ``/authorize`` would, keep it, and hand out a
         ``request_uri`` for it."""
+        if self.limits is not None:
+            await self.limits.by_address("pushed_authorization_request", request)
         with storage_guard:
             client = await authenticate_client(
                 request, self.clients, self.throttle, allow_public=True
             )
+            if self.limits is not None:
+                await self.limits.by_client(
+                    "pushed_authorization_request", client.client_id, request
+                )
             # §2.1: client authentication parameters are not part of the request.
             params = {k: v for k, v in request.form.items() if k != "client_secret"}
             if "request_uri" in params:

@@ -25,6 +25,8 @@ from ..errors import (
 )
 from ..events import security_event
 from ..models import Client
+from ..rate_limits import RateLimits
+from ..requests import OAuthRequest
 from ..storage.base import Storage
 from .paths import REGISTRATION_PATH
 
@@ -47,17 +49,27 @@ class Registrar:
         clock: Callable[[], float] = time.time,
         *,
         revoked: Callable[[], None] = lambda: None,
+        limits: RateLimits | None = None,
     ) -> None:
         self._revoked = revoked
         self._storage = storage
         self._settings = settings
         self._clock = clock
+        self._limits = limits if limits is not None else RateLimits.of(storage, settings, clock)
 
     async def register(
-        self, document: object, *, initial_access_token: str | None
+        self,
+        document: object,
+        *,
+        initial_access_token: str | None,
+        request: OAuthRequest | None = None,
     ) -> dict[str, object]:
-        """RFC 7591 §3.1: a new client; its secret and registration access token, shown once."""
+        """RFC 7591 §3.1: a new client; its secret and registration access token, shown once.
+        ``request`` (its ``client_address``) counts against the per-address rate limit;
+        there is no client yet to count against."""
         self._check_enabled()
+        if request is not None and self._limits is not None:
+            await self._limits.by_address("registration", request)
         self._check_initial_access_token(initial_access_token)
         metadata = validate_client_metadata(document, self._settings)
         application_type = application_type_of(

@@ -14,6 +14,7 @@ from ..grants import Grant
 from ..grants.base import DPoPBinding
 from ..keys import KeySet
 from ..models import TokenResponse
+from ..rate_limits import RateLimits
 from ..requests import OAuthRequest
 from ..throttle import Throttle
 from .dpop import DPoPProofs
@@ -29,10 +30,14 @@ class TokenEndpoint:
     grants: Mapping[str, Grant]
     proofs: DPoPProofs
     keys: KeySet | None
+    #: Request budgets; None when no limit is set.
+    limits: RateLimits | None
     #: Called after each issuance (the server's background housekeeping).
     issued: Callable[[], None] = lambda: None
 
     async def handle(self, request: OAuthRequest) -> TokenResponse:
+        if self.limits is not None:
+            await self.limits.by_address("token", request)
         grant_type = request.require("grant_type")
         grant = self.grants.get(grant_type)
         if grant is None:
@@ -41,6 +46,8 @@ class TokenEndpoint:
             client = await authenticate_client(
                 request, self.clients, self.throttle, allow_public=True
             )
+            if self.limits is not None:
+                await self.limits.by_client("token", client.client_id, request)
             if grant.grant_type not in client.grant_types:
                 raise UnauthorizedClientError(f"client may not use {grant.grant_type}")
             jkt = await self.proofs.key(request, client, TOKEN_PATH)

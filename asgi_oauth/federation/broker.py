@@ -24,6 +24,7 @@ from ..endpoints.paths import UPSTREAM_PATH
 from ..errors import AccessDeniedError, InvalidRequestError, storage_guard
 from ..events import security_event
 from ..models import FederatedIdentity
+from ..observability.instruments import Instruments
 from ..storage.base import Storage
 from .accounts import FederatedAccounts, FederationPolicy, SignedIn
 from .id_token import IDTokenError, UnknownSigningKey, verify_id_token
@@ -73,6 +74,7 @@ class Federation:
         *,
         policy: FederationPolicy | None = None,
         clock: Callable[[], float] = time.time,
+        instruments: Instruments | None = None,
     ) -> None:
         self._storage = storage
         self._settings = settings
@@ -85,7 +87,10 @@ class Federation:
                     f"upstream provider {provider.id!r}: keep_tokens needs key_encryption_key"
                 )
             self.providers[provider.id] = provider
-        self._clients = {p.id: UpstreamClient(p, clock=clock) for p in self.providers.values()}
+        self._clients = {
+            p.id: UpstreamClient(p, clock=clock, instruments=instruments)
+            for p in self.providers.values()
+        }
         kek = settings.key_encryption_key
         sealer = None if kek is None else Sealer(kek, purpose=b"asgi_oauth upstream tokens")
         self.accounts = FederatedAccounts(storage, policy or FederationPolicy(), clock, sealer)

@@ -5,22 +5,22 @@ its ``issuer`` (Google, Entra, Okta, Keycloak, another ``asgi_oauth``), or a pla
 OAuth 2.0 provider with a user API (GitHub's shape): its endpoints given, and which
 field of the user API is the person's stable id. ``github(...)`` fills in GitHub's.
 
-A providers file (TOML or JSON) lists them; secrets are named there, never written:
+A providers file (TOML, JSON or YAML) lists them; secrets are named there, never written:
 ``client_secret_env`` names an environment variable, ``client_secret_file`` a file.
 """
 
 from __future__ import annotations
 
-import importlib
-import json
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
 from urllib.parse import urlsplit
+
+from ..config_files import named_secret, read_structured
 
 #: ``openid_connect``: discovery and an ID token; ``oauth2``: a user API gives the person.
 UpstreamProtocol = Literal["openid_connect", "oauth2"]
@@ -224,7 +224,7 @@ PRESETS = {"github": github}
 def load_providers(
     path: str | Path, environ: Mapping[str, str] | None = None
 ) -> tuple[UpstreamProvider, ...]:
-    """The providers a TOML or JSON file lists (``[[provider]]`` tables, or a JSON list).
+    """The providers a TOML, JSON or YAML file lists (``[[provider]]`` tables, or a list).
 
     A secret is named, never written: ``client_secret_env`` (an environment variable)
     or ``client_secret_file`` (a file; surrounding blanks dropped). A literal
@@ -232,11 +232,8 @@ def load_providers(
     """
     env = os.environ if environ is None else environ
     file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-        data: object = json.loads(text) if file.suffix == ".json" else _toml(text)
-    except (OSError, ValueError) as exc:
-        raise ProviderConfigError(f"upstream providers file {str(file)!r}: {exc}") from None
+    where = f"upstream providers file {str(file)!r}"
+    data = read_structured(file, where, refused=ProviderConfigError, unreadable=ProviderConfigError)
     entries = data.get("provider", []) if isinstance(data, dict) else data
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise ProviderConfigError(
@@ -249,25 +246,11 @@ def load_providers(
     return providers
 
 
-def _toml(text: str) -> object:
-    try:
-        tomllib = importlib.import_module("tomllib")  # Python 3.11 and later
-    except ImportError:
-        raise ProviderConfigError(
-            "reading TOML needs Python 3.11: write the file as JSON"
-        ) from None
-    loads: Callable[[str], object] = tomllib.loads
-    return loads(text)
-
-
 def _provider(entry: dict[str, object], env: Mapping[str, str], base: Path) -> UpstreamProvider:
     where = f"upstream provider {entry.get('id', entry.get('preset'))!r}"
-    if "client_secret" in entry:
-        raise ProviderConfigError(
-            f"{where}: name the secret with client_secret_env or client_secret_file,"
-            " never write it in the file"
-        )
-    secret = _secret(entry, env, base, where)
+    secret = named_secret(
+        entry, env, base, where, refused=ProviderConfigError, unreadable=ProviderConfigError
+    )
     preset = entry.pop("preset", None)
     known = {f.name for f in fields(UpstreamProvider)} - {"client_secret"}
     unknown = sorted(set(entry) - known)
@@ -282,23 +265,3 @@ def _provider(entry: dict[str, object], env: Mapping[str, str], base: Path) -> U
         return replace(UpstreamProvider(**entry), client_secret=secret)  # type: ignore[arg-type]
     except TypeError as exc:
         raise ProviderConfigError(f"{where}: {exc}") from None
-
-
-def _secret(entry: dict[str, object], env: Mapping[str, str], base: Path, where: str) -> str | None:
-    variable, path = entry.pop("client_secret_env", None), entry.pop("client_secret_file", None)
-    if variable is not None and path is not None:
-        raise ProviderConfigError(f"{where}: client_secret_env or client_secret_file, not both")
-    if variable is not None:
-        value = env.get(str(variable))
-        if not value:
-            raise ProviderConfigError(f"{where}: the environment variable {variable} is not set")
-        return value
-    if path is not None:
-        try:
-            value = (base / str(path)).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ProviderConfigError(f"{where}: client_secret_file: {exc.strerror}") from None
-        if not value:
-            raise ProviderConfigError(f"{where}: client_secret_file {path} is empty")
-        return value
-    return None

@@ -16,11 +16,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from joserfc.jwk import KeySet
 
 from ..errors import OAuth2Error
+from ..observability.instruments import Instruments
 from .providers import UpstreamProvider
 
 #: Seconds discovery and keys are kept before they are read again.
@@ -61,9 +63,11 @@ class UpstreamClient:
         *,
         timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
+        instruments: Instruments | None = None,
     ) -> None:
         self.provider = provider
         self._clock = clock
+        self._instruments = instruments or Instruments()
         self._http = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
         self._endpoints: tuple[float, Endpoints] | None = None
         #: When the keys were read, and what they were.
@@ -223,13 +227,17 @@ class UpstreamClient:
     ) -> tuple[int, object]:
         """The status and JSON body of an answer read within ``MAX_RESPONSE_BYTES``;
         None for a body that is not JSON."""
+        where = {"server.address": urlsplit(url).hostname or "", "asgi_oauth.provider": self.name}
         try:
-            async with self._http.stream(method, url, headers=headers, content=body) as response:
-                read = bytearray()
-                async for chunk in response.aiter_bytes():
-                    read += chunk
-                    if len(read) > MAX_RESPONSE_BYTES:
-                        raise self.error("its answer is too large")
+            with self._instruments.span(f"upstream {method}", where):
+                async with self._http.stream(
+                    method, url, headers=headers, content=body
+                ) as response:
+                    read = bytearray()
+                    async for chunk in response.aiter_bytes():
+                        read += chunk
+                        if len(read) > MAX_RESPONSE_BYTES:
+                            raise self.error("its answer is too large")
         except httpx.HTTPError:
             raise self.unreachable() from None
         try:

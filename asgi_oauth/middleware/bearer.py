@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..dpop import DPoPNonces, DPoPProof
 from ..models import IntrospectionResult
+from ..observability.instruments import Instruments
 from ..server import AuthorizationServer
 from ..types import DPOP_SIGNING_ALGORITHMS
 from .cors import ResourceCORS
@@ -92,14 +93,21 @@ class BearerTokenMiddleware:
         require_dpop: bool = False,
         dpop_leeway: int = 60,
         cors_origins: Iterable[str] = ("*",),
+        instruments: Instruments | None = None,
     ) -> None:
         if require_dpop and (allow_query_token or allow_form_token):
             raise ValueError("require_dpop takes tokens from the Authorization header only")
         self.app = app
         self._cors = ResourceCORS(cors_origins)
+        #: Metrics and traces of each decision, when given (``asgi_oauth.observability``).
+        self._instruments = instruments if instruments is not None and instruments.active else None
         if isinstance(introspector, AuthorizationServer):
             introspector = LocalIntrospector(introspector)
         self.introspector = introspector
+        stream = getattr(introspector, "revocation_stream", None)
+        metrics = self._instruments.metrics if self._instruments is not None else None
+        if metrics is not None and stream is not None:
+            metrics.watch("revocation_stream", lambda: bool(stream.live))
         self._cached = (
             introspector.cached if isinstance(introspector, CachingIntrospector) else None
         )
@@ -161,7 +169,7 @@ class BearerTokenMiddleware:
             # Not ours to judge, and a middleware further out already has: keep its answer.
             await self.app(scope, receive, send)
             return
-        dpop = False
+        dpop = cached = False
         try:
             if self._allow_query or self._allow_form:
                 presented, receive = await extract_token(
@@ -180,10 +188,11 @@ class BearerTokenMiddleware:
             # Every time, cached token or not: a proof is good for one request only.
             proof = self._proofs.check(scope, token) if dpop else None
             info = self._cached(token) if self._cached is not None else None
+            cached = info is not None
             if info is None:
                 check_syntax(token, "DPoP" if dpop else "Bearer")
                 try:
-                    info = await self.introspector.introspect_token(token)
+                    info = await self._introspect(token)
                 except IntrospectionUnavailable as exc:
                     logger.error("refusing a request: token introspection failed: %s", exc)
                     raise BearerError.unavailable() from exc
@@ -192,13 +201,32 @@ class BearerTokenMiddleware:
             challenge = self.dpop_challenge if dpop else self.challenge
             if rule is not None and rule.required:
                 error = error.needing(rule.scopes)
+                if self._instruments is not None:
+                    self._record("refused", error.error or "missing_token", cached)
                 await send_bearer_error(scope, send, error, challenge(error))
                 return
             # A path that needs no token is not refused for a bad one; its routes can
             # tell from request.auth.error (require_scopes and OAuth2Scopes do).
             credentials = BearerCredentials(error=error, challenge=challenge)
             scope["auth"], scope["user"] = credentials, _ANONYMOUS
+            if self._instruments is not None:
+                self._record("anonymous", error.error or "missing_token", cached)
+        else:
+            if self._instruments is not None:
+                self._record("accepted", "", cached)
         await self.app(scope, receive, send)
+
+    async def _introspect(self, token: str) -> IntrospectionResult:
+        if self._instruments is None:
+            return await self.introspector.introspect_token(token)
+        kind = type(self.introspector).__name__
+        with self._instruments.span("introspect", {"asgi_oauth.introspector": kind}):
+            return await self.introspector.introspect_token(token)
+
+    def _record(self, outcome: str, reason: str, cached: bool) -> None:
+        assert self._instruments is not None
+        if self._instruments.metrics is not None:
+            self._instruments.metrics.middleware(outcome, reason, cached=cached)
 
     def challenge(self, error: BearerError) -> str:
         """The ``WWW-Authenticate`` value this middleware sends with ``error`` when the

@@ -220,6 +220,11 @@ class RemoteIntrospector:
     def revoked(self, token_keys: frozenset[str]) -> None:
         self._cache.forget(token_keys)
 
+    @property
+    def revocation_stream(self) -> RevocationStream | None:
+        """The stream this introspector follows revocations by, if any."""
+        return self._revocations
+
     async def aclose(self) -> None:
         if self._revocations is not None:
             await self._revocations.aclose()

@@ -161,6 +161,11 @@ class JWTIntrospector:
             return None
         return info
 
+    @property
+    def revocation_stream(self) -> RevocationStream | None:
+        """The stream this introspector follows revocations by, if any."""
+        return self._stream
+
     async def introspect_token(self, token: str) -> IntrospectionResult:
         if not looks_like_jwt(token):
             if self._fallback is None:

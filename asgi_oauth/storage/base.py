@@ -240,6 +240,19 @@ class Storage(Protocol):
         concurrent guesses gets no more than ``limit`` of them checked.
         """
 
+    async def count_request(
+        self, key: str, *, window_start: int, expires_at: int, limit: int
+    ) -> bool:
+        """Count one request against ``key`` in the fixed window starting at
+        ``window_start``: True if the window's count, this request included, is at most
+        ``limit`` (at least 1); False, counting nothing more, once ``limit`` requests were
+        counted.
+
+        Increment and decision are one atomic step across instances, so neither N
+        instances nor N concurrent requests get more than ``limit`` through in a
+        window. The counter may be purged from ``expires_at`` on (``rate_limits``).
+        """
+
     async def forget_failure(self, key: str, *, at: int) -> None:
         """Remove one failure of ``key`` counted at ``at``: a guess that proved right
         without clearing the rest (a valid user code)."""
@@ -259,7 +272,7 @@ class Storage(Protocol):
 
     async def purge_expired(self, *, now: int) -> int:
         """Delete expired codes, device codes, tokens, signing keys, pushed requests,
-        sign-in sessions and ``use_once`` keys, and failures
+        sign-in sessions, ``use_once`` keys and ``count_request`` counters, and failures
         older than a day (``FAILURE_RETENTION``); returns how many rows went."""
 
     async def close(self) -> None:

@@ -1,5 +1,5 @@
 """The in-process store's short-lived records: device authorizations, pushed
-authorization requests, one-time keys and failed-attempt counters; and purging."""
+authorization requests, one-time keys, failed-attempt and request counters; and purging."""
 
 from __future__ import annotations
 
@@ -96,6 +96,15 @@ class _Pending(_State):
         self._failures.setdefault(key, []).append(now)
         return None
 
+    async def count_request(
+        self, key: str, *, window_start: int, expires_at: int, limit: int
+    ) -> bool:
+        count, _ = self._requests.get((key, window_start), (0, expires_at))
+        if count >= limit:
+            return False
+        self._requests[(key, window_start)] = (count + 1, expires_at)
+        return True
+
     async def forget_failure(self, key: str, *, at: int) -> None:
         times = self._failures.get(key, [])
         if at in times:
@@ -123,6 +132,9 @@ class _Pending(_State):
         once = [k for k, expires_at in self._once.items() if expires_at <= now]
         for key in once:
             del self._once[key]
+        counters = [k for k, (_, expires_at) in self._requests.items() if expires_at <= now]
+        for counter in counters:
+            del self._requests[counter]
         sessions = [h for h, s in self._sessions.items() if s.expires_at <= now]
         for session_hash in sessions:
             del self._sessions[session_hash]
@@ -135,7 +147,7 @@ class _Pending(_State):
             else:
                 del self._failures[key]
         rows = len(codes) + len(tokens) + len(devices) + len(kids) + len(pushed) + len(once)
-        return rows + len(sessions) + failures
+        return rows + len(sessions) + len(counters) + failures
 
     def _device_by_user_code(self, user_code_hash: str) -> DeviceAuthorization | None:
         device_code_hash = self._user_codes.get(user_code_hash)

@@ -36,6 +36,8 @@ class _State:
         self._signing_keys: dict[str, SigningKey] = {}
         self._pushed: dict[str, PushedAuthorizationRequest] = {}
         self._once: dict[str, int] = {}  # key -> expires_at
+        #: (key, window start) -> (requests counted, expires_at): ``count_request``.
+        self._requests: dict[tuple[str, int], tuple[int, int]] = {}
         self._sessions: dict[str, BrowserSession] = {}
         #: (issuer, subject) -> the link of that upstream account.
         self._federated: dict[tuple[str, str], FederatedIdentity] = {}

@@ -1,5 +1,5 @@
 """The PostgreSQL store's short-lived rows: device authorizations, pushed requests,
-keys used once and failed-attempt counters, and the purge of whatever has expired."""
+keys used once, failed-attempt and request counters, and the purge of whatever has expired."""
 
 from __future__ import annotations
 
@@ -39,6 +39,11 @@ class _Pending(PostgresDatabase):
 
     async def use_once(self, key: str, *, expires_at: int, now: int) -> bool:
         return await self._execute(_pg.USE_ONCE, key, expires_at, now) == "INSERT 0 1"
+
+    async def count_request(
+        self, key: str, *, window_start: int, expires_at: int, limit: int
+    ) -> bool:
+        return bool(await self._write(_pg.COUNT_REQUEST, key, window_start, expires_at, limit))
 
     # -- device authorizations ---------------------------------------------------------
 
@@ -111,6 +116,7 @@ class _Pending(PostgresDatabase):
                 "once_keys",
                 "sessions",
                 "token_families",
+                "request_counts",
             ):
                 sql = f"DELETE FROM {table} WHERE expires_at <= $1"  # noqa: S608 (constants)
                 purged += _count(await conn.execute(sql, now))

@@ -1,5 +1,5 @@
 """The SQLite store's short-lived rows: device authorizations, pushed requests,
-keys used once and failed-attempt counters, and the purge of whatever has expired."""
+keys used once, failed-attempt and request counters, and the purge of whatever has expired."""
 
 from __future__ import annotations
 
@@ -97,6 +97,14 @@ class _Pending(SQLiteDatabase):
             lambda conn: conn.execute(schema.USE_ONCE, params).rowcount == 1, atomic=True
         )
 
+    async def count_request(
+        self, key: str, *, window_start: int, expires_at: int, limit: int
+    ) -> bool:
+        params = (key, window_start, expires_at, limit)
+        return await self._write(
+            lambda conn: bool(conn.execute(schema.COUNT_REQUEST, params).fetchall()), atomic=True
+        )
+
     async def purge_expired(self, *, now: int) -> int:
         def purge(conn: sqlite3.Connection) -> int:
             codes = conn.execute("DELETE FROM authorization_codes WHERE expires_at <= ?", (now,))
@@ -110,10 +118,11 @@ class _Pending(SQLiteDatabase):
             )
             once = conn.execute("DELETE FROM once_keys WHERE expires_at <= ?", (now,))
             sessions = conn.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,))
+            counts = conn.execute("DELETE FROM request_counts WHERE expires_at <= ?", (now,))
             failures = conn.execute(
                 "DELETE FROM failures WHERE at <= ?", (now - FAILURE_RETENTION,)
             )
-            done = (codes, tokens, devices, keys, pushed, once, sessions, failures)
+            done = (codes, tokens, devices, keys, pushed, once, sessions, counts, failures)
             return sum(c.rowcount for c in done)
 
         return await self._write(purge)

@@ -210,6 +210,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ) WITHOUT ROWID""",
         "CREATE INDEX federated_identities_user_id ON federated_identities (user_id)",
     ),
+    (
+        # Requests counted per (hashed) key in fixed windows, for the rate limits.
+        """CREATE TABLE request_counts (
+            key TEXT NOT NULL,
+            window_start INTEGER NOT NULL,
+            count INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL,
+            PRIMARY KEY (key, window_start)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX request_counts_expires_at ON request_counts (expires_at)",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -341,6 +352,13 @@ USE_ONCE = (
     "INSERT INTO once_keys (key, expires_at) VALUES (?, ?)"
     " ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at"
     " WHERE once_keys.expires_at <= ?"
+)
+#: Counts a request in its window unless the limit is reached: then no row changes and
+#: nothing is returned, so the count never grows past the limit.
+COUNT_REQUEST = (
+    "INSERT INTO request_counts (key, window_start, count, expires_at) VALUES (?, ?, 1, ?)"
+    " ON CONFLICT (key, window_start) DO UPDATE SET count = request_counts.count + 1"
+    " WHERE request_counts.count < ? RETURNING count"
 )
 SELECT_SESSION = (
     "SELECT session_hash, user_id, auth_time, expires_at FROM sessions WHERE session_hash = ?"
