@@ -88,6 +88,8 @@ class Administration:
         dpop_bound_access_tokens: bool = False,
         application_type: ApplicationType | None = None,
         client_secret: str | None = None,
+        post_logout_redirect_uris: Iterable[str] = (),
+        backchannel_logout_uri: str | None = None,
     ) -> RegisteredClient:
         """Register a client; the returned secret (``client_secret`` if given, at least
         43 characters) is never shown again. An explicit ``client_id`` already registered
@@ -112,6 +114,8 @@ class Administration:
             dpop_bound_access_tokens=dpop_bound_access_tokens,
             application_type=application_type,
             client_secret=client_secret,
+            post_logout_redirect_uris=post_logout_redirect_uris,
+            backchannel_logout_uri=backchannel_logout_uri,
         )
         if not await self.storage.add_client(registered.client):
             raise ValueError(f"client_id already registered: {registered.client.client_id!r}")

@@ -16,6 +16,7 @@ from urllib.parse import urlencode, urlsplit
 
 from .config import Settings
 from .errors import (
+    N_,
     InvalidRequestError,
     OAuth2Error,
     RequestNotSupportedError,
@@ -192,11 +193,11 @@ def validate_authorization_request(
     """
     for name in ("client_id", "redirect_uri"):
         if name in repeated:
-            raise InvalidRequestError(f"repeated parameter: {name}")
+            raise InvalidRequestError(N_("repeated parameter: {name}"), params={"name": name})
     if "client_id" not in params:
-        raise InvalidRequestError("missing parameter: client_id")
+        raise InvalidRequestError(N_("missing parameter: client_id"))
     if client is None:
-        raise InvalidRequestError("unknown client")
+        raise InvalidRequestError(N_("unknown client"))
     redirect_uri = _resolve_redirect_uri(client, params.get("redirect_uri"))
 
     given_type = params.get("response_type")
@@ -282,14 +283,14 @@ def _resolve_redirect_uri(client: Client, given: str | None) -> str:
     if given is None:
         # §3.1.2.3: it may be omitted only when a single URI was registered.
         if len(client.redirect_uris) != 1:
-            raise InvalidRequestError("redirect_uri required: the client registered several")
+            raise InvalidRequestError(N_("redirect_uri required: the client registered several"))
         return client.redirect_uris[0]
     any_port = client.application_type != "web"  # RFC 8252 §7.3 is for native apps
     for registered in client.redirect_uris:
         redirect_uri = registered_redirect_uri(registered, given, any_loopback_port=any_port)
         if redirect_uri is not None:
             return redirect_uri
-    raise InvalidRequestError("redirect_uri is not registered for this client")
+    raise InvalidRequestError(N_("redirect_uri is not registered for this client"))
 
 
 def _check_pkce(

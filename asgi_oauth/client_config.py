@@ -46,9 +46,9 @@ _FLAGS = frozenset(
         "dpop_bound_access_tokens",
     }
 )
-_LISTS = frozenset({"redirect_uris", "grant_types", "allowed_origins"})
+_LISTS = frozenset({"redirect_uris", "grant_types", "allowed_origins", "post_logout_redirect_uris"})
 #: Text that may be null (JSON, YAML) for the server's default; TOML leaves it out.
-_OPTIONAL_TEXT = frozenset({"access_token_format", "application_type"})
+_OPTIONAL_TEXT = frozenset({"access_token_format", "application_type", "backchannel_logout_uri"})
 _TEXT = frozenset({"name", "id_token_signed_response_alg"}) | _OPTIONAL_TEXT
 #: What a file may say of a client besides its id and its secret's name.
 METADATA_FIELDS = _FLAGS | _LISTS | _TEXT | {"scope"}

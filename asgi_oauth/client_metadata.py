@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
-from .clients import implied_application_type, validate_redirect_uri
+from .clients import implied_application_type, validate_logout_uri, validate_redirect_uri
 from .config import Settings
 from .errors import InvalidClientMetadataError, InvalidRedirectUriError
 from .models import Client
@@ -60,6 +60,9 @@ class ClientMetadata:
     require_pushed_authorization_requests: bool = False
     dpop_bound_access_tokens: bool = False
     id_token_signed_response_alg: SigningAlgorithm = "RS256"
+    #: OpenID Connect RP-Initiated Logout 1.0 §3.1 and Back-Channel Logout 1.0 §2.2.
+    post_logout_redirect_uris: tuple[str, ...] = ()
+    backchannel_logout_uri: str | None = None
 
     @property
     def is_public(self) -> bool:
@@ -83,6 +86,10 @@ class ClientMetadata:
         body["require_pushed_authorization_requests"] = self.require_pushed_authorization_requests
         body["dpop_bound_access_tokens"] = self.dpop_bound_access_tokens
         body["id_token_signed_response_alg"] = self.id_token_signed_response_alg
+        if self.post_logout_redirect_uris:
+            body["post_logout_redirect_uris"] = list(self.post_logout_redirect_uris)
+        if self.backchannel_logout_uri is not None:
+            body["backchannel_logout_uri"] = self.backchannel_logout_uri
         return body
 
     def apply(self, client: Client) -> Client:
@@ -103,6 +110,8 @@ class ClientMetadata:
             dpop_bound_access_tokens=self.dpop_bound_access_tokens,
             id_token_signed_response_alg=self.id_token_signed_response_alg,
             registration_metadata=json.dumps(kept, sort_keys=True, separators=(",", ":")),
+            post_logout_redirect_uris=self.post_logout_redirect_uris,
+            backchannel_logout_uri=self.backchannel_logout_uri,
         )
 
     @classmethod
@@ -127,6 +136,8 @@ class ClientMetadata:
             require_pushed_authorization_requests=client.require_pushed_authorization_requests,
             dpop_bound_access_tokens=client.dpop_bound_access_tokens,
             id_token_signed_response_alg=client.id_token_signed_response_alg,
+            post_logout_redirect_uris=client.post_logout_redirect_uris,
+            backchannel_logout_uri=client.backchannel_logout_uri,
         )
 
 
@@ -165,7 +176,31 @@ def validate_client_metadata(document: object, settings: Settings) -> ClientMeta
         id_token_signed_response_alg=_choice(
             doc, "id_token_signed_response_alg", SIGNING_ALGORITHMS, "RS256"
         ),
+        post_logout_redirect_uris=_logout_uris(doc, settings),
+        backchannel_logout_uri=_backchannel_logout_uri(doc, settings),
     )
+
+
+def _logout_uris(doc: Mapping[str, object], settings: Settings) -> tuple[str, ...]:
+    """RP-Initiated Logout 1.0 §3.1 ``post_logout_redirect_uris``."""
+    uris = _strings(doc, "post_logout_redirect_uris")
+    for uri in uris:
+        try:
+            validate_logout_uri(uri, insecure_transport=settings.insecure_transport)
+        except ValueError as exc:
+            raise InvalidClientMetadataError(str(exc)) from None
+    return uris
+
+
+def _backchannel_logout_uri(doc: Mapping[str, object], settings: Settings) -> str | None:
+    """Back-Channel Logout 1.0 §2.2 ``backchannel_logout_uri``: https, no fragment."""
+    uri = _text(doc, "backchannel_logout_uri")
+    if uri is not None:
+        try:
+            validate_logout_uri(uri, insecure_transport=settings.insecure_transport, loopback=False)
+        except ValueError as exc:
+            raise InvalidClientMetadataError(str(exc)) from None
+    return uri
 
 
 def _grant_types(doc: Mapping[str, object], settings: Settings) -> tuple[GrantType, ...]:

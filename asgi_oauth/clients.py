@@ -115,6 +115,32 @@ def _check_http_uri(
         raise ValueError(f"http redirect URI allowed on loopback only: {uri!r}")
 
 
+def validate_logout_uri(
+    uri: str, *, insecure_transport: bool = False, loopback: bool = True
+) -> str:
+    """Check a ``post_logout_redirect_uri`` (RP-Initiated Logout 1.0 §3.1) or, with
+    ``loopback=False``, a ``backchannel_logout_uri`` (Back-Channel Logout 1.0 §2.2).
+
+    Absolute ``https`` without a fragment; ``http`` on a loopback host for the first
+    (a native app's, RFC 8252 §7.3), and on any host under ``insecure_transport``.
+    """
+    if not uri or len(uri.split()) != 1 or not (uri.isascii() and uri.isprintable()):
+        raise ValueError(f"logout URI must be printable ASCII without white space: {uri!r}")
+    parts = urlsplit(uri)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"logout URI must be an absolute https URI: {uri!r}")
+    if parts.fragment or "#" in uri:
+        raise ValueError(f"logout URI must not have a fragment: {uri!r}")
+    try:
+        parts.port  # noqa: B018 (raises for a port that is no number in range)
+    except ValueError:
+        raise ValueError(f"logout URI has an invalid port: {uri!r}") from None
+    local = loopback and parts.hostname in _LOOPBACK_HOSTS
+    if parts.scheme == "http" and not (insecure_transport or local):
+        raise ValueError(f"logout URI must be https: {uri!r}")
+    return uri
+
+
 def is_native_redirect_uri(uri: str) -> bool:
     """A URI only a native app would register: http on loopback, or a private-use scheme."""
     parts = urlsplit(uri)
@@ -160,6 +186,12 @@ def check_client(client: Client, *, insecure_transport: bool = False) -> Client:
         validate_redirect_uri(
             uri, application_type=client.application_type, insecure_transport=insecure_transport
         )
+    for uri in client.post_logout_redirect_uris:
+        validate_logout_uri(uri, insecure_transport=insecure_transport)
+    if client.backchannel_logout_uri is not None:
+        validate_logout_uri(
+            client.backchannel_logout_uri, insecure_transport=insecure_transport, loopback=False
+        )
     if client.grant_types & {"authorization_code", "implicit"} and not client.redirect_uris:
         raise ValueError("authorization at /authorize needs at least one redirect URI")
     for origin in client.allowed_origins:
@@ -196,6 +228,8 @@ def new_client(
     dpop_bound_access_tokens: bool = False,
     application_type: ApplicationType | None = None,
     client_secret: str | None = None,
+    post_logout_redirect_uris: Iterable[str] = (),
+    backchannel_logout_uri: str | None = None,
 ) -> RegisteredClient:
     """Build a validated client with a fresh id and, unless public, a secret.
 
@@ -229,6 +263,8 @@ def new_client(
         require_pushed_authorization_requests=require_pushed_authorization_requests,
         dpop_bound_access_tokens=dpop_bound_access_tokens,
         application_type=application_type,
+        post_logout_redirect_uris=tuple(post_logout_redirect_uris),
+        backchannel_logout_uri=backchannel_logout_uri,
     )
     return RegisteredClient(check_client(client, insecure_transport=insecure_transport), secret)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
@@ -84,8 +85,10 @@ class Settings:
     #: Seconds between automatic purges of expired codes and tokens (0: never).
     purge_interval: int = 600
     scopes_supported: tuple[str, ...] = field(default_factory=tuple)
-    #: What the consent page tells a person each scope means.
-    scope_descriptions: Mapping[str, str] = field(default_factory=dict)
+    #: What the consent page tells a person each scope means: one text for every
+    #: language, or ``{lang: text}`` (``{"en": "Read your files", "fr": "Lire vos
+    #: fichiers"}``), English standing in for a language it lacks.
+    scope_descriptions: Mapping[str, str | Mapping[str, str]] = field(default_factory=dict)
     #: Key that signs session cookies; random per process when unset, which
     #: signs everyone out at a restart and cannot serve several instances.
     secret_key: str | None = None
@@ -154,6 +157,13 @@ class Settings:
     #: The sign-in page offers the password form; off, only the upstream providers (and
     #: with one provider, the page sends people straight to it).
     password_sign_in: bool = True
+    #: The service people sign in to, named on the pages ("Sign in to Acme").
+    service_name: str | None = None
+    #: An https URL of the logo shown on every page (http only with ``insecure_transport``);
+    #: the pages' Content-Security-Policy lets images come from its origin alone.
+    logo_uri: str | None = None
+    #: Where "Back to <service_name>" goes: the service's own site (https, as ``logo_uri``).
+    service_uri: str | None = None
 
     def __post_init__(self) -> None:
         for name, hint in _field_types().items():
@@ -207,9 +217,36 @@ class Settings:
             raise SettingsError(f"upstream_providers: each id once, got {ids}")
         if not self.password_sign_in and not self.upstream_providers:
             raise SettingsError("password_sign_in=False needs upstream_providers to sign in with")
+        for name in ("logo_uri", "service_uri"):
+            self._check_page_url(name)
         object.__setattr__(
-            self, "scope_descriptions", MappingProxyType(dict(self.scope_descriptions))
+            self,
+            "scope_descriptions",
+            MappingProxyType(
+                {
+                    scope: text if isinstance(text, str) else MappingProxyType(dict(text))
+                    for scope, text in self.scope_descriptions.items()
+                }
+            ),
         )
+
+    def _check_page_url(self, name: str) -> None:
+        """A URL the pages show or link to: absolute, https unless ``insecure_transport``
+        (RFC 9700 §2.1.2), so no ``javascript:`` link and no mixed content."""
+        value: str | None = getattr(self, name)
+        if value is None:
+            return
+        parts = urlsplit(value)
+        schemes = ("https", "http") if self.insecure_transport else ("https",)
+        try:
+            _ = parts.port  # a port that is no number raises
+        except ValueError:
+            parts = parts._replace(scheme="")
+        # The host goes into a CSP source as is: only a name's or an address's characters.
+        host_ok = re.fullmatch(r"[a-z0-9.\-]+|[0-9a-f:.]+", parts.hostname or "") is not None
+        printable = value.isascii() and value.isprintable() and " " not in value
+        if parts.scheme not in schemes or not host_ok or not printable:
+            raise SettingsError(f"{name} must be an absolute https URL, not {value!r}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:

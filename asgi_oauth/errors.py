@@ -26,6 +26,11 @@ any web framework. The ASGI app renders them in one place::
 
 ``StorageError`` is not an OAuth error: storage backends raise it when the
 database fails, and the server turns it into ``TemporarilyUnavailableError``.
+
+Descriptions stay English on the wire (RFC 6749 §5.2: ASCII, for developers). One a
+person may read on a page is marked ``N_("...")`` for the pages' translation catalogue;
+one with values is raised as a template and its values (``params={"name": ...}``), so
+that a page translates the template and then fills them in.
 """
 
 from __future__ import annotations
@@ -36,6 +41,12 @@ from types import TracebackType
 from typing import ClassVar
 
 logger = logging.getLogger("asgi_oauth")
+
+
+def N_(text: str) -> str:
+    """Marks a description a person may read on a page, for the pages' catalogue
+    (``scripts/i18n`` extracts it); the text itself is unchanged."""
+    return text
 
 
 class OAuth2Error(Exception):
@@ -50,7 +61,14 @@ class OAuth2Error(Exception):
         *,
         status_code: int | None = None,
         headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
     ) -> None:
+        #: The description before its ``{name}`` placeholders are filled from
+        #: ``params``: the pages look it up in their catalogue, then fill it in.
+        self.template = description
+        self.params: dict[str, str] = dict(params or {})
+        if description is not None and self.params:
+            description = description.format(**self.params)
         super().__init__(description or self.error)
         self.description = description
         self.status = status_code if status_code is not None else self.status_code
@@ -229,7 +247,9 @@ class TemporarilyUnavailableError(OAuth2Error):
     def from_storage(cls, exc: StorageError) -> TemporarilyUnavailableError:
         """The answer to a failed store: retry soon; the details stay in the log."""
         logger.error("storage failure: %s", exc)
-        return cls("the server cannot reach its storage; retry later", headers={"Retry-After": "1"})
+        return cls(
+            N_("the server cannot reach its storage; retry later"), headers={"Retry-After": "1"}
+        )
 
 
 class StorageError(Exception):

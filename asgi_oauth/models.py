@@ -59,6 +59,12 @@ class Client:
     #: ``clients.validate_redirect_uri``); None for a client registered before the
     #: field existed, held to the rules of both kinds.
     application_type: ApplicationType | None = None
+    #: OpenID Connect RP-Initiated Logout 1.0 §3.1: where ``/logout`` may send the
+    #: person back to, each compared exactly (see ``clients.validate_logout_uri``).
+    post_logout_redirect_uris: tuple[str, ...] = ()
+    #: OpenID Connect Back-Channel Logout 1.0 §2.2: where a logout token is POSTed
+    #: when someone who consented to this client signs out; None: not told.
+    backchannel_logout_uri: str | None = None
 
     @property
     def is_public(self) -> bool:
@@ -241,6 +247,19 @@ class BrowserSession:
     user_id: str
     auth_time: int
     expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectedApp:
+    """A client a person approved, as their connected applications page lists it: read
+    from the consent and the tokens, so issuing a token writes nothing more."""
+
+    client_id: str
+    scope: frozenset[str]
+    #: When the person last approved it; 0 for a consent kept before this was recorded.
+    granted_at: int
+    #: The latest ``issued_at`` of their tokens for it still in the store; None if none.
+    last_used: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -133,3 +133,26 @@ async def id_token_hint_subject(
     if not isinstance(subject, str) or not subject:
         raise InvalidJWTError("no subject")
     return subject
+
+
+async def logout_hint_claims(
+    keys: KeySet, hint: str, *, issuer: str
+) -> tuple[str, tuple[str, ...]]:
+    """The ``sub`` and audiences of an ID token we issued, expired or not: the
+    ``id_token_hint`` of a sign-out request (RP-Initiated Logout 1.0 §2 accepts one
+    whose lifetime has passed); ``InvalidJWTError`` for anything else."""
+    header, claims = await keys.verify_fresh(hint)
+    audience = claims.get("aud")
+    audiences = [audience] if isinstance(audience, str) else audience
+    subject = claims.get("sub")
+    if header.get("typ") not in (None, "JWT"):
+        raise InvalidJWTError("not an ID token")
+    if claims.get("iss") != issuer:
+        raise InvalidJWTError("issued by another server")
+    if not isinstance(audiences, list) or not audiences:
+        raise InvalidJWTError("no audience")
+    if not all(isinstance(a, str) for a in audiences):
+        raise InvalidJWTError("an audience is not a string")
+    if not isinstance(subject, str) or not subject:
+        raise InvalidJWTError("no subject")
+    return subject, tuple(audiences)

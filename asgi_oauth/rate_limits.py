@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 
 from .config import Settings
-from .errors import TemporarilyUnavailableError, storage_guard
+from .errors import N_, TemporarilyUnavailableError, storage_guard
 from .events import security_event
 from .requests import OAuthRequest
 from .storage.base import Storage
@@ -81,7 +81,7 @@ class RateLimits:
             address=address,
         )
         raise TemporarilyUnavailableError(
-            "rate limit reached; retry later",
+            N_("rate limit reached; retry later"),
             status_code=429,
             headers={"Retry-After": str(window_end - now)},
         )

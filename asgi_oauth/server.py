@@ -21,10 +21,13 @@ from .crypto import generate_token
 from .dpop import DPoPNonces
 from .endpoints.accounts import Accounts
 from .endpoints.authorization import AuthorizationEndpoint
+from .endpoints.backchannel import BackchannelLogout
+from .endpoints.connected_apps import ConnectedApps
 from .endpoints.device import DeviceAuthorizationEndpoint
 from .endpoints.dpop import DPoPProofs
 from .endpoints.housekeeping import Housekeeping
 from .endpoints.introspection import Introspection
+from .endpoints.logout import EndSession
 from .endpoints.metadata import openid_configuration, server_metadata
 from .endpoints.openid import OpenIDProvider
 from .endpoints.par import PushedAuthorization
@@ -164,6 +167,17 @@ class AuthorizationServer(Administration):
             storage, self.clients, settings, self.throttle, self.guesses, clock, limits
         )
         self.accounts = Accounts(storage, settings, self.guesses, clock)
+        #: Signing out at a client's request (OpenID Connect RP-Initiated Logout 1.0), and
+        #: telling clients over the back channel when OpenID Connect is on.
+        self.end_session = EndSession(
+            self.clients,
+            settings,
+            self.keys,
+            clock,
+            None if self.keys is None else BackchannelLogout(storage, settings, self.keys, clock),
+        )
+        #: The clients each person approved, and withdrawing one (``/account``).
+        self.connected_apps = ConnectedApps(storage, self.clients, clock, self._revoked)
         #: Dynamic client registration (RFC 7591, RFC 7592), when Settings allow it.
         self.registrar = Registrar(storage, settings, clock, revoked=self._revoked, limits=limits)
 
@@ -275,6 +289,8 @@ class AuthorizationServer(Administration):
 
     async def close(self) -> None:
         await self.housekeeping.close()
+        if self.end_session.backchannel is not None:
+            await self.end_session.backchannel.aclose()
         await self.federation.aclose()
         if self.clients.documents is not None:
             await self.clients.documents.aclose()

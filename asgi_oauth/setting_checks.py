@@ -59,6 +59,8 @@ def _expected(name: str, hint: Any) -> str:
         word = args[0] if isinstance(args[0], type) else str
         return f"a {origin.__name__} of {_WORDS.get(args[0], word.__name__)}"
     if origin is Mapping:
+        if args[1] is not str:
+            return "a mapping of str to str or to {language: str}"
         return "a mapping of str to str"
     if hint is int:
         unit = next((unit for end, unit in _UNITS.items() if name.endswith(end)), None)
@@ -85,6 +87,17 @@ def _is_a(value: object, hint: Any) -> bool:
     return isinstance(value, hint)
 
 
+def _is_text(value: object, per_language: bool) -> bool:
+    """A str, or (``per_language``) a mapping of language tags to str."""
+    if isinstance(value, str):
+        return True
+    return (
+        per_language
+        and isinstance(value, Mapping)
+        and all(isinstance(lang, str) and isinstance(text, str) for lang, text in value.items())
+    )
+
+
 def _fits(value: object, hint: Any) -> bool:
     """Whether a value of the right type is one a Literal allows (any other always fits)."""
     return get_origin(hint) is not Literal or value in get_args(hint)
@@ -99,8 +112,9 @@ def checked(name: str, annotation: Any, value: object) -> object:
     if get_origin(hint) in (tuple, frozenset):
         return _checked_words(name, hint, optional, value)
     if get_origin(hint) is Mapping:
+        per_language = get_args(hint)[1] is not str
         if not isinstance(value, Mapping) or not all(
-            isinstance(key, str) and isinstance(text, str) for key, text in value.items()
+            isinstance(key, str) and _is_text(text, per_language) for key, text in value.items()
         ):
             raise _refused(name, hint, optional, value, SettingsTypeError)
         return value

@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 from .crypto import verify_password
-from .errors import InvalidGrantError
+from .errors import N_, InvalidGrantError
 from .events import security_event
 from .models import User
 from .requests import OAuthRequest
@@ -28,7 +28,9 @@ async def authenticate_user(
     as a known one.
     """
     throttle_key = request.throttle_key(f"user:{username}")
-    await throttle.attempt(throttle_key, InvalidGrantError, "too many failed sign-ins; retry later")
+    await throttle.attempt(
+        throttle_key, InvalidGrantError, N_("too many failed sign-ins; retry later")
+    )
     user = await storage.get_user(username)
     stored = user.password_hash if user is not None else None
     if not await asyncio.to_thread(verify_password, password, stored) or user is None:
@@ -38,7 +40,7 @@ async def authenticate_user(
             username=username[:64],
             address=request.client_address,
         )
-        raise InvalidGrantError("invalid username or password")
+        raise InvalidGrantError(N_("invalid username or password"))
     await throttle.succeeded(throttle_key)
     security_event("signed_in", user_id=user.user_id, address=request.client_address)
     return user

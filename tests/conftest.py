@@ -155,6 +155,25 @@ def documents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DocumentHost
         yield host
 
 
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
+    """A fresh store of each kind, the machine's PostgreSQL included (a schema of its own;
+    a skip without PostgreSQL, a failure under ASGI_OAUTH_REQUIRE_ALL=1)."""
+    store: Storage
+    if request.param == "memory":
+        store = MemoryStorage()
+    elif request.param == "sqlite":
+        store = SQLiteStorage(tmp_path / "store.db")
+    else:
+        from asgi_oauth.storage.postgres import PostgresStorage
+
+        from .postgres import POSTGRES_URL
+
+        store = PostgresStorage(POSTGRES_URL, schema=request.getfixturevalue("pg_schema"))
+    yield store
+    await store.close()
+
+
 @pytest.fixture(params=["memory", "sqlite"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
     """A fresh store of each kind that needs no service: the memory store, a SQLite file."""

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from asgi_oauth.storage import MemoryStorage, SQLiteStorage, Storage, _rows
+from asgi_oauth.storage import SQLiteStorage, Storage, _rows
 from asgi_oauth.storage.sqlite import schema as sqlite_schema
 
 from .postgres import POSTGRES_URL
@@ -41,21 +40,6 @@ OLD_CLIENT_COLUMNS = (
 )
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
-    store: Storage
-    if request.param == "memory":
-        store = MemoryStorage()
-    elif request.param == "sqlite":
-        store = SQLiteStorage(tmp_path / "store.db")
-    else:
-        from asgi_oauth.storage.postgres import PostgresStorage
-
-        store = PostgresStorage(POSTGRES_URL, schema=request.getfixturevalue("pg_schema"))
-    yield store
-    await store.close()
-
-
 async def test_every_kind_is_stored_and_read_back(storage: Storage) -> None:
     native = make_client("native", application_type="native")
     assert await storage.add_client(native)
@@ -69,10 +53,10 @@ async def test_every_kind_is_stored_and_read_back(storage: Storage) -> None:
     assert [c.application_type for c in await storage.list_clients()] == [None, "web"]
 
 
-def test_the_old_client_columns_are_the_row_without_its_last_value() -> None:
+def test_the_old_client_columns_come_first_in_the_row_then_application_type() -> None:
     columns = OLD_CLIENT_COLUMNS.split(", ")
     row = _rows.client_row(make_client(application_type="native"))
-    assert len(row) == len(columns) + 1 and row[-1] == "native"
+    assert len(row) > len(columns) and row[len(columns)] == "native"
 
 
 async def test_a_sqlite_file_of_the_release_before_gains_the_column(

@@ -555,7 +555,7 @@ async def test_narrower_scope_is_what_is_granted(
     http: httpx.AsyncClient, public: Credentials, alice: User
 ) -> None:
     page = await consent_page(http, "alice", **pkce(public, scope="write"))
-    assert "<code>write</code>" in page.text and "<code>read</code>" not in page.text
+    assert "Use “write”" in page.text and "Use “read”" not in page.text
     code = redirect_params(await decide(http, page, "approve"), REDIRECT_URI)["code"]
     token = await exchange(http, code, client_id=public.client_id, verifier=VERIFIER)
     assert token.json()["scope"] == "write"

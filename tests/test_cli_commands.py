@@ -260,6 +260,7 @@ def test_create_prints_the_secret_once_and_nothing_shows_it_again(cli: Cli) -> N
         "client_id", "client_secret", "name", "public", "redirect_uris", "grant_types", "scope",
         "allowed_origins", "is_resource_server", "require_pkce", "created_at",
         "access_token_format", "id_token_signed_response_alg", "application_type",
+        "post_logout_redirect_uris", "backchannel_logout_uri",
     }  # fmt: skip
     assert client_credentials(cli.db, as_json["client_id"], as_json["client_secret"]) is not None
     assert cli.json("clients", "show", *on(as_json["client_id"])) == {

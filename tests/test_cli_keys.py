@@ -330,7 +330,15 @@ def test_serve_demo_on_sqlite_is_an_openid_provider_that_keeps_its_keys(tmp_path
         discovered: dict[str, Any] = document.json()
         assert discovered["issuer"] == base
         assert discovered["jwks_uri"] == base + "/jwks"
-        assert discovered == httpx.get(base + "/.well-known/oauth-authorization-server").json()
+        # OpenID Connect Discovery adds only the sign-out members (RP-Initiated and
+        # Back-Channel Logout 1.0) to what RFC 8414 metadata says.
+        rfc8414 = httpx.get(base + "/.well-known/oauth-authorization-server").json()
+        logout = {
+            "end_session_endpoint": base + "/logout",
+            "backchannel_logout_supported": True,
+            "backchannel_logout_session_supported": False,
+        }
+        assert discovered == {**rfc8414, **logout}
         first_keys = httpx.get(discovered["jwks_uri"], timeout=10).json()["keys"]
         assert sorted(k["alg"] for k in first_keys) == ["ES256", "RS256"]
     path = db.with_name(db.name + ".key")

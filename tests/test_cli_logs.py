@@ -201,6 +201,7 @@ _EVENT_FIELDS = {
     "revoked_tokens",  # a count
     "scope",
     "source",
+    "status",  # a back-channel logout's HTTP status, or why its address was refused
     "sub",
     "subject",
     "token_kind",

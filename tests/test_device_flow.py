@@ -548,11 +548,11 @@ async def test_the_code_as_people_type_it_leads_to_the_consent_page(
     consent = await submit_code(browser, typed(codes["user_code"]))
     assert consent.status_code == 200, consent.text
     assert "Authorize a device" in consent.text
-    assert "Living Room TV" in consent.text and "<code>read</code>" in consent.text
-    assert "<code>write</code>" not in consent.text
+    assert "Living Room TV" in consent.text and "Use “read”" in consent.text
+    assert "Use “write”" not in consent.text
     assert "signed in as alice" in consent.text
     # §5.4: the person can compare the code with the one their device shows.
-    shown = re.search(r"device showing <code>([^<]*)</code>", consent.text)
+    shown = re.search(r'device showing <code class="user-code">([^<]*)</code>', consent.text)
     assert shown is not None
     assert normalize_user_code(shown.group(1)) == normalize_user_code(codes["user_code"])
     await assert_pending(http, tv, codes["device_code"])  # showing the page decides nothing

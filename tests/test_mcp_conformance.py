@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,5 +201,10 @@ async def test_suite_passes_with_a_client_id_metadata_document(
         assert demo is not None
         assert await server.storage.get_client(document_url) is None
         assert await server.storage.list_clients() == clients_before
-        # The person consented to the document's client, under its URL.
-        assert await server.storage.get_consent(demo.user_id, document_url) == frozenset({"mcp"})
+        # The person approved the document's client, known by its URL: a native app (its
+        # redirect URI is on loopback) is asked each time, so no consent is kept
+        # (RFC 8252 §8.6), and its tokens are what the connected applications page lists.
+        assert await server.storage.get_consent(demo.user_id, document_url) is None
+        grants = await server.storage.list_grants(demo.user_id, now=int(time.time()))
+        ours = [g.scope for g in grants if g.client_id == document_url]
+        assert ours == [frozenset({"mcp"})]

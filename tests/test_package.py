@@ -11,9 +11,10 @@ import asgi_oauth.storage
 
 PACKAGE = pathlib.Path(asgi_oauth.__file__).parent
 FRAMEWORKS = {"starlette", "httpx", "multipart", "python_multipart", "fastapi", "uvicorn"}
-#: The core's one outbound request, a client's metadata document, uses httpx (a
-#: dependency anyway) as a client: no web framework comes with it.
-OUTBOUND_HTTP = {"client_documents/fetch.py", "federation/upstream.py"}
+#: The core's outbound requests (a client's metadata document, an upstream provider,
+#: a back-channel logout token) use httpx (a dependency anyway) as a client: no web
+#: framework comes with it.
+OUTBOUND_HTTP = {"client_documents/fetch.py", "federation/upstream.py", "endpoints/backchannel.py"}
 
 
 def test_public_names_are_exported_and_sorted() -> None:

@@ -70,10 +70,23 @@ def make(**values: Any) -> Settings:
         (
             "scope_descriptions",
             [("read", "Read")],
-            "a mapping of str to str, got [('read', 'Read')] (list)",
+            "a mapping of str to str or to {language: str}, got [('read', 'Read')] (list)",
         ),
-        ("scope_descriptions", {"read": 1}, "a mapping of str to str, got {'read': 1} (dict)"),
-        ("scope_descriptions", {1: "Read"}, "a mapping of str to str, got {1: 'Read'} (dict)"),
+        (
+            "scope_descriptions",
+            {"read": 1},
+            "a mapping of str to str or to {language: str}, got {'read': 1} (dict)",
+        ),
+        (
+            "scope_descriptions",
+            {1: "Read"},
+            "a mapping of str to str or to {language: str}, got {1: 'Read'} (dict)",
+        ),
+        (
+            "scope_descriptions",
+            {"read": {"fr": 1}},
+            "a mapping of str to str or to {language: str}, got {'read': {'fr': 1}} (dict)",
+        ),
         # a Literal
         ("access_token_format", 1, "one of 'opaque', 'jwt', got 1 (int)"),
         (

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,11 +20,9 @@ from asgi_oauth.models import (
     Token,
     User,
 )
-from asgi_oauth.storage import MemoryStorage, SQLiteStorage, Storage
+from asgi_oauth.storage import Storage
 from asgi_oauth.storage.base import FAILURE_RETENTION
 from asgi_oauth.types import SigningAlgorithm
-
-from .postgres import POSTGRES_URL
 
 pytestmark = pytest.mark.anyio
 
@@ -36,21 +32,6 @@ NOW = 1_700_000_000
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
-    store: Storage
-    if request.param == "memory":
-        store = MemoryStorage()
-    elif request.param == "sqlite":
-        store = SQLiteStorage(tmp_path / "store.db")
-    else:
-        from asgi_oauth.storage.postgres import PostgresStorage
-
-        store = PostgresStorage(POSTGRES_URL, schema=request.getfixturevalue("pg_schema"))
-    yield store
-    await store.close()
 
 
 def make_client(client_id: str = "client-1", **kw: Any) -> Client:

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..cors import CORSPolicy, is_preflight
 from ..endpoints.metadata import openid_configuration, server_metadata
 from ..endpoints.paths import (
+    ACCOUNT_PATH,
     AUTHORIZATION_PATH,
     DEVICE_AUTHORIZATION_PATH,
     DEVICE_VERIFICATION_PATH,
@@ -39,10 +40,12 @@ from ..errors import InvalidRequestError
 from ..requests import OAuthRequest
 from ..server import AuthorizationServer
 from ..types import DEVICE_CODE
+from .account import AccountEndpoint
 from .authorize import AuthorizeEndpoint
 from .browser import Browser, CurrentUser
 from .cors import EndpointCORS
 from .device import DeviceVerificationEndpoint
+from .home import HomeEndpoint, wants_html
 from .login import LoginEndpoint, LogoutEndpoint
 from .observer import Observer, Report
 from .pages import Pages
@@ -133,6 +136,7 @@ class OAuth2App:
         if current_user is None and self._pages:
             self._pages[LOGIN_PATH] = LoginEndpoint(browser)
             self._pages[LOGOUT_PATH] = LogoutEndpoint(browser)
+            self._pages[ACCOUNT_PATH] = AccountEndpoint(browser)
             if settings.upstream_providers:
                 self._upstream = UpstreamSignIn(browser)
         # Resource servers in other processes follow revocations here: no CORS either.
@@ -147,6 +151,14 @@ class OAuth2App:
             )
             self._pages[REGISTRATION_PATH] = self._registration
         self._mount_checked = False
+        issuer = settings.issuer
+        built_in_login = issuer + LOGIN_PATH if LOGIN_PATH in self._pages else ""
+        self._home = HomeEndpoint(
+            browser,
+            login_url=login_url or built_in_login,
+            account_url=issuer + ACCOUNT_PATH if ACCOUNT_PATH in self._pages else "",
+            metadata_url=issuer + METADATA_PATH,
+        )
         #: Serve this at :attr:`metadata_path` of the host application (RFC 8414 §3.1).
         self.metadata_app = _MetadataApp(self)
         self._observer = Observer(server.instruments) if server.instruments.active else None
@@ -164,7 +176,7 @@ class OAuth2App:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path = self._route_path(scope)
-            page = self._pages.get(path) or self._subtree(path)
+            page = self._pages.get(path) or self._subtree(path) or self._home_for(path, scope)
             if self._observer is not None:
                 await self._observer.observe(self, page, path, scope, receive, send)
             elif page is not None:
@@ -179,6 +191,10 @@ class OAuth2App:
     def serves(self, path: str) -> bool:
         """Whether ``path`` is one of this app's endpoints or pages."""
         return path in self._endpoints or path in self._pages
+
+    def _home_for(self, path: str, scope: Scope) -> ASGIApp | None:
+        """The issuer's own URL: a page for a browser; for anything else, the JSON 404."""
+        return self._home if path == "/" and wants_html(scope) else None
 
     def _subtree(self, path: str) -> ASGIApp | None:
         if path.startswith(REGISTRATION_PATH + "/"):
@@ -250,7 +266,8 @@ class OAuth2App:
         return server_metadata(self.server.settings)
 
     async def _openid_configuration(self, request: OAuthRequest) -> object:
-        return openid_configuration(self.server.settings)
+        # /logout is served only with the built-in sign-in (no ``current_user``).
+        return openid_configuration(self.server.settings, end_session=LOGOUT_PATH in self._pages)
 
     async def _jwks(self, request: OAuthRequest) -> object:
         return await self.server.openid.jwks()

@@ -10,16 +10,19 @@ a client this server cannot vouch for (MCP: the redirect URI's host name).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import replace
 from urllib.parse import urlencode, urlsplit
 
 from starlette.responses import Response
 
 from ..authorization import AuthorizationRedirectError, AuthorizationRequest, AuthorizationResponse
+from ..client_metadata import ClientMetadata
 from ..clients import is_native_redirect_uri
+from ..endpoints.authorization import remembered_consent_applies
 from ..endpoints.paths import AUTHORIZATION_PATH
 from ..errors import (
+    N_,
     AccessDeniedError,
     ConsentRequiredError,
     InvalidRequestError,
@@ -31,7 +34,9 @@ from ..models import Client, ResourceOwner
 from ..resources import as_pairs
 from ..scopes import grantable_by
 from .browser import BrowserRequest, PageEndpoint, origin_of
+from .i18n import language
 from .pages import ClientKind, ConsentPage, FormPostPage
+from .pages.scopes import describe_scopes
 from .sessions import CSRF_FIELD
 
 #: Fields of the consent form that are not part of the authorization request.
@@ -50,7 +55,12 @@ class AuthorizeEndpoint(PageEndpoint):
         try:
             return await self._handle(request)
         except AuthorizationRedirectError as exc:
-            return self._respond(exc.response)
+            return self._respond(exc.response, request.lang)
+        except Exception as exc:
+            # RFC 6749 §4.1.2.1: not for the client's redirect URI; the page says it,
+            # with a way back to the client's site when it registered one.
+            back = await self._way_back(request)
+            return self.browser.error_page(exc, back=back, lang=request.lang)
 
     async def _handle(self, browser_request: BrowserRequest) -> Response:
         params = dict(browser_request.params)
@@ -65,7 +75,8 @@ class AuthorizeEndpoint(PageEndpoint):
         if owner is not None and owner.scopes is not None:
             grantable = grantable_by(request.scope, owner.scopes)
             if request.scope and not grantable:
-                return self._fail(request, AccessDeniedError("the user may grant none of it"))
+                denied = AccessDeniedError("the user may grant none of it")
+                return self._fail(request, denied, browser_request.lang)
             # RFC 6749 §3.3: less than was asked; the token response says what.
             request = replace(request, scope=grantable)
 
@@ -74,10 +85,11 @@ class AuthorizeEndpoint(PageEndpoint):
         too_old = owner is not None and self._too_old(request, owner)
         if "none" in request.prompt:
             # OpenID Connect Core §3.1.2.1: answer without showing any page.
+            lang = browser_request.lang
             if owner is None or too_old:
-                return self._fail(request, LoginRequiredError("the user is not signed in"))
+                return self._fail(request, LoginRequiredError("the user is not signed in"), lang)
             if await self.server.authorization.needs_consent(request, owner):
-                return self._fail(request, ConsentRequiredError("the user must consent"))
+                return self._fail(request, ConsentRequiredError("the user must consent"), lang)
         if owner is not None and _signed_in_since_pushed(request, owner):
             too_old = False
         elif "login" in request.prompt:
@@ -85,7 +97,8 @@ class AuthorizeEndpoint(PageEndpoint):
         if owner is None or too_old:
             return self._sign_in(browser_request, request)
         if not await self.server.authorization.needs_consent(request, owner):
-            return self._respond(await self.server.authorization.authorize(request, owner))
+            response = await self.server.authorization.authorize(request, owner)
+            return self._respond(response, browser_request.lang)
         return await self._consent_page(browser_request, request, owner)
 
     async def _decide(
@@ -98,8 +111,10 @@ class AuthorizeEndpoint(PageEndpoint):
         if not browser_request.csrf_ok():
             # A forged or stale form: say so to the person, send nothing to the client.
             raise InvalidRequestError(
-                "this form has expired or did not come from this site; "
-                "go back to the application and start again",
+                N_(
+                    "this form has expired or did not come from this site; "
+                    "go back to the application and start again"
+                ),
                 status_code=403,
             )
         if owner is None:
@@ -114,11 +129,13 @@ class AuthorizeEndpoint(PageEndpoint):
                 remembered=remember,
             )
             return self._respond(
-                await self.server.authorization.authorize(request, owner, remember=remember)
+                await self.server.authorization.authorize(request, owner, remember=remember),
+                browser_request.lang,
             )
         if decision == "deny":
-            return self._fail(request, AccessDeniedError("the user denied the request"))
-        raise InvalidRequestError("decision must be approve or deny")
+            denied = AccessDeniedError("the user denied the request")
+            return self._fail(request, denied, browser_request.lang)
+        raise InvalidRequestError(N_("decision must be approve or deny"))
 
     def _too_old(self, request: AuthorizationRequest, owner: ResourceOwner) -> bool:
         """Whether the sign-in is older than ``max_age`` allows (Core §3.1.2.1); 0 always
@@ -148,27 +165,48 @@ class AuthorizeEndpoint(PageEndpoint):
         descriptions = self.server.settings.scope_descriptions
         client, kind = request.client, _client_kind(request.client)
         vouched = kind == "registered"
+        # A pushed request's ui_locales are in its parameters, not the browser's.
+        lang = language(browser_request.scope, request.params)
         page = ConsentPage(
             action=self.browser.issuer + AUTHORIZATION_PATH,
             csrf_token=session.csrf,
             client_name=client.name or client.client_id,
             user_name=owner.name or owner.subject,
-            scopes=_described(request.scope - allowed, descriptions),
+            scopes=describe_scopes(request.scope - allowed, descriptions, lang),
             fields=request.params,
-            allowed=_described(allowed, descriptions),
+            allowed=describe_scopes(allowed, descriptions, lang),
+            lang=lang,
             client_kind=kind,
             client_host=_host(client.client_id) if kind == "metadata_document" else "",
             redirect_host="" if vouched else _host(request.redirect_uri),
             local_only=not vouched and _all_local(client.redirect_uris),
+            offer_remember=remembered_consent_applies(request),
         )
         return self.browser.page(page, cookies=cookies)
 
-    def _fail(self, request: AuthorizationRequest, error: OAuth2Error) -> Response:
-        return self._respond(self.server.authorization.failed(request, error))
+    async def _way_back(self, request: BrowserRequest) -> tuple[str, str] | None:
+        """The ``client_uri`` (RFC 7591 §2) of the registered client the request names,
+        and its name; never a redirect URI, which may be what the error is about."""
+        client_id = request.params.get("client_id")
+        if not client_id or "client_id" in request.repeated:
+            return None
+        try:
+            # The store only: an error page fetches no client's metadata document.
+            client = await self.server.clients.find(client_id, fetch=False)
+            uri = None if client is None else ClientMetadata.from_client(client).client_uri
+        except Exception:  # a broken store or record: the page goes without the link
+            return None
+        if client is None or not uri or urlsplit(uri).scheme not in ("https", "http"):
+            return None
+        return uri, client.name or urlsplit(uri).hostname or uri
 
-    def _respond(self, response: AuthorizationResponse) -> Response:
+    def _fail(self, request: AuthorizationRequest, error: OAuth2Error, lang: str) -> Response:
+        return self._respond(self.server.authorization.failed(request, error), lang)
+
+    def _respond(self, response: AuthorizationResponse, lang: str = "en") -> Response:
+        """The answer to the client; ``lang`` is the form_post page's, shown while it posts."""
         if response.response_mode == "form_post":
-            page = FormPostPage(action=response.redirect_uri, fields=response.params)
+            page = FormPostPage(action=response.redirect_uri, fields=response.params, lang=lang)
             return self.browser.page(page, form_action=origin_of(response.redirect_uri))
         return self.browser.redirect(response.location)
 
@@ -180,12 +218,6 @@ def _client_kind(client: Client) -> ClientKind:
     if client.registration_access_token_hash is not None:
         return "dynamic"
     return "registered"
-
-
-def _described(
-    scopes: Iterable[str], descriptions: Mapping[str, str]
-) -> tuple[tuple[str, str], ...]:
-    return tuple((s, descriptions.get(s, s)) for s in sorted(scopes))
 
 
 def _host(uri: str) -> str:

@@ -2,8 +2,9 @@
 signed in, and answering with a page or a redirect under strict security headers.
 
 Every response here is ``no-store`` with ``Referrer-Policy: no-referrer`` and a
-Content-Security-Policy that allows nothing but this response's own nonce and
-no framing (clickjacking, RFC 6749 §10.13). Every URL comes from the issuer.
+Content-Security-Policy that allows nothing but this response's own nonce (and
+images from the configured logo's origin) and no framing (clickjacking, RFC 6749
+§10.13). Every URL comes from the issuer.
 A form posted from another origin's page is refused before its CSRF token is
 even looked at: ``Sec-Fetch-Site`` says so when the browser sends it, else ``Origin``.
 """
@@ -19,12 +20,18 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from ..endpoints.paths import AUTHORIZATION_PATH, DEVICE_VERIFICATION_PATH, LOGIN_PATH
-from ..errors import InvalidRequestError
+from ..endpoints.paths import (
+    ACCOUNT_PATH,
+    AUTHORIZATION_PATH,
+    DEVICE_VERIFICATION_PATH,
+    LOGIN_PATH,
+)
+from ..errors import N_, InvalidRequestError
 from ..models import ResourceOwner
 from ..requests import OAuthRequest
 from ..server import AuthorizationServer
-from .pages import MessagePage, Page, Pages
+from .i18n import error_message, error_title, language
+from .pages import Brand, MessagePage, Page, Pages
 from .requests import RequestHeaders, parse_params, read_body
 from .responses import as_oauth_error
 from .sessions import CSRF_FIELD, Session, SessionCookie
@@ -32,7 +39,6 @@ from .sessions import CSRF_FIELD, Session, SessionCookie
 #: The host application's own sign-in: its request in, the signed-in person (or None) out.
 CurrentUser = Callable[[Request], Awaitable[ResourceOwner | None]]
 
-_ERROR_TITLES = {400: "This request cannot be completed", 403: "Please start again"}
 _PASSWORD_AMR = ("pwd",)
 
 
@@ -45,6 +51,8 @@ class BrowserRequest:
     params: dict[str, str]
     repeated: frozenset[str]
     session: Session | None
+    #: The language of the pages answering it (``Browser.language``).
+    lang: str = "en"
 
     @property
     def oauth_request(self) -> OAuthRequest:
@@ -69,7 +77,10 @@ class Browser:
         if (current_user is None) != (login_url is None):
             raise ValueError("current_user and login_url go together")
         self.server = server
-        self.pages = pages
+        settings = server.settings
+        self.pages = pages.branded(
+            Brand(settings.service_name, settings.logo_uri, settings.service_uri)
+        )
         self.cookie = SessionCookie(server.settings)
         self.current_user = current_user
         self.login_url = login_url
@@ -90,24 +101,29 @@ class Browser:
         elif method == "POST":
             media_type = (headers.content_type or "").partition(";")[0].strip().lower()
             if media_type != "application/x-www-form-urlencoded":
-                raise InvalidRequestError("forms must be urlencoded", status_code=415)
+                raise InvalidRequestError(N_("forms must be urlencoded"), status_code=415)
             body = await read_body(receive, headers, self.server.settings.max_body_size)
             params, repeated = parse_params(body)
         else:
             raise InvalidRequestError(
-                f"method {method[:16]} not allowed", status_code=405, headers={"Allow": "GET, POST"}
+                N_("method {method} not allowed"),
+                params={"method": method[:16]},
+                status_code=405,
+                headers={"Allow": "GET, POST"},
             )
         if repeated and not allow_repeats:
-            raise InvalidRequestError(f"repeated parameter: {sorted(repeated)[0][:64]}")
+            raise InvalidRequestError(
+                N_("repeated parameter: {name}"), params={"name": sorted(repeated)[0][:64]}
+            )
         session = self.cookie.load(cookie_header(scope))
-        return BrowserRequest(scope, method, params, repeated, session)
+        return BrowserRequest(scope, method, params, repeated, session, language(scope, params))
 
     def refuse_cross_site(self, scope: Scope) -> None:
         """A second layer under the CSRF token: a form a browser says another origin's
         page posted changes nothing, whatever token it carries."""
         if _sent_from_elsewhere(scope, self.origin):
             raise InvalidRequestError(
-                "this form did not come from this site; go back and start again",
+                N_("this form did not come from this site; go back and start again"),
                 status_code=403,
             )
 
@@ -154,7 +170,8 @@ class Browser:
         nonce = secrets.token_urlsafe(16)
         html = self.pages.render(replace(page, nonce=nonce))
         response = HTMLResponse(html, status_code=status, headers=headers)
-        _secure(response, _csp(nonce, form_action), cookies)
+        logo = self.server.settings.logo_uri
+        _secure(response, _csp(nonce, form_action, logo), cookies)
         return response
 
     def redirect(self, location: str, cookies: list[str] | None = None) -> Response:
@@ -163,13 +180,16 @@ class Browser:
         _secure(response, "default-src 'none'; frame-ancestors 'none'", cookies)
         return response
 
-    def error_page(self, exc: Exception) -> Response:
+    def error_page(
+        self, exc: Exception, *, back: tuple[str, str] | None = None, lang: str = "en"
+    ) -> Response:
+        """The error as a page, with a way back: ``back`` (a registered client's own
+        site), else ``Settings.service_uri`` when set; never an unchecked redirect URI."""
         error = as_oauth_error(exc)
-        title = _ERROR_TITLES.get(error.status, "Something went wrong")
-        message = error.description or error.error
-        return self.page(
-            MessagePage(title=title, message=message), status=error.status, headers=error.headers
-        )
+        # In the person's language: the description's template looked up in the catalogue.
+        title, message = error_title(error, lang), error_message(error, lang)
+        page = MessagePage(title=title, message=message, back=back, lang=lang)
+        return self.page(page, status=error.status, headers=error.headers)
 
     def login_redirect(
         self, next_path: str, cookies: list[str] | None = None, *, fresh: bool = False
@@ -196,7 +216,7 @@ class Browser:
         if not next_path or any(c in next_path for c in "\\\r\n\t") or not next_path.isprintable():
             return None
         path = next_path.partition("?")[0]
-        if path not in (AUTHORIZATION_PATH, DEVICE_VERIFICATION_PATH):
+        if path not in (AUTHORIZATION_PATH, DEVICE_VERIFICATION_PATH, ACCOUNT_PATH):
             return None
         return self.issuer + next_path
 
@@ -212,13 +232,16 @@ class PageEndpoint:
         self.server = browser.server
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request: BrowserRequest | None = None
         try:
             request = await self.browser.read(scope, receive, allow_repeats=self.allow_repeats)
             if self.posts_a_form(request):
                 self.browser.refuse_cross_site(scope)
             response = await self.handle(request)
         except Exception as exc:
-            response = self.browser.error_page(exc)
+            # A request that could not be read has only its Accept-Language to go by.
+            lang = request.lang if request is not None else language(scope, {})
+            response = self.browser.error_page(exc, lang=lang)
         await response(scope, receive, send)
 
     def posts_a_form(self, request: BrowserRequest) -> bool:
@@ -257,11 +280,15 @@ def _serialized_origin(url: str) -> str:
     return f"{scheme}://{host}:{port}"
 
 
-def _csp(nonce: str, form_action: str | None) -> str:
+def _csp(nonce: str, form_action: str | None, logo_uri: str | None = None) -> str:
     policy = (
         f"default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; "
         "base-uri 'none'; frame-ancestors 'none'"
     )
+    # The configured logo, the one image the pages show: its exact origin, nothing else
+    # (CSP Level 3 ``img-src``; Settings checked that its host holds no CSP syntax).
+    if logo_uri is not None:
+        policy += f"; img-src {_serialized_origin(logo_uri)}"
     # form-action only where the target is known (form_post): Chromium applies it to
     # the redirects after a form posts, and sign-in and consent redirect to the client.
     if form_action is not None:

@@ -13,9 +13,11 @@ from starlette.responses import Response
 
 from ..device import format_user_code, normalize_user_code
 from ..endpoints.paths import DEVICE_VERIFICATION_PATH
-from ..errors import InvalidRequestError, OAuth2Error
+from ..errors import N_, InvalidRequestError, OAuth2Error
 from .browser import BrowserRequest, PageEndpoint
+from .i18n import error_message, translator
 from .pages import DeviceConsentPage, DevicePage, MessagePage
+from .pages.scopes import describe_scopes
 
 
 class DeviceVerificationEndpoint(PageEndpoint):
@@ -33,7 +35,7 @@ class DeviceVerificationEndpoint(PageEndpoint):
             return self._entry(request, user_code)
         if not request.csrf_ok():
             raise InvalidRequestError(
-                "this form has expired or did not come from this site; please start again",
+                N_("this form has expired or did not come from this site; please start again"),
                 status_code=403,
             )
         try:
@@ -52,18 +54,20 @@ class DeviceVerificationEndpoint(PageEndpoint):
                 client_name=client.name or client.client_id,
                 user_name=owner.name or owner.subject,
                 user_code=format_user_code(normalize_user_code(user_code) or user_code),
-                scopes=tuple((s, descriptions.get(s, s)) for s in sorted(device.scope)),
+                scopes=describe_scopes(device.scope, descriptions, request.lang),
+                lang=request.lang,
             )
             return self.browser.page(page, cookies=cookies)
         if decision not in ("approve", "deny"):
-            raise InvalidRequestError("decision must be approve or deny")
+            raise InvalidRequestError(N_("decision must be approve or deny"))
         approved = decision == "approve"
         await self.server.device.decide(device, owner, approved=approved)
+        _ = translator(request.lang)
         if approved:
-            done = MessagePage("Device connected", "You can return to your device now.")
+            title, message = _("Device connected"), _("You can return to your device now.")
         else:
-            done = MessagePage("Request denied", "The device was not given access.")
-        return self.browser.page(done)
+            title, message = _("Request denied"), _("The device was not given access.")
+        return self.browser.page(MessagePage(title, message, lang=request.lang))
 
     def _entry(
         self, request: BrowserRequest, user_code: str, error: OAuth2Error | None = None
@@ -73,7 +77,8 @@ class DeviceVerificationEndpoint(PageEndpoint):
             action=self.action,
             csrf_token=session.csrf,
             user_code=user_code,
-            error="" if error is None else error.description or error.error,
+            error="" if error is None else error_message(error, request.lang),
+            lang=request.lang,
         )
         status = 200 if error is None else error.status
         headers = None if error is None else error.headers

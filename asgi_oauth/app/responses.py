@@ -7,7 +7,7 @@ import logging
 
 from starlette.types import Send
 
-from ..errors import OAuth2Error, ServerError, StorageError, TemporarilyUnavailableError
+from ..errors import N_, OAuth2Error, ServerError, StorageError, TemporarilyUnavailableError
 
 logger = logging.getLogger("asgi_oauth")
 
@@ -52,7 +52,7 @@ def as_oauth_error(exc: Exception) -> OAuth2Error:
     if isinstance(exc, StorageError):
         return TemporarilyUnavailableError.from_storage(exc)
     logger.exception("unexpected error", exc_info=exc)
-    return ServerError("internal error")
+    return ServerError(N_("internal error"))
 
 
 async def send_error(send: Send, exc: Exception, headers: Headers | None = None) -> None:

@@ -19,9 +19,10 @@ from itsdangerous import BadData, URLSafeTimedSerializer
 from starlette.responses import Response
 
 from ..endpoints.paths import UPSTREAM_PATH
-from ..errors import InvalidRequestError
+from ..errors import N_, InvalidRequestError
 from ..federation.broker import PENDING_LIFETIME, PendingSignIn
 from .browser import Browser, BrowserRequest, PageEndpoint, cookie_header
+from .i18n import language, translator
 from .pages import MessagePage
 from .requests import route_path
 from .sessions import Session, cookie_attributes, values_named
@@ -66,13 +67,13 @@ class UpstreamSignIn(PageEndpoint):
     async def handle(self, request: BrowserRequest) -> Response:
         if request.method != "GET":
             raise InvalidRequestError(
-                "method not allowed", status_code=405, headers={"Allow": "GET"}
+                N_("method not allowed"), status_code=405, headers={"Allow": "GET"}
             )
         provider_id, _, rest = route_path(request.scope)[len(UPSTREAM_PATH) + 1 :].partition("/")
         if rest == "callback":
             return await self._come_back(request, provider_id)
         if rest:
-            raise InvalidRequestError("no such endpoint", status_code=404)
+            raise InvalidRequestError(N_("no such endpoint"), status_code=404)
         return await self._leave(request, provider_id)
 
     async def _leave(self, request: BrowserRequest, provider_id: str) -> Response:
@@ -113,8 +114,13 @@ class UpstreamSignIn(PageEndpoint):
         target = self.browser.after_login(pending.next)
         if target is not None:
             return self.browser.redirect(target, cookies)
+        # The language of the authorization request signed in for, if it chose one.
+        lang = language(request.scope, {"next": pending.next})
+        _ = translator(lang)
         page = MessagePage(
-            title="Signed in", message=f"You are signed in as {signed.user.username}."
+            title=_("Signed in"),
+            message=_("You are signed in as {user}.").format(user=signed.user.username),
+            lang=lang,
         )
         return self.browser.page(page, cookies=cookies)
 

@@ -235,6 +235,8 @@ def client_json(client: Client) -> dict[str, object]:
         "require_pkce": client.require_pkce,
         "access_token_format": client.access_token_format,
         "id_token_signed_response_alg": client.id_token_signed_response_alg,
+        "post_logout_redirect_uris": list(client.post_logout_redirect_uris),
+        "backchannel_logout_uri": client.backchannel_logout_uri,
         "created_at": client.created_at,
     }
 

@@ -123,6 +123,17 @@ def _metadata_options(parser: argparse.ArgumentParser) -> None:
         help="native: loopback http and private-use schemes too; web: https only",
     )
     parser.add_argument(
+        "--post-logout-redirect-uri",
+        action="append",
+        metavar="URI",
+        help="where /logout may send people back to; repeat for several ('' clears)",
+    )
+    parser.add_argument(
+        "--backchannel-logout-uri",
+        metavar="URI",
+        help="told by a logout token when someone signs out ('' clears)",
+    )
+    parser.add_argument(
         "--insecure-transport",
         action="store_true",
         default=None,
@@ -154,6 +165,8 @@ async def _create(args: argparse.Namespace, storage: Storage) -> int:
             access_token_format=args.access_token_format,
             id_token_signed_response_alg=args.id_token_alg or "RS256",
             application_type=args.application_type,
+            post_logout_redirect_uris=args.post_logout_redirect_uri or (),
+            backchannel_logout_uri=args.backchannel_logout_uri or None,
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from None
@@ -244,6 +257,10 @@ async def _update(args: argparse.Namespace, storage: Storage) -> int:
         changes["id_token_signed_response_alg"] = args.id_token_alg
     if args.application_type is not None:
         changes["application_type"] = args.application_type
+    if args.post_logout_redirect_uri is not None:
+        changes["post_logout_redirect_uris"] = tuple(u for u in args.post_logout_redirect_uri if u)
+    if args.backchannel_logout_uri is not None:
+        changes["backchannel_logout_uri"] = args.backchannel_logout_uri or None
     insecure = settings(args, insecure_transport=args.insecure_transport).insecure_transport
     try:
         updated = check_client(dataclasses.replace(client, **changes), insecure_transport=insecure)  # type: ignore[arg-type]

@@ -84,9 +84,7 @@ class AuthorizationEndpoint:
         """Whether to ask the user: ``prompt=consent``, or scopes not granted before."""
         if "consent" in request.prompt:
             return True
-        if request.client.is_public and not request.redirect_uri.startswith("https://"):
-            # RFC 8252 §8.6: a loopback or private-use redirect URI cannot prove which
-            # app is asking, so a native app's request is never approved unasked.
+        if not remembered_consent_applies(request):
             return True
         granted = await self._granted(request, owner)
         return granted is None or not request.scope <= granted
@@ -118,7 +116,10 @@ class AuthorizationEndpoint:
             if remember:
                 granted = await storage.get_consent(owner.subject, client.client_id)
                 await storage.save_consent(
-                    owner.subject, client.client_id, request.scope | (granted or frozenset())
+                    owner.subject,
+                    client.client_id,
+                    request.scope | (granted or frozenset()),
+                    now=self._ctx.now(),
                 )
             returns = request.returns
             if self._ctx.keys is not None:
@@ -226,3 +227,13 @@ class AuthorizationEndpoint:
         )
         await self._storage.save_tokens(tokens.rows)
         return {k: str(v) for k, v in tokens.response.to_dict().items()}
+
+
+def remembered_consent_applies(request: AuthorizationRequest) -> bool:
+    """Whether a remembered consent may ever spare asking for a request like this one.
+
+    Never for a public client's loopback or private-use redirect URI: such a URI
+    cannot prove which app is asking (RFC 8252 §8.6), so a native app is asked
+    every time, and the consent page does not offer to remember.
+    """
+    return not (request.client.is_public and not request.redirect_uri.startswith("https://"))

@@ -14,6 +14,7 @@ from ..config import Settings
 from ..crypto import hash_token, time_ordered_token
 from ..device import generate_user_code, hash_user_code, normalize_user_code
 from ..errors import (
+    N_,
     AccessDeniedError,
     InvalidGrantError,
     InvalidRequestError,
@@ -108,7 +109,7 @@ class DeviceAuthorizationEndpoint:
         key = request.throttle_key("user_code")
         with storage_guard:
             attempt = await self.guesses.attempt(
-                key, InvalidGrantError, "too many wrong codes; retry later"
+                key, InvalidGrantError, N_("too many wrong codes; retry later")
             )
             normalized = normalize_user_code(user_code)
             device = client = None
@@ -119,9 +120,9 @@ class DeviceAuthorizationEndpoint:
             # Every miss counts, and a hit does not clear the count: anyone can get a
             # valid code of their own, which must not buy more guesses at others'.
             if device is None or client is None or device.status != "pending":
-                raise InvalidGrantError("that code is not valid; check it and try again")
+                raise InvalidGrantError(N_("that code is not valid; check it and try again"))
             if device.expires_at <= int(self.clock()):
-                raise InvalidGrantError("that code has expired; start again on your device")
+                raise InvalidGrantError(N_("that code has expired; start again on your device"))
             await self.guesses.refund(key, attempt)
         return device, client
 
@@ -131,7 +132,7 @@ class DeviceAuthorizationEndpoint:
         """Record the person's decision; the device learns it at its next poll (§3.5).
         A person may not approve scopes beyond their limit (``ResourceOwner.scopes``)."""
         if approved and grantable_by(device.scope, owner.scopes) != device.scope:
-            raise AccessDeniedError("you may not grant everything this device asks for")
+            raise AccessDeniedError(N_("you may not grant everything this device asks for"))
         with storage_guard:
             decided = await self.storage.decide_device_authorization(
                 device.user_code_hash,
@@ -140,7 +141,7 @@ class DeviceAuthorizationEndpoint:
                 now=int(self.clock()),
             )
         if not decided:
-            raise InvalidGrantError("that code was already used or has expired")
+            raise InvalidGrantError(N_("that code was already used or has expired"))
         security_event(
             "device_authorization_granted" if approved else "device_authorization_denied",
             client_id=device.client_id,

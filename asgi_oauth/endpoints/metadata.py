@@ -17,6 +17,7 @@ from .paths import (
     DEVICE_AUTHORIZATION_PATH,
     INTROSPECTION_PATH,
     JWKS_PATH,
+    LOGOUT_PATH,
     PUSHED_AUTHORIZATION_REQUEST_PATH,
     REGISTRATION_PATH,
     REVOCATION_PATH,
@@ -87,8 +88,16 @@ def server_metadata(settings: Settings) -> dict[str, object]:
     return metadata
 
 
-def openid_configuration(settings: Settings) -> dict[str, object]:
-    """OpenID Connect Discovery 1.0 §3: the RFC 8414 metadata, which carries it all."""
+def openid_configuration(settings: Settings, *, end_session: bool = True) -> dict[str, object]:
+    """OpenID Connect Discovery 1.0 §3: the RFC 8414 metadata, which carries it all,
+    and, where the built-in ``/logout`` page serves (``end_session``), RP-Initiated
+    Logout 1.0 §2.1 and Back-Channel Logout 1.0 §2.1. No ``sid`` is issued, so
+    ``backchannel_logout_session_supported`` is false."""
     if not settings.openid_enabled:
         raise InvalidRequestError("no such endpoint", status_code=404)
-    return server_metadata(settings)
+    metadata = server_metadata(settings)
+    if end_session:
+        metadata["end_session_endpoint"] = settings.issuer + LOGOUT_PATH
+        metadata["backchannel_logout_supported"] = True
+        metadata["backchannel_logout_session_supported"] = False
+    return metadata

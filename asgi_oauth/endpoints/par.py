@@ -16,7 +16,7 @@ from ..client_auth import authenticate_client
 from ..client_lookup import ClientLookup
 from ..config import Settings
 from ..crypto import generate_token, hash_token
-from ..errors import InvalidDPoPProofError, InvalidRequestError, storage_guard
+from ..errors import N_, InvalidDPoPProofError, InvalidRequestError, storage_guard
 from ..events import security_event
 from ..models import Client, PushedAuthorizationRequest
 from ..rate_limits import RateLimits
@@ -105,12 +105,15 @@ class PushedAuthorization:
             or pushed.consumed_at is not None
             or pushed.expires_at <= int(self.clock())
         ):
-            raise InvalidRequestError("request_uri is unknown, expired or already used")
+            raise InvalidRequestError(N_("request_uri is unknown, expired or already used"))
         request = validate_authorization_request(
             pushed.params, frozenset(), client, self.settings, pushed=True
         )
-        # Pages send back these two, not the pushed parameters, with the decision.
+        # Pages send back these two, not the pushed parameters, with the decision; and
+        # the pushed ui_locales (OpenID Connect Core §3.1.2.1), the pages' language.
         own = {"client_id": client.client_id, "request_uri": request_uri}
+        if "ui_locales" in pushed.params:
+            own["ui_locales"] = pushed.params["ui_locales"]
         return replace(request, params=own, request_uri_hash=key, pushed_at=pushed.issued_at)
 
     async def consume(self, request_uri_hash: str) -> None:
@@ -119,4 +122,4 @@ class PushedAuthorization:
             request_uri_hash, now=int(self.clock())
         )
         if not used:
-            raise InvalidRequestError("request_uri is unknown, expired or already used")
+            raise InvalidRequestError(N_("request_uri is unknown, expired or already used"))

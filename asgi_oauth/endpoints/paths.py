@@ -18,6 +18,8 @@ REGISTRATION_PATH: Final = "/register"
 #: The pages people see: signing in, and typing a device's user code (RFC 8628 §3.3).
 LOGIN_PATH: Final = "/login"
 LOGOUT_PATH: Final = "/logout"
+#: A signed-in person's connected applications: what they approved, withdrawn at will.
+ACCOUNT_PATH: Final = "/account"
 DEVICE_VERIFICATION_PATH: Final = "/device"
 #: OpenID Connect: discovery (Discovery 1.0 §4, appended to the issuer), keys, userinfo.
 OPENID_CONFIGURATION_PATH: Final = "/.well-known/openid-configuration"

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..crypto import NO_PASSWORD, Sealer, generate_token
-from ..errors import AccessDeniedError, storage_guard
+from ..errors import N_, AccessDeniedError, storage_guard
 from ..events import security_event
 from ..models import FederatedIdentity, User
 from ..storage.base import Storage
@@ -109,7 +109,9 @@ class FederatedAccounts:
                 address=address,
             )
             raise AccessDeniedError(
-                f"Your {identity.provider.name} account may not sign in here.", status_code=403
+                N_("Your {provider} account may not sign in here."),
+                params={"provider": identity.provider.name},
+                status_code=403,
             )
         with storage_guard:
             user = await self._link(identity)
@@ -168,7 +170,7 @@ class FederatedAccounts:
             # Linked meanwhile (the next round finds it), or the username is taken (the
             # next round makes it unique).
         raise AccessDeniedError(
-            "Your account could not be set up; please try again.", status_code=409
+            N_("Your account could not be set up; please try again."), status_code=409
         )
 
     async def _existing_user(self, identity: UpstreamIdentity) -> User | None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from ..config import Settings
 from ..crypto import Sealer, generate_token, hash_token
 from ..endpoints.paths import UPSTREAM_PATH
-from ..errors import AccessDeniedError, InvalidRequestError, storage_guard
+from ..errors import N_, AccessDeniedError, InvalidRequestError, storage_guard
 from ..events import security_event
 from ..models import FederatedIdentity
 from ..observability.instruments import Instruments
@@ -103,7 +103,7 @@ class Federation:
     def client(self, provider_id: str) -> UpstreamClient:
         client = self._clients.get(provider_id)
         if client is None:
-            raise InvalidRequestError("no such sign-in provider", status_code=404)
+            raise InvalidRequestError(N_("no such sign-in provider"), status_code=404)
         return client
 
     async def begin(
@@ -152,14 +152,14 @@ class Federation:
             or now - pending.started_at > PENDING_LIFETIME
         ):
             raise InvalidRequestError(
-                "This sign-in expired or was not started in this browser. Please start again.",
+                N_("This sign-in expired or was not started in this browser. Please start again."),
                 status_code=403,
             )
         # RFC 6749 §10.12: the answer must be to the request this browser sent.
         if not hmac.compare_digest(params.get("state", "").encode(), pending.state.encode()):
             _refused(provider_id, "state", address)
             raise InvalidRequestError(
-                "This answer is not for the sign-in you started. Please start again.",
+                N_("This answer is not for the sign-in you started. Please start again."),
                 status_code=403,
             )
         endpoints = await client.endpoints()
@@ -173,18 +173,20 @@ class Federation:
         if not first:
             _refused(provider_id, "replayed", address)
             raise InvalidRequestError(
-                "This sign-in was completed already. Please start again.", status_code=403
+                N_("This sign-in was completed already. Please start again."), status_code=403
             )
         error = params.get("error")
         if error is not None:
             if error == "access_denied":
                 raise AccessDeniedError(
-                    f"You did not allow {client.name} to sign you in.", status_code=403
+                    N_("You did not allow {provider} to sign you in."),
+                    params={"provider": client.name},
+                    status_code=403,
                 )
             raise client.error(f"it answered {error[:64]}")
         code = params.get("code")
         if not code:
-            raise InvalidRequestError("The provider sent no code. Please start again.")
+            raise InvalidRequestError(N_("The provider sent no code. Please start again."))
         response = await client.exchange(
             code=code,
             redirect_uri=self.redirect_uri(provider_id),
@@ -369,7 +371,8 @@ def _check_issuer(
     ):
         _refused(client.provider.id, "iss", address)
         raise InvalidRequestError(
-            f"This answer did not come from {client.name}. Please start again.",
+            N_("This answer did not come from {provider}. Please start again."),
+            params={"provider": client.name},
             status_code=403,
         )
 

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 from joserfc.jwk import KeySet
 
-from ..errors import OAuth2Error
+from ..errors import N_, OAuth2Error
 from ..observability.instruments import Instruments
 from .providers import UpstreamProvider
 
@@ -246,11 +246,15 @@ class UpstreamClient:
             return response.status_code, None
 
     def error(self, reason: str) -> UpstreamError:
-        return UpstreamError(f"Signing in with {self.name} failed: {reason}. Please try again.")
+        return UpstreamError(
+            N_("Signing in with {provider} failed: {reason}. Please try again."),
+            params={"provider": self.name, "reason": reason},
+        )
 
     def unreachable(self) -> UpstreamError:
         return UpstreamError(
-            f"{self.name} cannot be reached right now. Please try again in a moment."
+            N_("{provider} cannot be reached right now. Please try again in a moment."),
+            params={"provider": self.name},
         )
 
     async def aclose(self) -> None:

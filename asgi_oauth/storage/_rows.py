@@ -12,12 +12,14 @@ means the same in either.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from ..models import (
     AuthorizationCode,
     BrowserSession,
     Client,
+    ConnectedApp,
     DeviceAuthorization,
     FederatedIdentity,
     PushedAuthorizationRequest,
@@ -64,6 +66,8 @@ def client_row(c: Client) -> Row:
         c.registration_access_token_hash,
         c.registration_metadata,
         c.application_type,
+        _uris(c.post_logout_redirect_uris),
+        c.backchannel_logout_uri,
     )
 
 
@@ -86,6 +90,8 @@ def client_from_row(row: Any) -> Client:
         registration_access_token_hash=row[14],
         registration_metadata=row[15],
         application_type=row[16],
+        post_logout_redirect_uris=tuple(row[17].split()),
+        backchannel_logout_uri=row[18],
     )
 
 
@@ -196,8 +202,35 @@ def signing_key_from_row(row: Any) -> SigningKey:
     )
 
 
-def consent_row(subject: str, client_id: str, scope: frozenset[str]) -> Row:
-    return (subject, client_id, _words(scope))
+def consent_row(subject: str, client_id: str, scope: frozenset[str], granted_at: int) -> Row:
+    return (subject, client_id, _words(scope), granted_at)
+
+
+def with_live_tokens(
+    consented: list[ConnectedApp], live: Iterable[tuple[str, str, int]]
+) -> list[ConnectedApp]:
+    """``consented`` and, for each client with live tokens (``(client_id, scope,
+    issued_at)`` rows) but no consent, the grant its tokens make; by client id."""
+    kept = {app.client_id for app in consented}
+    tokens: dict[str, tuple[set[str], int, int]] = {}
+    for client_id, scope, issued_at in live:
+        if client_id in kept:
+            continue
+        scopes, first, last = tokens.get(client_id, (set(), issued_at, issued_at))
+        scopes.update(scope.split())
+        tokens[client_id] = (scopes, min(first, issued_at), max(last, issued_at))
+    granted = [
+        ConnectedApp(client_id, frozenset(scopes), first, last)
+        for client_id, (scopes, first, last) in tokens.items()
+    ]
+    return sorted([*consented, *granted], key=lambda app: app.client_id)
+
+
+def connected_app_from_row(row: Any) -> ConnectedApp:
+    """A ``list_grants`` row: client id, scope, granted_at, the latest token's issued_at."""
+    return ConnectedApp(
+        client_id=row[0], scope=frozenset(row[1].split()), granted_at=row[2], last_used=row[3]
+    )
 
 
 def device_row(d: DeviceAuthorization) -> Row:

@@ -16,6 +16,7 @@ from ..models import (
     AuthorizationCode,
     BrowserSession,
     Client,
+    ConnectedApp,
     DeviceAuthorization,
     FederatedIdentity,
     PushedAuthorizationRequest,
@@ -31,10 +32,10 @@ class Storage(Protocol):
 
     A store may also have a ``revocation_signal`` (``revocation_signal.RevocationSignal``),
     moved after every revocation it committed (``revoke_token``, ``revoke_family``,
-    ``delete_client``, ``delete_user``, ``add_signing_key``) by whichever process made
-    it, so the caches of every process sharing the store forget at once. It is not
-    part of the protocol: a store without one is taken to be shared by no other
-    process (``revocation_signal.signal_of``).
+    ``delete_client``, ``delete_user``, ``revoke_grant``, ``add_signing_key``) by whichever
+    process made it, so the caches of every process sharing the store forget at once.
+    It is not part of the protocol: a store without one is taken to be shared by no
+    other process (``revocation_signal.signal_of``).
     """
 
     async def get_client(self, client_id: str) -> Client | None:
@@ -103,8 +104,32 @@ class Storage(Protocol):
     async def get_consent(self, subject: str, client_id: str) -> frozenset[str] | None:
         """The scopes this user let this client have without asking again; None if never."""
 
-    async def save_consent(self, subject: str, client_id: str, scope: frozenset[str]) -> None:
-        """Remember the scopes this user granted this client, replacing what was kept."""
+    async def save_consent(
+        self, subject: str, client_id: str, scope: frozenset[str], *, now: int = 0
+    ) -> None:
+        """Remember the scopes this user granted this client, replacing what was kept,
+        and ``now`` as when they did (``ConnectedApp.granted_at``)."""
+
+    async def list_grants(self, subject: str, *, now: int) -> list[ConnectedApp]:
+        """The clients this user approved, ordered by client id: each kept consent (its
+        scopes and ``granted_at``), and each client holding live tokens of theirs without
+        one (a native app is asked every time, RFC 8252 §8.6: its scopes are its tokens',
+        its ``granted_at`` its oldest live token's); ``last_used`` is the latest
+        ``issued_at`` of the user's tokens for it still in the store (None if none).
+        Computed in the read, so the token path writes nothing for it."""
+
+    async def revoke_grant(self, subject: str, client_id: str, *, now: int) -> bool:
+        """Withdraw everything this user let this client have, in one transaction: the
+        consent, the user's codes and device codes for it, and every token of theirs for
+        it as ``delete_client`` ends a client's (access tokens revoked at ``now``, so
+        ``list_revoked_access_tokens`` names them; refresh tokens deleted, their families
+        revoked, so a rotation in flight gives no live token). Pushed requests are the
+        client's, of no user, and stay. Moves the revocation signal. False, writing
+        nothing, when there was no consent, code or live token to end."""
+
+    async def consented_clients(self, subject: str) -> list[str]:
+        """The ids of the clients this user has consented to, sorted; the ones told
+        when they sign out (OpenID Connect Back-Channel Logout 1.0 §2.5)."""
 
     async def save_authorization_code(self, code: AuthorizationCode) -> None:
         """Persist a code issued by the authorization endpoint."""

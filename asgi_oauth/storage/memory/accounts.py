@@ -7,7 +7,16 @@ import dataclasses
 import time
 
 from ...errors import StorageError
-from ...models import BrowserSession, Client, FederatedIdentity, Token, User
+from ...models import (
+    AuthorizationCode,
+    BrowserSession,
+    Client,
+    ConnectedApp,
+    DeviceAuthorization,
+    FederatedIdentity,
+    Token,
+    User,
+)
 from .. import _rows
 from .state import _State
 
@@ -127,10 +136,50 @@ class _Accounts(_State):
             )
 
     async def get_consent(self, subject: str, client_id: str) -> frozenset[str] | None:
-        return self._consents.get((subject, client_id))
+        consent = self._consents.get((subject, client_id))
+        return None if consent is None else consent[0]
 
-    async def save_consent(self, subject: str, client_id: str, scope: frozenset[str]) -> None:
-        self._consents[(subject, client_id)] = scope
+    async def save_consent(
+        self, subject: str, client_id: str, scope: frozenset[str], *, now: int = 0
+    ) -> None:
+        self._consents[(subject, client_id)] = (scope, now)
+
+    async def list_grants(self, subject: str, *, now: int) -> list[ConnectedApp]:
+        used: dict[str, int] = {}
+        live: list[tuple[str, str, int]] = []
+        for token in self._tokens.values():
+            if token.subject == subject:
+                used[token.client_id] = max(used.get(token.client_id, 0), token.issued_at)
+                if token.expires_at > now and token.revoked_at is None:
+                    live.append((token.client_id, " ".join(token.scope), token.issued_at))
+        consented = [
+            ConnectedApp(client_id, scope, granted_at, used.get(client_id))
+            for (who, client_id), (scope, granted_at) in sorted(self._consents.items())
+            if who == subject
+        ]
+        return _rows.with_live_tokens(consented, live)
+
+    async def revoke_grant(self, subject: str, client_id: str, *, now: int) -> bool:
+        def ours(record: AuthorizationCode | DeviceAuthorization | Token) -> bool:
+            return record.subject == subject and record.client_id == client_id
+
+        codes = [h for h, c in self._codes.items() if ours(c)]
+        devices = [d for d in self._devices.values() if ours(d)]
+        tokens = [t for t in self._tokens.values() if ours(t)]
+        live = [t for t in tokens if t.kind != "access_token" or t.revoked_at is None]
+        consent = self._consents.pop((subject, client_id), None)
+        if consent is None and not codes and not devices and not live:
+            return False
+        for code_hash in codes:
+            del self._codes[code_hash]
+        for device in devices:
+            self._forget_device(device)
+        self._end_tokens(tokens, now)
+        self.revocation_signal.revoked()
+        return True
+
+    async def consented_clients(self, subject: str) -> list[str]:
+        return sorted(client_id for who, client_id in self._consents if who == subject)
 
     async def save_session(self, session: BrowserSession) -> None:
         self._sessions[session.session_hash] = session
@@ -144,10 +193,10 @@ class _Accounts(_State):
     def _by_id(self, user_id: str) -> User | None:
         return next((u for u in self._users.values() if u.user_id == user_id), None)
 
-    def _end_tokens(self, tokens: list[Token]) -> None:
+    def _end_tokens(self, tokens: list[Token], now: int | None = None) -> None:
         """Revoke access tokens (the revocation list names them until they expire);
         forget refresh tokens."""
-        now = int(time.time())
+        now = int(time.time()) if now is None else now
         for token in tokens:
             if token.kind == "access_token":
                 self._revoke(token.token_hash, now)

@@ -29,7 +29,8 @@ class _State:
         self._codes: dict[str, AuthorizationCode] = {}
         self._tokens: dict[str, Token] = {}
         self._families: dict[str, set[str]] = {}
-        self._consents: dict[tuple[str, str], frozenset[str]] = {}
+        #: (subject, client_id) -> (the scopes granted, when: ``granted_at``).
+        self._consents: dict[tuple[str, str], tuple[frozenset[str], int]] = {}
         self._failures: dict[str, list[int]] = {}
         self._devices: dict[str, DeviceAuthorization] = {}
         self._user_codes: dict[str, str] = {}  # user code hash -> device code hash

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...models import BrowserSession, Client, FederatedIdentity, User
+from ...models import BrowserSession, Client, ConnectedApp, FederatedIdentity, User
 from .. import _rows
 from . import schema as _pg
 from .database import PostgresDatabase, _Lost
-from .tokens import _end_tokens_of
+from .signal import notify
+from .tokens import _count, _end_tokens_of, _end_tokens_where
 
 
 class _Accounts(PostgresDatabase):
@@ -167,8 +168,38 @@ class _Accounts(PostgresDatabase):
         row = await self._fetchrow(_pg.SELECT_CONSENT, subject, client_id)
         return None if row is None else frozenset(row[0].split())
 
-    async def save_consent(self, subject: str, client_id: str, scope: frozenset[str]) -> None:
-        await self._execute(_pg.UPSERT_CONSENT, *_rows.consent_row(subject, client_id, scope))
+    async def save_consent(
+        self, subject: str, client_id: str, scope: frozenset[str], *, now: int = 0
+    ) -> None:
+        row = _rows.consent_row(subject, client_id, scope, now)
+        await self._execute(_pg.UPSERT_CONSENT, *row)
+
+    async def list_grants(self, subject: str, *, now: int) -> list[ConnectedApp]:
+        rows = await self._fetch(_pg.SELECT_GRANTS, subject)
+        live = await self._fetch(_pg.SELECT_LIVE_TOKEN_GRANTS, subject, now)
+        consented = [_rows.connected_app_from_row(row) for row in rows]
+        return _rows.with_live_tokens(consented, [(r[0], r[1], r[2]) for r in live])
+
+    async def revoke_grant(self, subject: str, client_id: str, *, now: int) -> bool:
+        async def revoke(conn: Any) -> bool:
+            ended = 0
+            for table in ("consents", "authorization_codes", "device_authorizations"):
+                sql = f"DELETE FROM {table} WHERE subject = $1 AND client_id = $2"  # noqa: S608
+                ended += _count(await conn.execute(sql, subject, client_id))
+            where = "subject = $1 AND client_id = $2"
+            ended += await _end_tokens_where(conn, where, (subject, client_id), now)
+            if ended:
+                await notify(conn, self.revocation_signal.channel)
+            return ended > 0
+
+        revoked: bool = await self._transaction(revoke)
+        if revoked:
+            self.revocation_signal.moved()
+        return revoked
+
+    async def consented_clients(self, subject: str) -> list[str]:
+        rows = await self._fetch(_pg.SELECT_CONSENTED_CLIENTS, subject)
+        return [row[0] for row in rows]
 
     # -- browser sessions --------------------------------------------------------------
 

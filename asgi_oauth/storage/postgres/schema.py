@@ -227,6 +227,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX request_counts_expires_at ON request_counts (expires_at)",
     ),
+    (
+        # OpenID Connect RP-Initiated Logout 1.0 §3.1 and Back-Channel Logout 1.0 §2.2:
+        # where a client's users return after signing out, and where it is told.
+        "ALTER TABLE clients ADD COLUMN post_logout_redirect_uris TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE clients ADD COLUMN backchannel_logout_uri TEXT",
+    ),
+    (
+        # When a person last approved a client, for their connected applications page;
+        # 0 for a consent kept before.
+        "ALTER TABLE consents ADD COLUMN granted_at BIGINT NOT NULL DEFAULT 0",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -275,15 +286,18 @@ SELECT_CLIENTS = (
     " allowed_origins, is_resource_server, require_pkce, created_at,"
     " access_token_format, id_token_signed_response_alg,"
     " require_pushed_authorization_requests, dpop_bound_access_tokens,"
-    " registration_access_token_hash, registration_metadata, application_type FROM clients"
+    " registration_access_token_hash, registration_metadata, application_type,"
+    " post_logout_redirect_uris, backchannel_logout_uri FROM clients"
 )
 _CLIENT_INSERT = (
     "INSERT INTO clients (client_id, secret_hash, name, redirect_uris, grant_types,"
     " scope, allowed_origins, is_resource_server, require_pkce, created_at,"
     " access_token_format, id_token_signed_response_alg,"
     " require_pushed_authorization_requests, dpop_bound_access_tokens,"
-    " registration_access_token_hash, registration_metadata, application_type)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+    " registration_access_token_hash, registration_metadata, application_type,"
+    " post_logout_redirect_uris, backchannel_logout_uri)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,"
+    " $18, $19)"
 )
 #: Adds a client unless its id is taken.
 ADD_CLIENT = _CLIENT_INSERT + " ON CONFLICT (client_id) DO NOTHING"
@@ -300,7 +314,9 @@ UPSERT_CLIENT = (
     " dpop_bound_access_tokens = excluded.dpop_bound_access_tokens,"
     " registration_access_token_hash = excluded.registration_access_token_hash,"
     " registration_metadata = excluded.registration_metadata,"
-    " application_type = excluded.application_type"
+    " application_type = excluded.application_type,"
+    " post_logout_redirect_uris = excluded.post_logout_redirect_uris,"
+    " backchannel_logout_uri = excluded.backchannel_logout_uri"
 )
 SELECT_USERS = "SELECT user_id, username, password_hash, created_at FROM users"
 #: Adds a user unless its id or username is taken (either unique constraint).
@@ -326,9 +342,23 @@ INSERT_CODE = (
     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
 )
 SELECT_CONSENT = "SELECT scope FROM consents WHERE subject = $1 AND client_id = $2"
+SELECT_CONSENTED_CLIENTS = "SELECT client_id FROM consents WHERE subject = $1 ORDER BY client_id"
 UPSERT_CONSENT = (
-    "INSERT INTO consents (subject, client_id, scope) VALUES ($1, $2, $3)"
-    " ON CONFLICT (subject, client_id) DO UPDATE SET scope = excluded.scope"
+    "INSERT INTO consents (subject, client_id, scope, granted_at) VALUES ($1, $2, $3, $4)"
+    " ON CONFLICT (subject, client_id)"
+    " DO UPDATE SET scope = excluded.scope, granted_at = excluded.granted_at"
+)
+#: A person's consents, each with the latest of their tokens for its client
+#: (``tokens_subject`` finds those): nothing is written on the token path for it.
+SELECT_GRANTS = (
+    "SELECT c.client_id, c.scope, c.granted_at, (SELECT max(t.issued_at) FROM tokens t"
+    " WHERE t.subject = c.subject AND t.client_id = c.client_id)"
+    ' FROM consents c WHERE c.subject = $1 ORDER BY c.client_id COLLATE "C"'
+)
+#: The user's live, unrevoked tokens by client, for the clients they hold no consent with.
+SELECT_LIVE_TOKEN_GRANTS = (
+    "SELECT client_id, scope, issued_at FROM tokens"
+    " WHERE subject = $1 AND expires_at > $2 AND revoked_at IS NULL"
 )
 SELECT_DEVICES = (
     "SELECT device_code_hash, user_code_hash, client_id, scope, family_id, issued_at,"

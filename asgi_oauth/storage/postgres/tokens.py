@@ -183,21 +183,30 @@ async def _end_tokens_of(
     they expire) and delete their refresh tokens, their families first (as
     ``revoke_family`` does, so no rotation in flight slips a new token past); notify
     ``channel`` at commit."""
-    await conn.execute(
-        f"UPDATE token_families SET revoked_at = $1 WHERE {column} = $2"  # noqa: S608
-        " AND revoked_at IS NULL",
-        int(time.time()),
-        value,
-    )
-    await conn.execute(
-        f"UPDATE tokens SET revoked_at = $1 WHERE {column} = $2"  # noqa: S608 (constants)
-        " AND kind = 'access_token' AND revoked_at IS NULL",
-        int(time.time()),
-        value,
-    )
-    sql = f"DELETE FROM tokens WHERE {column} = $1 AND kind <> 'access_token'"  # noqa: S608
-    await conn.execute(sql, value)
+    await _end_tokens_where(conn, f"{column} = $1", (value,), int(time.time()))
     await notify(conn, channel)
+
+
+async def _end_tokens_where(conn: Any, where: str, args: tuple[object, ...], now: int) -> int:
+    """``_end_tokens_of`` for the tokens and families ``where`` (constant SQL, on
+    ``$1``...) matches, revoked at ``now``, without notifying; returns how many access
+    tokens it revoked and refresh tokens it deleted."""
+    at = f"${len(args) + 1}"
+    await conn.execute(
+        f"UPDATE token_families SET revoked_at = {at} WHERE {where}"  # noqa: S608
+        " AND revoked_at IS NULL",
+        *args,
+        now,
+    )
+    revoked = await conn.execute(
+        f"UPDATE tokens SET revoked_at = {at} WHERE {where}"  # noqa: S608 (constants)
+        " AND kind = 'access_token' AND revoked_at IS NULL",
+        *args,
+        now,
+    )
+    sql = f"DELETE FROM tokens WHERE {where} AND kind <> 'access_token'"  # noqa: S608
+    deleted = await conn.execute(sql, *args)
+    return _count(revoked) + _count(deleted)
 
 
 def _new_family(tokens: Sequence[Token]) -> tuple[str, str, str | None, int] | None:

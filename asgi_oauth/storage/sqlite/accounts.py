@@ -2,18 +2,19 @@
 and browser sessions.
 
 Deleting a client or a user also deletes its rows elsewhere and ends its tokens,
-in the one job that deletes it, and moves the revocation signal.
+in the one job that deletes it, and moves the revocation signal; so does a person
+withdrawing what they granted one client (``revoke_grant``).
 """
 
 from __future__ import annotations
 
 import sqlite3
 
-from ...models import BrowserSession, Client, FederatedIdentity, User
+from ...models import BrowserSession, Client, ConnectedApp, FederatedIdentity, User
 from .. import _rows
 from . import schema
 from .database import SQLiteDatabase
-from .tokens import _end_tokens_of
+from .tokens import _end_tokens_of, _end_tokens_where
 
 
 class _Accounts(SQLiteDatabase):
@@ -168,11 +169,36 @@ class _Accounts(SQLiteDatabase):
         rows = await self._read(schema.SELECT_CONSENT, (subject, client_id))
         return frozenset(rows[0][0].split()) if rows else None
 
-    async def save_consent(self, subject: str, client_id: str, scope: frozenset[str]) -> None:
-        row = _rows.consent_row(subject, client_id, scope)
+    async def save_consent(
+        self, subject: str, client_id: str, scope: frozenset[str], *, now: int = 0
+    ) -> None:
+        row = _rows.consent_row(subject, client_id, scope, now)
         await self._write(
             lambda conn: conn.execute(schema.INSERT_CONSENT, row).close(), atomic=True
         )
+
+    async def list_grants(self, subject: str, *, now: int) -> list[ConnectedApp]:
+        rows = await self._read(schema.SELECT_GRANTS, (subject,))
+        live = await self._read(schema.SELECT_LIVE_TOKEN_GRANTS, (subject, now))
+        consented = [_rows.connected_app_from_row(row) for row in rows]
+        return _rows.with_live_tokens(consented, [(r[0], r[1], r[2]) for r in live])
+
+    async def revoke_grant(self, subject: str, client_id: str, *, now: int) -> bool:
+        pair = (subject, client_id)
+
+        def revoke(conn: sqlite3.Connection) -> bool:
+            ended = 0
+            for table in ("consents", "authorization_codes", "device_authorizations"):
+                sql = f"DELETE FROM {table} WHERE subject = ? AND client_id = ?"  # noqa: S608
+                ended += conn.execute(sql, pair).rowcount
+            ended += _end_tokens_where(conn, "subject = ? AND client_id = ?", pair, now)
+            return ended > 0
+
+        return await self._write(revoke, revokes=bool)
+
+    async def consented_clients(self, subject: str) -> list[str]:
+        rows = await self._read(schema.SELECT_CONSENTED_CLIENTS, (subject,))
+        return [row[0] for row in rows]
 
     async def save_session(self, session: BrowserSession) -> None:
         row = _rows.session_row(session)

@@ -221,6 +221,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ) WITHOUT ROWID""",
         "CREATE INDEX request_counts_expires_at ON request_counts (expires_at)",
     ),
+    (
+        # OpenID Connect RP-Initiated Logout 1.0 §3.1 and Back-Channel Logout 1.0 §2.2:
+        # where a client's users return after signing out, and where it is told.
+        "ALTER TABLE clients ADD COLUMN post_logout_redirect_uris TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE clients ADD COLUMN backchannel_logout_uri TEXT",
+    ),
+    (
+        # When a person last approved a client, for their connected applications page;
+        # 0 for a consent kept before.
+        "ALTER TABLE consents ADD COLUMN granted_at INTEGER NOT NULL DEFAULT 0",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -269,15 +280,17 @@ SELECT_CLIENTS = (
     " allowed_origins, is_resource_server, require_pkce, created_at,"
     " access_token_format, id_token_signed_response_alg,"
     " require_pushed_authorization_requests, dpop_bound_access_tokens,"
-    " registration_access_token_hash, registration_metadata, application_type FROM clients"
+    " registration_access_token_hash, registration_metadata, application_type,"
+    " post_logout_redirect_uris, backchannel_logout_uri FROM clients"
 )
 _CLIENT_INSERT = (
     "INTO clients (client_id, secret_hash, name, redirect_uris, grant_types,"
     " scope, allowed_origins, is_resource_server, require_pkce, created_at,"
     " access_token_format, id_token_signed_response_alg,"
     " require_pushed_authorization_requests, dpop_bound_access_tokens,"
-    " registration_access_token_hash, registration_metadata, application_type)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " registration_access_token_hash, registration_metadata, application_type,"
+    " post_logout_redirect_uris, backchannel_logout_uri)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_CLIENT = "INSERT OR REPLACE " + _CLIENT_INSERT
 #: Adds a client unless its id is taken.
@@ -308,7 +321,22 @@ INSERT_CODE = (
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 SELECT_CONSENT = "SELECT scope FROM consents WHERE subject = ? AND client_id = ?"
-INSERT_CONSENT = "INSERT OR REPLACE INTO consents (subject, client_id, scope) VALUES (?, ?, ?)"
+SELECT_CONSENTED_CLIENTS = "SELECT client_id FROM consents WHERE subject = ? ORDER BY client_id"
+INSERT_CONSENT = (
+    "INSERT OR REPLACE INTO consents (subject, client_id, scope, granted_at) VALUES (?, ?, ?, ?)"
+)
+#: A person's consents, each with the latest of their tokens for its client
+#: (``tokens_subject`` finds those): nothing is written on the token path for it.
+SELECT_GRANTS = (
+    "SELECT c.client_id, c.scope, c.granted_at, (SELECT max(t.issued_at) FROM tokens t"
+    " WHERE t.subject = c.subject AND t.client_id = c.client_id)"
+    " FROM consents c WHERE c.subject = ? ORDER BY c.client_id"
+)
+#: The user's live, unrevoked tokens by client, for the clients they hold no consent with.
+SELECT_LIVE_TOKEN_GRANTS = (
+    "SELECT client_id, scope, issued_at FROM tokens"
+    " WHERE subject = ? AND expires_at > ? AND revoked_at IS NULL"
+)
 SELECT_DEVICES = (
     "SELECT device_code_hash, user_code_hash, client_id, scope, family_id, issued_at,"
     " expires_at, interval, status, subject, last_polled_at, resource"

@@ -5,7 +5,7 @@ the writer thread, whose ``BEGIN IMMEDIATE`` holds the file against other proces
 Every revocation, and every new signing key, moves the store's revocation signal.
 The two helpers here also serve the other mixins: ``_consume_then_save`` redeems a
 code or a device code for tokens in one job, and ``_end_tokens_of`` ends the tokens
-of a deleted client or user.
+of a deleted client or user (``_end_tokens_where``, those of a withdrawn grant).
 """
 
 from __future__ import annotations
@@ -142,12 +142,21 @@ def _end_tokens_of(
 ) -> None:
     """Revoke the access tokens of a client or user (the revocation list names them until
     they expire) and delete their refresh tokens."""
-    conn.execute(
-        f"UPDATE tokens SET revoked_at = ? WHERE {column} = ?"  # noqa: S608 (constants)
+    _end_tokens_where(conn, f"{column} = ?", (value,), int(time.time()))
+
+
+def _end_tokens_where(
+    conn: sqlite3.Connection, where: str, args: tuple[object, ...], now: int
+) -> int:
+    """``_end_tokens_of`` for the tokens ``where`` (constant SQL) matches, revoked at
+    ``now``; returns how many access tokens it revoked and refresh tokens it deleted."""
+    revoked = conn.execute(
+        f"UPDATE tokens SET revoked_at = ? WHERE {where}"  # noqa: S608 (constants)
         " AND kind = 'access_token' AND revoked_at IS NULL",
-        (int(time.time()), value),
-    )
-    conn.execute(
-        f"DELETE FROM tokens WHERE {column} = ? AND kind <> 'access_token'",  # noqa: S608
-        (value,),
-    )
+        (now, *args),
+    ).rowcount
+    deleted = conn.execute(
+        f"DELETE FROM tokens WHERE {where} AND kind <> 'access_token'",  # noqa: S608
+        args,
+    ).rowcount
+    return revoked + deleted
