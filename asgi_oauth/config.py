@@ -104,8 +104,10 @@ class Settings:
     #: ``jwt`` issues RFC 9068 access tokens that resource servers check locally;
     #: a client's own ``access_token_format`` overrides this.
     access_token_format: AccessTokenFormat = "opaque"
-    #: RS256 is what RFC 9068 §2.1 requires resource servers to accept; ES256
-    #: signs about four times faster.
+    #: RS256 is what RFC 9068 §2.1 requires resource servers to accept. ES256 and
+    #: EdDSA (Ed25519, RFC 8037) cost about a tenth of RS256's CPU per token; EdDSA
+    #: is not the fastest: with OpenSSL's x86-64 P-256 code, ES256 is a little
+    #: cheaper (docs/performance.md). Pick one every resource server checks.
     access_token_signing_alg: SigningAlgorithm = "RS256"
     #: The ``aud`` of a JWT access token (RFC 9068 §3); None means the issuer.
     access_token_audience: str | None = None

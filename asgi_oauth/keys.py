@@ -1,12 +1,13 @@
 """Signing keys: made in the store on first use, private halves encrypted at rest,
 published as a JWK Set, rotated without breaking a token already issued.
 
-One key per algorithm signs at a time (RS256 always, ES256 for clients that
-ask for it, OpenID Connect Core §15.1). The private JWK is stored encrypted
-with AES-256-GCM under a key derived from ``Settings.key_encryption_key``, with
-the key id as associated data, so a stolen database signs nothing and a
-ciphertext cannot be moved to another key's row. A rotation retires the
-active key; it stays published until every token it signed has expired.
+One key per algorithm signs at a time (RS256 always, OpenID Connect Core §15.1;
+ES256 and EdDSA for clients that ask for them or for JWT access tokens; see
+``jws_algorithms``). The private JWK is stored encrypted with AES-256-GCM under a
+key derived from ``Settings.key_encryption_key``, with the key id as associated
+data, so a stolen database signs nothing and a ciphertext cannot be moved to
+another key's row. A rotation retires the active key; it stays published until
+every token it signed has expired.
 
 JWS is left to joserfc; every verification pins the algorithm to the one the
 key was made for, so ``alg=none`` and HMAC-with-a-public-key cannot pass.
@@ -25,21 +26,18 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.hazmat.primitives import hashes
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import ECKey, RSAKey
 
 from .crypto import Sealer
 from .errors import StorageError
+from .jws_algorithms import SigningJWK, fits, generate_key, import_key, registry
 from .models import SigningKey
 from .revocation_signal import signal_of
 from .storage.base import Storage
 from .types import SIGNING_ALGORITHMS, SigningAlgorithm
 
 logger = logging.getLogger("asgi_oauth")
-
-_Key = RSAKey | ECKey
 
 #: A signed token we read is refused before any parsing when it is longer.
 MAX_JWT_LENGTH = 16 * 1024
@@ -86,7 +84,7 @@ def generate_signing_key(
     alg: SigningAlgorithm, encryption: KeyEncryption, *, now: int
 ) -> SigningKey:
     """A new key pair for ``alg``; its id is its RFC 7638 thumbprint."""
-    key: _Key = RSAKey.generate_key(2048) if alg == "RS256" else ECKey.generate_key("P-256")
+    key = generate_key(alg)
     kid = key.thumbprint()
     public = {**key.as_dict(private=False), "kid": kid, "alg": alg, "use": "sig"}
     private = json.dumps(key.as_dict(private=True)).encode()
@@ -102,14 +100,14 @@ def generate_signing_key(
 class PublicKeys:
     """Published public keys by id, each with the one algorithm it may verify."""
 
-    def __init__(self, keys: Mapping[str, tuple[SigningAlgorithm, _Key]]) -> None:
+    def __init__(self, keys: Mapping[str, tuple[SigningAlgorithm, SigningJWK]]) -> None:
         self._keys = dict(keys)
 
     @classmethod
     def from_jwks(cls, document: object) -> PublicKeys:
         """Keys from a JWK Set (RFC 7517 §5). A key without a ``kid``, or whose ``alg``
         is not one we verify, is left out: the algorithm is never guessed."""
-        found: dict[str, tuple[SigningAlgorithm, _Key]] = {}
+        found: dict[str, tuple[SigningAlgorithm, SigningJWK]] = {}
         entries = document.get("keys") if isinstance(document, dict) else None
         for entry in entries if isinstance(entries, list) else ():
             if not isinstance(entry, dict) or entry.get("use", "sig") != "sig":
@@ -118,10 +116,10 @@ class PublicKeys:
             if not isinstance(kid, str) or alg not in SIGNING_ALGORITHMS:
                 continue
             try:
-                key = _import(entry)
+                key = import_key(entry)
             except (JoseError, ValueError, TypeError):
                 continue
-            if (alg == "RS256") == isinstance(key, RSAKey):
+            if fits(alg, key):
                 found[kid] = (alg, key)
         return cls(found)
 
@@ -142,7 +140,7 @@ class PublicKeys:
         if header["alg"] != alg:
             raise InvalidJWTError("algorithm does not match the key")
         try:
-            decoded = jwt.decode(token, key, algorithms=[alg])
+            decoded = jwt.decode(token, key, registry=registry(alg))
         except (JoseError, ValueError, TypeError) as exc:
             raise InvalidJWTError(f"bad signature or encoding: {type(exc).__name__}") from None
         if not isinstance(decoded.claims, dict):
@@ -160,13 +158,13 @@ class _Loaded:
     jwks: Mapping[str, Any]
     #: The private keys imported so far, by algorithm: importing an RSA key checks it,
     #: which takes tens of milliseconds, so only a process that signs pays for it.
-    imported: dict[SigningAlgorithm, tuple[str, _Key]]
+    imported: dict[SigningAlgorithm, tuple[str, SigningJWK]]
 
-    def signing_key(self, alg: SigningAlgorithm) -> tuple[str, _Key]:
+    def signing_key(self, alg: SigningAlgorithm) -> tuple[str, SigningJWK]:
         found = self.imported.get(alg)
         if found is None:
             kid, private = self.signing[alg]
-            found = self.imported[alg] = (kid, _import(json.loads(private)))
+            found = self.imported[alg] = (kid, import_key(json.loads(private)))
         return found
 
 
@@ -273,7 +271,7 @@ class KeySet:
         """A compact JWS of ``claims`` by the active key of ``alg``."""
         kid, key = self._require().signing_key(alg)
         header = {"alg": alg, "kid": kid, "typ": typ}
-        return jwt.encode(header, dict(claims), key, algorithms=[alg])
+        return jwt.encode(header, dict(claims), key, registry=registry(alg))
 
     def verify(self, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """The header and claims of a JWT one of our published keys signed."""
@@ -298,26 +296,17 @@ class KeySet:
         return self._loaded
 
     def _load(self, keys: list[SigningKey]) -> _Loaded:
-        public: dict[str, tuple[SigningAlgorithm, _Key]] = {}
+        public: dict[str, tuple[SigningAlgorithm, SigningJWK]] = {}
         signing: dict[SigningAlgorithm, tuple[str, bytes]] = {}
         documents = []
         for stored in keys:
             document = json.loads(stored.public_jwk)
-            public[stored.kid] = (stored.alg, _import(document))
+            public[stored.kid] = (stored.alg, import_key(document))
             documents.append(document)
             if stored.is_active:
                 private = self._encryption.decrypt(stored.private_jwk, kid=stored.kid)
                 signing[stored.alg] = (stored.kid, private)
         return _Loaded(PublicKeys(public), signing, {"keys": documents}, {})
-
-
-def _import(document: dict[str, Any]) -> _Key:
-    key: _Key
-    if document.get("kty") == "RSA":
-        key = RSAKey.import_key(document)
-    else:
-        key = ECKey.import_key(document)
-    return key
 
 
 def _peek_header(token: str) -> dict[str, Any]:
@@ -339,14 +328,6 @@ def _peek_header(token: str) -> dict[str, Any]:
     ):
         raise InvalidJWTError("header must name one of our algorithms and a kid")
     return header
-
-
-def half_hash(value: str) -> str:
-    """``at_hash`` / ``c_hash`` (OpenID Connect Core §3.3.2.11): the left half of the
-    SHA-256 digest, base64url; RS256 and ES256 both hash with SHA-256."""
-    digest = hashes.Hash(hashes.SHA256())
-    digest.update(value.encode("ascii"))
-    return _b64encode(digest.finalize()[:16])
 
 
 def _b64encode(data: bytes) -> str:

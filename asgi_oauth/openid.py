@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
+from .jws_algorithms import half_hash
 from .jwt_access_tokens import is_json_int
-from .keys import InvalidJWTError, KeySet, half_hash
+from .keys import InvalidJWTError, KeySet
 from .models import Client
 
 #: The host's claims about a user: subject and granted scopes in, claims out.
@@ -90,7 +91,8 @@ def id_token_claims(
     access_token: str | None = None,
     code: str | None = None,
 ) -> dict[str, object]:
-    """The claims of an ID token (OpenID Connect Core §2, §3.3.2.11)."""
+    """The claims of an ID token (OpenID Connect Core §2, §3.3.2.11), the hashes by
+    the algorithm ``client`` registered, which signs it."""
     claims: dict[str, object] = dict(user_claims or {})
     claims.update(
         iss=issuer,
@@ -107,10 +109,11 @@ def id_token_claims(
         claims["acr"] = authentication.acr
     if authentication.amr:
         claims["amr"] = list(authentication.amr)
+    alg = client.id_token_signed_response_alg
     if access_token is not None:
-        claims["at_hash"] = half_hash(access_token)
+        claims["at_hash"] = half_hash(access_token, alg)
     if code is not None:
-        claims["c_hash"] = half_hash(code)
+        claims["c_hash"] = half_hash(code, alg)
     return claims
 
 

@@ -68,10 +68,11 @@ RESPONSE_TYPES: tuple[ResponseType, ...] = (
 )
 RESPONSE_MODES: tuple[ResponseMode, ...] = ("query", "fragment", "form_post")
 
-#: JWS algorithms (RFC 7518 §3.1) the server signs ID tokens and JWT access tokens
-#: with. RS256 is the default OpenID Connect Core §15.1 requires; never ``none`` or HMAC.
-SigningAlgorithm = Literal["RS256", "ES256"]
-SIGNING_ALGORITHMS: tuple[SigningAlgorithm, ...] = ("RS256", "ES256")
+#: JWS algorithms (RFC 7518 §3.1, RFC 8037 §3.1) the server signs ID tokens and JWT
+#: access tokens with. RS256 is the default OpenID Connect Core §15.1 requires; EdDSA
+#: (Ed25519 only) is the fastest to sign; never ``none`` or HMAC.
+SigningAlgorithm = Literal["RS256", "ES256", "EdDSA"]
+SIGNING_ALGORITHMS: tuple[SigningAlgorithm, ...] = ("RS256", "ES256", "EdDSA")
 
 #: An access token is an opaque random string, or a signed JWT (RFC 9068).
 AccessTokenFormat = Literal["opaque", "jwt"]

@@ -38,7 +38,7 @@ ISSUER = "https://as.example"
 WEB = "https://app.example/cb"
 OTHER_KEK = "another-key-encryption-key-fedcba987654321"
 #: What ``keys rotate`` prints for each new key.
-NOW_SIGNING = re.compile(r"^now signing with (RS256|ES256) key (\S+)$")
+NOW_SIGNING = re.compile(r"^now signing with (RS256|ES256|EdDSA) key (\S+)$")
 #: The seconds a retired key stays published with the default settings.
 KEEP = (
     max(Settings(issuer=ISSUER).id_token_lifetime, Settings(issuer=ISSUER).access_token_lifetime)
@@ -104,7 +104,7 @@ def signed_kids(db: Path, kek: str) -> dict[str, str]:
         async with server_on(db, kek) as server:
             user = await server.create_user("alice", "correct horse battery staple")
             found: dict[str, str] = {}
-            for alg in ("RS256", "ES256"):
+            for alg in ("RS256", "ES256", "EdDSA"):
                 rp = await server.register_client(
                     name=f"RP {alg}",
                     redirect_uris=[WEB],
@@ -148,7 +148,7 @@ def test_keys_list_on_a_fresh_database_says_there_are_none(cli: Cli) -> None:
 
 def test_keys_rotate_makes_a_private_key_file_and_prints_the_new_kids(cli: Cli) -> None:
     rotated = new_kids(cli.ok("keys", "rotate"))
-    assert set(rotated) == {"RS256", "ES256"}
+    assert set(rotated) == {"RS256", "ES256", "EdDSA"}
     path = key_file(cli)
     assert path.exists()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -166,7 +166,7 @@ def test_a_second_rotation_retires_the_first_and_keeps_the_key_file(cli: Cli) ->
     first = new_kids(cli.ok("keys", "rotate"))
     secret = key_file(cli).read_bytes()
     second = cli.json("keys", "rotate")
-    assert [k["alg"] for k in second] == ["RS256", "ES256"]
+    assert [k["alg"] for k in second] == ["RS256", "ES256", "EdDSA"]
     assert set(second[0]) == {"kid", "alg"}
     assert {k["kid"] for k in second}.isdisjoint(first.values())
     assert key_file(cli).read_bytes() == secret
@@ -202,7 +202,7 @@ def test_keys_rotate_alg_rotates_only_that_algorithm(cli: Cli) -> None:
     rotated = cli.json("keys", "rotate", "--alg", "ES256")
     assert [k["alg"] for k in rotated] == ["ES256"]
     signing = {k["alg"]: k["kid"] for k in cli.json("keys", "list") if k["active"]}
-    assert signing == {"RS256": first["RS256"], "ES256": rotated[0]["kid"]}
+    assert signing == {"RS256": first["RS256"], "ES256": rotated[0]["kid"], "EdDSA": first["EdDSA"]}
     assert rotated[0]["kid"] != first["ES256"]
 
 
@@ -250,7 +250,7 @@ def test_keys_rotate_on_postgresql_needs_the_environment_key(
 
     env = clean_env(ASGI_OAUTH_KEY_ENCRYPTION_KEY=KEK)
     rotated = run("keys", "rotate", "--json", "--db", url, cwd=tmp_path, env=env).json()
-    assert [k["alg"] for k in rotated] == ["RS256", "ES256"]
+    assert [k["alg"] for k in rotated] == ["RS256", "ES256", "EdDSA"]
     listed = run("keys", "list", "--json", "--db", url, cwd=tmp_path).json()
     assert {k["kid"] for k in listed if k["active"]} == {k["kid"] for k in rotated}
     assert list(tmp_path.iterdir()) == []
@@ -340,7 +340,7 @@ def test_serve_demo_on_sqlite_is_an_openid_provider_that_keeps_its_keys(tmp_path
         }
         assert discovered == {**rfc8414, **logout}
         first_keys = httpx.get(discovered["jwks_uri"], timeout=10).json()["keys"]
-        assert sorted(k["alg"] for k in first_keys) == ["ES256", "RS256"]
+        assert sorted(k["alg"] for k in first_keys) == ["ES256", "EdDSA", "RS256"]
     path = db.with_name(db.name + ".key")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert path.read_text().strip() not in printed

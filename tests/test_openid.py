@@ -654,7 +654,7 @@ async def test_metadata_lists_exactly_the_enabled_response_types(
         supported = metadata["response_types_supported"]
         assert sorted(supported) == sorted(expected)
         assert len(supported) == len(set(supported))
-        assert metadata["id_token_signing_alg_values_supported"] == ["RS256", "ES256"]
+        assert metadata["id_token_signing_alg_values_supported"] == ["RS256", "ES256", "EdDSA"]
         assert metadata["jwks_uri"] == ISSUER + "/jwks"
         assert "openid" in metadata["scopes_supported"]
 

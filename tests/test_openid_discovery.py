@@ -230,20 +230,23 @@ async def test_request_headers_never_change_a_published_url(
     assert all("evil" not in url for url in urls_in(asked.json()).values())
 
 
-async def test_jwks_has_one_rs256_and_one_es256_public_key(op: Provider) -> None:
+async def test_jwks_has_one_rs256_one_es256_and_one_eddsa_public_key(op: Provider) -> None:
     response = await op.get("/jwks")
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/json"
     keys = response.json()["keys"]
-    assert sorted(k["alg"] for k in keys) == ["ES256", "RS256"]
+    assert sorted(k["alg"] for k in keys) == ["ES256", "EdDSA", "RS256"]
+    kty = {"RS256": "RSA", "ES256": "EC", "EdDSA": "OKP"}
     for key in keys:
         assert key["use"] == "sig"
         assert isinstance(key["kid"], str) and key["kid"]
         assert not PRIVATE_MEMBERS & set(key), key
-        assert key["kty"] == ("RSA" if key["alg"] == "RS256" else "EC")
+        assert key["kty"] == kty[key["alg"]]
     (ec,) = [k for k in keys if k["alg"] == "ES256"]
     assert ec["crv"] == "P-256"
-    assert len({k["kid"] for k in keys}) == 2
+    (okp,) = [k for k in keys if k["alg"] == "EdDSA"]
+    assert okp["crv"] == "Ed25519"  # RFC 8037 §2
+    assert len({k["kid"] for k in keys}) == 3
     # The same set on every fetch: keys are made once, not per request.
     assert (await op.get("/jwks")).json() == response.json()
 

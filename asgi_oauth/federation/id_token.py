@@ -15,6 +15,7 @@ from joserfc import jwt
 from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 
+from ..jws_algorithms import registry_of
 from ..jwt_access_tokens import is_json_int
 
 #: Signature algorithms (RFC 7518 §3, RFC 8037) accepted from a provider.
@@ -45,7 +46,7 @@ def verify_id_token(
     """The claims of ``token`` if it is the provider's ID token for this sign-in."""
     allowed = sorted(ASYMMETRIC.intersection(algorithms)) or ["RS256"]
     try:
-        decoded = jwt.decode(token, keys, algorithms=allowed)
+        decoded = jwt.decode(token, keys, registry=registry_of(allowed))
     except InvalidKeyIdError:
         raise UnknownSigningKey("signed by a key the provider does not publish") from None
     except (JoseError, ValueError) as exc:
