@@ -216,7 +216,7 @@ async def test_the_page_links_to_the_account_page_when_there_is_one(
     http: httpx.AsyncClient, oauth_app: OAuth2App
 ) -> None:
     response = await http.get(ISSUER + "/", headers=HTML)
-    has_account = oauth_app.serves("/account")
+    has_account = oauth_app.route_of("/account") == "/account"
     assert (f'href="{ISSUER}/account"' in response.text) == has_account
 
 

@@ -188,18 +188,22 @@ class OAuth2App:
         elif scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
 
-    def serves(self, path: str) -> bool:
-        """Whether ``path`` is one of this app's endpoints or pages."""
-        return path in self._endpoints or path in self._pages
+    def route_of(self, path: str) -> str:
+        """The endpoint ``path`` is for, as a bounded word: the path of an endpoint or
+        page, the prefix of a subtree (``/register/{id}`` is ``/register``), else ``other``."""
+        if path in self._endpoints or path in self._pages:
+            return path
+        return _subtree_prefix(path) or "other"
 
     def _home_for(self, path: str, scope: Scope) -> ASGIApp | None:
         """The issuer's own URL: a page for a browser; for anything else, the JSON 404."""
         return self._home if path == "/" and wants_html(scope) else None
 
     def _subtree(self, path: str) -> ASGIApp | None:
-        if path.startswith(REGISTRATION_PATH + "/"):
+        prefix = _subtree_prefix(path)
+        if prefix == REGISTRATION_PATH:
             return self._registration
-        return self._upstream if path.startswith(UPSTREAM_PATH + "/") else None
+        return self._upstream if prefix == UPSTREAM_PATH else None
 
     async def dispatch(
         self,
@@ -308,6 +312,15 @@ class OAuth2App:
                 await self.server.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+#: Endpoints with paths below them: each client's configuration (RFC 7592), and the
+#: sign-in through each upstream provider.
+_SUBTREES = (REGISTRATION_PATH, UPSTREAM_PATH)
+
+
+def _subtree_prefix(path: str) -> str | None:
+    return next((prefix for prefix in _SUBTREES if path.startswith(prefix + "/")), None)
 
 
 class _MetadataApp:

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, get_args
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..endpoints.paths import REGISTRATION_PATH, UPSTREAM_PATH
 from ..observability.instruments import Instruments
 from ..types import GrantType
 
@@ -47,7 +46,7 @@ class Observer:
         receive: Receive,
         send: Send,
     ) -> None:
-        endpoint = _endpoint(app, path)
+        endpoint = app.route_of(path)
         report = Report()
         status = 500
 
@@ -77,16 +76,6 @@ class Observer:
             self._metrics.request(endpoint, grant_type, outcome, status, seconds)
             if report.issued and outcome == "ok":
                 self._metrics.issued(grant_type, report.issued)
-
-
-def _endpoint(app: OAuth2App, path: str) -> str:
-    """The path's endpoint as a bounded label: ``/register/{id}`` is ``/register``."""
-    if app.serves(path):
-        return path
-    for prefix in (REGISTRATION_PATH, UPSTREAM_PATH):
-        if path.startswith(prefix + "/"):
-            return prefix
-    return "other"
 
 
 def _grant_type(value: str | None) -> str:
