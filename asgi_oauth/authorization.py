@@ -164,11 +164,11 @@ def authorization_error(
     response_mode: ResponseMode,
     state: str | None,
     issuer: str,
+    error_uri: str | None = None,
 ) -> AuthorizationRedirectError:
-    """An error response for the redirect URI, with ``state`` and ``iss`` (RFC 9207 §2)."""
-    params = {"error": error.error}
-    if error.description:
-        params["error_description"] = error.description
+    """An error response for the redirect URI, with ``state`` and ``iss`` (RFC 9207 §2),
+    and ``error_uri`` (§4.1.2.1) when ``Settings.error_uri`` names a page explaining it."""
+    params = error.to_dict(error_uri)
     if state is not None:
         params["state"] = state
     params["iss"] = issuer
@@ -220,6 +220,7 @@ def validate_authorization_request(
             response_mode=response_mode,
             state=state,
             issuer=settings.issuer,
+            error_uri=settings.error_uri,
         )
 
     if "state" in repeated:

@@ -166,6 +166,13 @@ class Settings:
     logo_uri: str | None = None
     #: Where "Back to <service_name>" goes: the service's own site (https, as ``logo_uri``).
     service_uri: str | None = None
+    #: Off (aioauth: ``AVAILABLE``), the endpoints but metadata and keys answer 503
+    #: ``temporarily_unavailable`` (RFC 6749 §5.2), ``Retry-After`` this many seconds.
+    available: bool = True
+    maintenance_retry_after: int = 60
+    #: A page explaining errors (aioauth: ``ERROR_URI``; https, no fragment): error responses
+    #: carry ``error_uri`` ``<error_uri>#<error code>`` (RFC 6749 §4.1.2.1, §5.2).
+    error_uri: str | None = None
 
     def __post_init__(self) -> None:
         for name, hint in _field_types().items():
@@ -219,8 +226,10 @@ class Settings:
             raise SettingsError(f"upstream_providers: each id once, got {ids}")
         if not self.password_sign_in and not self.upstream_providers:
             raise SettingsError("password_sign_in=False needs upstream_providers to sign in with")
-        for name in ("logo_uri", "service_uri"):
+        for name in ("logo_uri", "service_uri", "error_uri"):
             self._check_page_url(name)
+        if self.error_uri is not None and any(c in self.error_uri for c in '#"\\'):
+            raise SettingsError("error_uri: no fragment, quote or backslash (RFC 6749 §5.2)")
         object.__setattr__(
             self,
             "scope_descriptions",

@@ -74,11 +74,21 @@ class OAuth2Error(Exception):
         self.status = status_code if status_code is not None else self.status_code
         self.headers: dict[str, str] = dict(headers or {})
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self, error_uri: str | None = None) -> dict[str, str]:
+        """The JSON body (RFC 6749 §5.2); with ``error_uri`` (``Settings.error_uri``), the
+        page that explains this error to people (``error_uri_for``)."""
         body = {"error": self.error}
         if self.description:
             body["error_description"] = self.description
+        if error_uri is not None:
+            body["error_uri"] = error_uri_for(error_uri, self.error)
         return body
+
+
+def error_uri_for(error_uri: str, error: str) -> str:
+    """Where ``Settings.error_uri`` explains the error ``error``: the code as the fragment
+    (the setting has none; a query it has stays), so one page explains every code."""
+    return f"{error_uri}#{error}"
 
 
 class InvalidRequestError(OAuth2Error):
@@ -238,10 +248,19 @@ class ServerError(OAuth2Error):
 
 
 class TemporarilyUnavailableError(OAuth2Error):
-    """The server cannot handle the request now (its storage is unavailable)."""
+    """The server cannot handle the request now: its storage is unavailable, or it was
+    switched unavailable for maintenance (``asgi_oauth.availability``)."""
 
     error = "temporarily_unavailable"
     status_code = 503
+
+    @classmethod
+    def for_maintenance(cls, retry_after: int) -> TemporarilyUnavailableError:
+        """The answer of a server switched unavailable: retry in ``retry_after`` seconds."""
+        return cls(
+            N_("the server is down for maintenance; retry later"),
+            headers={"Retry-After": str(retry_after)},
+        )
 
     @classmethod
     def from_storage(cls, exc: StorageError) -> TemporarilyUnavailableError:

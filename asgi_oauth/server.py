@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from .administration import Administration
 from .authorization import AuthorizationRequest, AuthorizationResponse
+from .availability import Availability
 from .client_documents.directory import ClientDocuments, DocumentPolicy
 from .client_lookup import ClientLookup
 from .config import Settings
@@ -180,6 +181,8 @@ class AuthorizationServer(Administration):
         self.connected_apps = ConnectedApps(storage, self.clients, clock, self._revoked)
         #: Dynamic client registration (RFC 7591, RFC 7592), when Settings allow it.
         self.registrar = Registrar(storage, settings, clock, revoked=self._revoked, limits=limits)
+        #: The maintenance switch the app's endpoints follow (``asgi_oauth.availability``).
+        self.availability = Availability(storage, settings, clock=clock)
 
     @classmethod
     def from_settings(
@@ -276,6 +279,24 @@ class AuthorizationServer(Administration):
     ) -> None:
         """Record the user's decision; the device learns it at its next poll (§3.5)."""
         await self.device.decide(device, owner, approved=approved)
+
+    # -- maintenance ---------------------------------------------------------
+
+    @property
+    def available(self) -> bool:
+        """Whether the app's endpoints answer: the setting, this process's switch and the
+        store's all on (``asgi_oauth.availability``). Setting it switches this process
+        alone, at once; the store's switch, if off, still keeps it unavailable."""
+        return self.availability.available
+
+    @available.setter
+    def available(self, value: bool) -> None:
+        self.availability.local = value
+
+    async def set_available(self, available: bool) -> None:
+        """Switch every process and instance sharing the store (``asgi-oauth maintenance``);
+        the others follow within ``availability.REFRESH_INTERVAL`` seconds."""
+        await self.availability.set_shared(available)
 
     # -- housekeeping --------------------------------------------------------
 

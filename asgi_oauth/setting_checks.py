@@ -36,6 +36,7 @@ _UNITS = {
     "_bytes": "bytes",
     "_timeout": "seconds",
     "_length": "characters",
+    "_after": "seconds",
 }
 #: What the words of a collection of protocol words are called, for messages.
 _WORDS: dict[object, str] = {GrantType: "grant types"}

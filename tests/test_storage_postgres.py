@@ -72,6 +72,7 @@ TABLES = {
     "sessions",
     "token_families",
     "request_counts",
+    "maintenance",
 }
 
 

@@ -47,6 +47,7 @@ from .cors import EndpointCORS
 from .device import DeviceVerificationEndpoint
 from .home import HomeEndpoint, wants_html
 from .login import LoginEndpoint, LogoutEndpoint
+from .maintenance import closed_endpoints
 from .observer import Observer, Report
 from .pages import Pages
 from .registration import RegistrationEndpoint
@@ -80,6 +81,9 @@ class Endpoint:
     cache: Headers = field(default_factory=lambda: _CACHEABLE)
     #: The status of a successful answer.
     status: int = 200
+    #: Closed while the server is unavailable (``asgi_oauth.availability``); the metadata
+    #: and the keys stay readable, for resource servers that go on checking tokens.
+    gated: bool = True
 
 
 class OAuth2App:
@@ -102,13 +106,17 @@ class OAuth2App:
         self.server = server
         settings = server.settings
         self._max_body = settings.max_body_size
-        self._cors = EndpointCORS(CORSPolicy(settings.cors_origins), server.storage)
+        self._error_uri = settings.error_uri
+        self._availability = server.availability
+        self._cors = EndpointCORS(
+            CORSPolicy(settings.cors_origins), server.storage, error_uri=settings.error_uri
+        )
         # Introspection is for resource servers, whose secrets no browser should hold: no CORS.
         self._endpoints: dict[str, Endpoint] = {
             TOKEN_PATH: Endpoint(("POST",), self._token, cors=True),
             INTROSPECTION_PATH: Endpoint(("POST",), self._introspect),
             REVOCATION_PATH: Endpoint(("POST",), self._revoke, cors=True),
-            METADATA_PATH: Endpoint(("GET",), self._metadata, cors=True, form=False),
+            METADATA_PATH: Endpoint(("GET",), self._metadata, cors=True, form=False, gated=False),
         }
         if settings.response_types:
             # RFC 9126 §2.2: a pushed request is created, so 201.
@@ -117,10 +125,10 @@ class OAuth2App:
             )
         if settings.openid_enabled:
             self._endpoints[OPENID_CONFIGURATION_PATH] = Endpoint(
-                ("GET",), self._openid_configuration, cors=True, form=False
+                ("GET",), self._openid_configuration, cors=True, form=False, gated=False
             )
             self._endpoints[JWKS_PATH] = Endpoint(
-                ("GET",), self._jwks, cors=True, form=False, cache=_KEYS_CACHEABLE
+                ("GET",), self._jwks, cors=True, form=False, cache=_KEYS_CACHEABLE, gated=False
             )
         browser = Browser(server, pages or Pages(), current_user=current_user, login_url=login_url)
         self._pages: dict[str, ASGIApp] = {}
@@ -150,6 +158,9 @@ class OAuth2App:
                 RegistrationEndpoint(server), ("GET", "POST", "PUT", "DELETE")
             )
             self._pages[REGISTRATION_PATH] = self._registration
+        routes = {*self._pages, *((UPSTREAM_PATH,) if self._upstream is not None else ())}
+        #: What the pages and the APIs outside ``dispatch`` answer while unavailable.
+        self._closed = closed_endpoints(routes, browser, self._cors)
         self._mount_checked = False
         issuer = settings.issuer
         built_in_login = issuer + LOGIN_PATH if LOGIN_PATH in self._pages else ""
@@ -176,17 +187,31 @@ class OAuth2App:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path = self._route_path(scope)
-            page = self._pages.get(path) or self._subtree(path) or self._home_for(path, scope)
             if self._observer is not None:
-                await self._observer.observe(self, page, path, scope, receive, send)
-            elif page is not None:
-                await page(scope, receive, send)
+                await self._observer.observe(self, path, scope, receive, send)
             else:
-                await self.dispatch(scope, receive, send, path)
+                await self.serve(scope, receive, send, path)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
         elif scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
+
+    async def serve(
+        self, scope: Scope, receive: Receive, send: Send, path: str, report: Report | None = None
+    ) -> None:
+        """One HTTP request, to a page or to ``dispatch``; while the server is unavailable
+        (``asgi_oauth.availability``, its store's switch read at most once a second), the
+        pages' closed answers instead."""
+        page = self._pages.get(path) or self._subtree(path) or self._home_for(path, scope)
+        availability = self._availability
+        if availability.refresh_due():
+            await availability.refresh()
+        if page is not None and not availability.available:
+            page = self._closed.get(self.route_of(path), page)
+        if page is not None:
+            await page(scope, receive, send)
+        else:
+            await self.dispatch(scope, receive, send, path, report)
 
     def route_of(self, path: str) -> str:
         """The endpoint ``path`` is for, as a bounded word: the path of an endpoint or
@@ -234,6 +259,8 @@ class OAuth2App:
                     status_code=405,
                     headers={"Allow": ", ".join(endpoint.methods)},
                 )
+            if endpoint.gated and not self._availability.available:
+                raise self._availability.error()
             if endpoint.form:
                 request, extra = await read_form(scope, receive, headers, self._max_body), NO_STORE
                 if report is not None:
@@ -244,7 +271,7 @@ class OAuth2App:
         except Exception as exc:
             if report is not None:
                 report.error = as_oauth_error(exc).error
-            await send_error(send, exc, cors)
+            await send_error(send, exc, cors, error_uri=self._error_uri)
             return
         if report is not None and isinstance(body, dict):
             report.issued = tuple(kind for kind in _ISSUED if kind in body)

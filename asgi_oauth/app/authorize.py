@@ -59,8 +59,10 @@ class AuthorizeEndpoint(PageEndpoint):
         except Exception as exc:
             # RFC 6749 §4.1.2.1: not for the client's redirect URI; the page says it,
             # with a way back to the client's site when it registered one.
+            # Closed for maintenance, that is what the person is told first.
+            shown = exc if self.server.available else self.server.availability.error()
             back = await self._way_back(request)
-            return self.browser.error_page(exc, back=back, lang=request.lang)
+            return self.browser.error_page(shown, back=back, lang=request.lang)
 
     async def _handle(self, browser_request: BrowserRequest) -> Response:
         params = dict(browser_request.params)
@@ -68,6 +70,10 @@ class AuthorizeEndpoint(PageEndpoint):
         for name in _DECISION_FIELDS:
             params.pop(name, None)
         request = await self.server.authorization.request(params, browser_request.repeated)
+        if not self.server.available:
+            # Closed for maintenance (asgi_oauth.availability): a known client hears it
+            # at its redirect URI, with state and iss, as any error (RFC 6749 §4.1.2.1).
+            return self._fail(request, self.server.availability.error(), browser_request.lang)
         owner = await self.browser.owner(browser_request)
         if owner is not None and request.hint_subject not in (None, owner.subject):
             # OpenID Connect Core §3.1.2.1: the hint names someone else, who must sign in.

@@ -26,7 +26,7 @@ from ..endpoints.paths import (
     DEVICE_VERIFICATION_PATH,
     LOGIN_PATH,
 )
-from ..errors import N_, InvalidRequestError
+from ..errors import N_, InvalidRequestError, error_uri_for
 from ..models import ResourceOwner
 from ..requests import OAuthRequest
 from ..server import AuthorizationServer
@@ -188,7 +188,9 @@ class Browser:
         error = as_oauth_error(exc)
         # In the person's language: the description's template looked up in the catalogue.
         title, message = error_title(error, lang), error_message(error, lang)
-        page = MessagePage(title=title, message=message, back=back, lang=lang)
+        base = self.server.settings.error_uri
+        explained = "" if base is None else error_uri_for(base, error.error)
+        page = MessagePage(title=title, message=message, back=back, lang=lang, error_uri=explained)
         return self.page(page, status=error.status, headers=error.headers)
 
     def login_redirect(

@@ -21,9 +21,12 @@ from .responses import send_empty, send_error
 class EndpointCORS:
     """Who may read the endpoints' answers: the policy's origins, then the store's."""
 
-    def __init__(self, policy: CORSPolicy, storage: Storage) -> None:
+    def __init__(
+        self, policy: CORSPolicy, storage: Storage, *, error_uri: str | None = None
+    ) -> None:
         self._policy = policy
         self._storage = storage
+        self._error_uri = error_uri
 
     async def headers(self, origin: str | None) -> Headers:
         """The CORS headers of an answer to ``origin``; the store is asked only when
@@ -52,7 +55,7 @@ class EndpointCORS:
             try:
                 answer = await cors.headers(request_origin(scope["headers"]))
             except Exception as exc:
-                await send_error(send, exc)
+                await send_error(send, exc, error_uri=cors._error_uri)
                 return
             if is_preflight(scope["method"], scope["headers"]):
                 await cors.preflight(send, answer, methods)

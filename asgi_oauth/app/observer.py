@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, get_args
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from ..observability.instruments import Instruments
 from ..types import GrantType
@@ -40,7 +40,6 @@ class Observer:
     async def observe(
         self,
         app: OAuth2App,
-        page: ASGIApp | None,
         path: str,
         scope: Scope,
         receive: Receive,
@@ -59,10 +58,7 @@ class Observer:
         started = time.perf_counter()
         attributes = {"http.request.method": scope["method"], "http.route": endpoint}
         with self._instruments.span(f"{scope['method']} {endpoint}", attributes) as span:
-            if page is not None:
-                await page(scope, receive, send_status)
-            else:
-                await app.dispatch(scope, receive, send_status, path, report)
+            await app.serve(scope, receive, send_status, path, report)
             grant_type = _grant_type(report.grant_type)
             outcome = report.error or ("ok" if status < 400 else "error")
             if span is not None:

@@ -27,12 +27,13 @@ class RegistrationEndpoint:
     def __init__(self, server: AuthorizationServer) -> None:
         self._registrar = server.registrar
         self._max_body = server.settings.max_body_size
+        self._error_uri = server.settings.error_uri
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             status, body = await self._handle(scope, receive)
         except Exception as exc:
-            await send_error(send, exc)
+            await send_error(send, exc, error_uri=self._error_uri)
             return
         if body is None:
             await send_empty(send, status, NO_STORE)

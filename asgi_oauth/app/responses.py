@@ -55,7 +55,11 @@ def as_oauth_error(exc: Exception) -> OAuth2Error:
     return ServerError(N_("internal error"))
 
 
-async def send_error(send: Send, exc: Exception, headers: Headers | None = None) -> None:
+async def send_error(
+    send: Send, exc: Exception, headers: Headers | None = None, *, error_uri: str | None = None
+) -> None:
+    """The JSON error (RFC 6749 §5.2); ``error_uri`` is ``Settings.error_uri``."""
     error = as_oauth_error(exc)
     extra = [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
-    await send_json(send, error.status, error.to_dict(), [*NO_STORE, *extra, *(headers or ())])
+    body = error.to_dict(error_uri)
+    await send_json(send, error.status, body, [*NO_STORE, *extra, *(headers or ())])

@@ -97,7 +97,7 @@ class RevocationEvents:
                 )
             self._streams += 1
         except Exception as exc:
-            await send_error(send, exc)
+            await send_error(send, exc, error_uri=self.server.settings.error_uri)
             return
         try:
             await self._stream(receive, send)
@@ -165,7 +165,7 @@ class RevocationEvents:
         try:
             sent = await self._revoked()
         except StorageError as exc:
-            await send_error(send, exc)
+            await send_error(send, exc, error_uri=self.server.settings.error_uri)
             return
         await send({"type": "http.response.start", "status": 200, "headers": _STREAM_HEADERS})
         await _send(send, f"retry: {self._retry_ms}\n" + _event(sent))

@@ -45,7 +45,7 @@ class UserinfoEndpoint:
             error = InvalidRequestError(
                 "method not allowed", status_code=405, headers={"Allow": "GET, POST"}
             )
-            await send_error(send, error)
+            await send_error(send, error, error_uri=self.server.settings.error_uri)
             return
         await self._protected(scope, receive, send)
 
@@ -61,6 +61,6 @@ class UserinfoEndpoint:
         try:
             body = await self.server.openid.userinfo(token.sub, token.scope)
         except Exception as exc:
-            await send_error(send, exc)
+            await send_error(send, exc, error_uri=self.server.settings.error_uri)
             return
         await send_json(send, 200, body, NO_STORE)

@@ -1,7 +1,8 @@
 """The ``asgi-oauth`` command (also ``python -m asgi_oauth``).
 
 ``serve`` runs a standalone server; ``clients``, ``users``, ``keys`` and
-``tokens`` manage what it knows; ``migrate`` and ``purge`` look after its database. Every
+``tokens`` manage what it knows; ``migrate`` and ``purge`` look after its database;
+``maintenance`` switches every server on it unavailable, and back. Every
 command takes ``--db`` (or ``ASGI_OAUTH_DATABASE_URL``) and ``--help``. A
 mistake prints one line on stderr and exits non-zero, leaving the database as
 it was: 1 for a refused change, 2 for a setup that cannot work (an option, a
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import StorageError
 from ..keys import KeyEncryptionError
-from . import clients, database, keys, serve, users
+from . import clients, database, keys, maintenance, serve, users
 from ._common import CommandError, SetupError
 
 
@@ -29,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"asgi-oauth {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (serve, clients, users, keys, database):
+    for module in (serve, clients, users, keys, database, maintenance):
         module.add_commands(commands)
     return parser
 

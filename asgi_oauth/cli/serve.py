@@ -46,6 +46,7 @@ from ._common import (
 from .database import migrate_storage
 from .demo import demo_api, framed, register_demo
 from .logs import LOG_FORMATS, access_log_enabled, log_config, log_format
+from .maintenance import switch_on_signals
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -157,6 +158,7 @@ def serve(args: argparse.Namespace) -> int:
             demo=args.demo,
             root_path=args.root_path,
             metrics=metrics,
+            signals=True,
         )
         _announce(args, config, scheme, demo)
         uvicorn.Server(
@@ -316,9 +318,11 @@ def build_app(
     demo: bool,
     root_path: str = "",
     metrics: PrometheusMetrics | None = None,
+    signals: bool = False,
 ) -> Starlette:
     """The authorization server at the issuer's path (below ``root_path``), the demo
-    API beside it, and the metrics at ``/metrics``."""
+    API beside it, and the metrics at ``/metrics``; with ``signals``, SIGUSR1 and SIGUSR2
+    switch maintenance on and off for every server on the store (``cli.maintenance``)."""
     # Imported here: the other commands start without the web stack.
     from starlette.applications import Starlette
     from starlette.routing import Mount, Route
@@ -341,6 +345,8 @@ def build_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if signals:
+            switch_on_signals(server)
         yield
         await server.close()
 

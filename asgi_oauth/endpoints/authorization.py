@@ -186,6 +186,7 @@ class AuthorizationEndpoint:
             response_mode=request.response_mode,
             state=request.state,
             issuer=self._settings.issuer,
+            error_uri=self._settings.error_uri,
         )
 
     async def _issue_code(self, request: AuthorizationRequest, owner: ResourceOwner) -> str:

@@ -70,6 +70,8 @@ class BearerTokenMiddleware:
 
     ``cors_origins`` (``*``: any; ``()``: off) may read the protected paths' and the
     metadata's answers from a browser; preflights there are answered without a token.
+    ``error_uri`` (RFC 6750 §3) names a page explaining errors, in every challenge with
+    an error; an in-process server's ``Settings.error_uri`` by default.
     """
 
     def __init__(
@@ -94,6 +96,7 @@ class BearerTokenMiddleware:
         dpop_leeway: int = 60,
         cors_origins: Iterable[str] = ("*",),
         instruments: Instruments | None = None,
+        error_uri: str | None = None,
     ) -> None:
         if require_dpop and (allow_query_token or allow_form_token):
             raise ValueError("require_dpop takes tokens from the Authorization header only")
@@ -104,6 +107,9 @@ class BearerTokenMiddleware:
         if isinstance(introspector, AuthorizationServer):
             introspector = LocalIntrospector(introspector)
         self.introspector = introspector
+        if error_uri is None and isinstance(introspector, LocalIntrospector):
+            error_uri = introspector.server.settings.error_uri
+        self._error_uri = error_uri
         stream = getattr(introspector, "revocation_stream", None)
         metrics = self._instruments.metrics if self._instruments is not None else None
         if metrics is not None and stream is not None:
@@ -233,7 +239,7 @@ class BearerTokenMiddleware:
         request had no DPoP-bound token."""
         if self._require_dpop:
             return self.dpop_challenge(error)
-        bearer = error.challenge(self._realm, self._resource_metadata)
+        bearer = error.challenge(self._realm, self._resource_metadata, self._error_uri)
         if error.error is None:
             # No token: either scheme will do (RFC 9449 §7.2). Both challenges share
             # one field, comma-separated (RFC 9110 §11.6.1), so a header mapping (a
@@ -243,7 +249,9 @@ class BearerTokenMiddleware:
 
     def dpop_challenge(self, error: BearerError) -> str:
         """The ``WWW-Authenticate`` value for ``error`` with the DPoP scheme (RFC 9449 §7.1)."""
-        return error.dpop_challenge(self._realm, DPOP_SIGNING_ALGORITHMS, self._resource_metadata)
+        return error.dpop_challenge(
+            self._realm, DPOP_SIGNING_ALGORITHMS, self._resource_metadata, self._error_uri
+        )
 
     def _authorize(
         self, token: str, info: IntrospectionResult, rule: Rule | None, proof: DPoPProof | None

@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping
 
 from starlette.types import Scope, Send
 
+from ..errors import error_uri_for
+
 # RFC 6750 §3: attribute values are restricted to these characters.
 _ALLOWED = frozenset(chr(c) for c in (0x20, 0x21, *range(0x23, 0x5C), *range(0x5D, 0x7F)))
 #: Never named from a token's scopes: refresh tokens are no resource's requirement
@@ -93,15 +95,23 @@ class BearerError(Exception):
             self.status, self.error, self.description, scope=scopes, headers=self.headers
         )
 
-    def challenge(self, realm: str, resource_metadata: str | None = None) -> str:
-        """The ``Bearer`` challenge (RFC 6750 §3, RFC 9728 §5.1)."""
-        return "Bearer " + self._attributes(realm, (), resource_metadata)
+    def challenge(
+        self, realm: str, resource_metadata: str | None = None, error_uri: str | None = None
+    ) -> str:
+        """The ``Bearer`` challenge (RFC 6750 §3, RFC 9728 §5.1); ``error_uri`` is a page
+        explaining errors (``Settings.error_uri``), named with the error code (§3)."""
+        return "Bearer " + self._attributes(realm, (), resource_metadata, error_uri)
 
     def dpop_challenge(
-        self, realm: str, algs: Iterable[str], resource_metadata: str | None = None
+        self,
+        realm: str,
+        algs: Iterable[str],
+        resource_metadata: str | None = None,
+        error_uri: str | None = None,
     ) -> str:
         """The ``DPoP`` challenge (RFC 9449 §7.1): the same attributes, and ``algs``."""
-        return "DPoP " + self._attributes(realm, (("algs", " ".join(algs)),), resource_metadata)
+        extra = (("algs", " ".join(algs)),)
+        return "DPoP " + self._attributes(realm, extra, resource_metadata, error_uri)
 
     def body(self) -> dict[str, str]:
         body = {"error_description": self.description}
@@ -110,11 +120,17 @@ class BearerError(Exception):
         return body
 
     def _attributes(
-        self, realm: str, extra: Iterable[tuple[str, str]], resource_metadata: str | None
+        self,
+        realm: str,
+        extra: Iterable[tuple[str, str]],
+        resource_metadata: str | None,
+        error_uri: str | None,
     ) -> str:
         params = [("realm", realm)]
         if self.error is not None and self.status != 503:
             params += [("error", self.error), ("error_description", self.description)]
+            if error_uri is not None:
+                params.append(("error_uri", error_uri_for(error_uri, self.error)))
         if self.scope:
             params.append(("scope", " ".join(self.scope)))
         params += extra

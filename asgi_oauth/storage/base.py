@@ -285,6 +285,15 @@ class Storage(Protocol):
     async def clear_failures(self, key: str) -> None:
         """Forget ``key``'s failures (it succeeded)."""
 
+    async def maintenance_since(self) -> int | None:
+        """When the maintenance switch that every instance on this store follows was
+        turned off (``asgi_oauth.availability``); None while it is on. Each instance
+        reads it about once a second, so it is one primary-key read."""
+
+    async def set_maintenance(self, since: int | None) -> None:
+        """Turn the shared maintenance switch off from ``since`` (a switch already off
+        keeps its earlier time), or back on with None."""
+
     async def save_session(self, session: BrowserSession) -> None:
         """Persist a sign-in session when someone signs in on the built-in page."""
 

@@ -117,6 +117,8 @@ class MessagePage:
     #: redirect URI, which the error may be about.
     back: tuple[str, str] | None = None
     lang: str = "en"
+    #: Where ``Settings.error_uri`` explains this error (RFC 6749 §4.1.2.1); "" for none.
+    error_uri: str = ""
     template: ClassVar[str] = "message"
 
 

@@ -164,8 +164,15 @@ class Pages:
         return self.layout(_("Connected applications"), body, page.nonce, lang=page.lang)
 
     def message(self, page: MessagePage) -> str:
-        back = _back_link(page.back, self.brand, translator(page.lang))
-        body = f"<p>{_e(page.message)}</p>{back}"
+        _ = translator(page.lang)
+        back = _back_link(page.back, self.brand, _)
+        explained = (
+            f'<p class="error-uri"><a href="{_e(page.error_uri)}">'
+            f"{_e(_('More about this error'))}</a></p>"
+            if page.error_uri
+            else ""
+        )
+        body = f"<p>{_e(page.message)}</p>{explained}{back}"
         return self.layout(page.title, body, page.nonce, lang=page.lang)
 
     def home(self, page: HomePage) -> str:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from .accounts import _Accounts
+from .maintenance import _Maintenance
 from .pending import _Pending
 from .tokens import _Tokens
 
 __all__ = ["MemoryStorage"]
 
 
-class MemoryStorage(_Accounts, _Tokens, _Pending):
+class MemoryStorage(_Accounts, _Tokens, _Pending, _Maintenance):
     """An in-process store: fast, ephemeral, for tests and single-process demos.
 
     Every method runs without awaiting, so on one event loop each is atomic; like a

@@ -15,8 +15,8 @@ does; a read that meets a connection the database dropped is retried once.
 The package: ``database`` (the pool and the statement runners), ``schema`` (the
 tables, their migrations and the SQL), ``signal`` (the ``revocation_signal``:
 ``LISTEN``/``NOTIFY``, so every instance on the schema learns of a revocation at
-once), and the ``Storage`` methods in three mixins on ``database``:
-``accounts``, ``tokens`` and ``pending``.
+once), and the ``Storage`` methods in four mixins on ``database``:
+``accounts``, ``tokens``, ``pending`` and ``maintenance``.
 """
 
 from __future__ import annotations
@@ -28,13 +28,14 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 
 from . import schema as _pg
 from .accounts import _Accounts
+from .maintenance import _Maintenance
 from .pending import _Pending
 from .tokens import _Tokens
 
 __all__ = ["PostgresStorage"]
 
 
-class PostgresStorage(_Accounts, _Tokens, _Pending):
+class PostgresStorage(_Accounts, _Tokens, _Pending, _Maintenance):
     """A ``Storage`` on PostgreSQL, reached at ``dsn`` (``postgresql://user@host/db``).
 
     ``schema`` keeps the tables in their own PostgreSQL schema (created if

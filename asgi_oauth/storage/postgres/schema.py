@@ -238,6 +238,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # 0 for a consent kept before.
         "ALTER TABLE consents ADD COLUMN granted_at BIGINT NOT NULL DEFAULT 0",
     ),
+    (
+        # The maintenance switch every instance on the database follows: one row while
+        # it is off, saying since when (asgi_oauth.availability).
+        """CREATE TABLE maintenance (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            since BIGINT NOT NULL
+        )""",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -8,8 +8,8 @@ winner. Every SQLite failure reaches the caller as ``StorageError``.
 
 The package: ``database`` (the connections, the writer thread and its group
 commit), ``schema`` (the tables, their migrations and the SQL), and the
-``Storage`` methods in three mixins on ``database``: ``accounts``, ``tokens``
-and ``pending``.
+``Storage`` methods in four mixins on ``database``: ``accounts``, ``tokens``,
+``pending`` and ``maintenance``.
 """
 
 from __future__ import annotations
@@ -17,13 +17,14 @@ from __future__ import annotations
 from .accounts import _Accounts
 from .database import _MAX_BATCH as _MAX_BATCH  # the tests read the group size
 from .database import _nothing
+from .maintenance import _Maintenance
 from .pending import _Pending
 from .tokens import _Tokens
 
 __all__ = ["SQLiteStorage"]
 
 
-class SQLiteStorage(_Accounts, _Tokens, _Pending):
+class SQLiteStorage(_Accounts, _Tokens, _Pending, _Maintenance):
     """A ``Storage`` in one SQLite file, opened (and migrated) on first use.
 
     ``synchronous="FULL"`` fsyncs every commit; ``"NORMAL"`` may lose the last
