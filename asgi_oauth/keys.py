@@ -31,7 +31,7 @@ from joserfc.errors import JoseError
 
 from .crypto import Sealer
 from .errors import StorageError
-from .jws_algorithms import SigningJWK, fits, generate_key, import_key, registry
+from .jws_algorithms import CompactSigner, SigningJWK, fits, generate_key, import_key, registry
 from .models import SigningKey
 from .revocation_signal import signal_of
 from .storage.base import Storage
@@ -156,15 +156,15 @@ class _Loaded:
     #: The active key of each algorithm: its id and private JWK, decrypted.
     signing: Mapping[SigningAlgorithm, tuple[str, bytes]]
     jwks: Mapping[str, Any]
-    #: The private keys imported so far, by algorithm: importing an RSA key checks it,
-    #: which takes tens of milliseconds, so only a process that signs pays for it.
-    imported: dict[SigningAlgorithm, tuple[str, SigningJWK]]
+    #: The signers made so far, by algorithm: importing an RSA key checks it, which
+    #: takes tens of milliseconds, so only a process that signs pays for it.
+    signers: dict[SigningAlgorithm, CompactSigner]
 
-    def signing_key(self, alg: SigningAlgorithm) -> tuple[str, SigningJWK]:
-        found = self.imported.get(alg)
+    def signer(self, alg: SigningAlgorithm) -> CompactSigner:
+        found = self.signers.get(alg)
         if found is None:
             kid, private = self.signing[alg]
-            found = self.imported[alg] = (kid, import_key(json.loads(private)))
+            found = self.signers[alg] = CompactSigner(alg, kid, import_key(json.loads(private)))
         return found
 
 
@@ -269,9 +269,7 @@ class KeySet:
 
     def sign(self, claims: Mapping[str, object], *, alg: SigningAlgorithm, typ: str) -> str:
         """A compact JWS of ``claims`` by the active key of ``alg``."""
-        kid, key = self._require().signing_key(alg)
-        header = {"alg": alg, "kid": kid, "typ": typ}
-        return jwt.encode(header, dict(claims), key, registry=registry(alg))
+        return self._require().signer(alg).sign(claims, typ)
 
     def verify(self, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """The header and claims of a JWT one of our published keys signed."""

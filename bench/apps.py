@@ -13,13 +13,17 @@ the benchmark's clients on uvicorn's own event loop before the first request:
 - ``BENCH_ISSUER``: the issuer URL (default ``http://127.0.0.1:8000``);
 - ``BENCH_ACCESS_TOKEN_LIFETIME`` and ``BENCH_PURGE_INTERVAL``: seconds, optional;
 - ``BENCH_RATE_LIMIT``: optional, both ``rate_limit_per_client`` and
-  ``rate_limit_per_address`` (requests per 60 s window).
+  ``rate_limit_per_address`` (requests per 60 s window);
+- ``BENCH_JWT_ALG``: optional, ``RS256``, ``ES256`` or ``EdDSA``: access tokens are
+  JWTs (RFC 9068) signed with it (``key_encryption_key`` is then the bench's own).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import time
 
 from starlette.types import Receive, Scope, Send
 
@@ -40,6 +44,9 @@ DEFAULT_POSTGRES_POOL = 10
 #: The resource server that introspects them (``is_resource_server=True``).
 RESOURCE_SERVER_ID = "bench-resource-server"
 RESOURCE_SERVER_SECRET = "bench-resource-server-secret-0123456789"
+
+#: Encrypts the signing keys of the JWT scenarios at rest (the store is thrown away).
+BENCH_KEY_ENCRYPTION_KEY = "bench-key-encryption-key-0123456789abcdef"
 
 _HELLO_HEADERS = [(b"content-type", b"text/plain"), (b"content-length", b"5")]
 
@@ -136,7 +143,38 @@ def _settings_from_env() -> Settings:
         settings = dataclasses.replace(
             settings, rate_limit_per_client=int(rate_limit), rate_limit_per_address=int(rate_limit)
         )
+    jwt_alg = os.environ.get("BENCH_JWT_ALG")
+    if jwt_alg:
+        settings = dataclasses.replace(
+            settings,
+            key_encryption_key=BENCH_KEY_ENCRYPTION_KEY,
+            access_token_format="jwt",
+            access_token_signing_alg=jwt_alg,  # type: ignore[arg-type]
+        )
     return settings
 
 
+class PurgeEndpoint:
+    """``app`` with ``POST /bench/purge`` in front: ``server.purge_expired()``, the purge
+    ``asgi-oauth purge`` and the background housekeeping run, started when the
+    benchmark chooses (``bench/scale.py``). Answers ``{"purged": n, "seconds": s}``."""
+
+    def __init__(self, app: BenchApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/bench/purge":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        purged = await self.app.server.purge_expired()
+        seconds = time.perf_counter() - start
+        body = json.dumps({"purged": purged, "seconds": seconds}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
 oauth = BenchApp(AuthorizationServer(storage_from_env(), _settings_from_env()))
+#: ``oauth`` with the purge endpoint (the same server, not a second one).
+oauth_purge = PurgeEndpoint(oauth)

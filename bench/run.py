@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -48,6 +48,8 @@ from apps import (
     RESOURCE_SERVER_ID,
     RESOURCE_SERVER_SECRET,
 )
+from peers.install import InstallError, Peers
+from peers.install import install as install_peers
 
 BENCH_DIR = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
@@ -57,6 +59,8 @@ RESULT_PREFIX = "BENCH_RESULT "
 
 Kind = Literal["hello", "token", "introspect"]
 Store = Literal["-", "memory", "sqlite", "postgres"]
+#: The peers of ``bench/peers/``, served as they ship instead of asgi_oauth.
+Peer = Literal["aioauth", "oidc-provider"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +72,8 @@ class Scenario:
     target: float | None = None
     #: More environment for the server (``bench/apps.py``), beside the store's.
     env: tuple[tuple[str, str], ...] = ()
+    #: Served by this peer (its own server command, its own URLs) instead of asgi_oauth.
+    peer: Peer | None = None
 
     @property
     def app(self) -> str:
@@ -75,6 +81,7 @@ class Scenario:
 
 
 BARE = Scenario("bare", "-", "hello")
+NODE_ENV = (("NODE_ENV", "production"),)
 SCENARIOS = (
     BARE,
     Scenario("token-memory", "memory", "token", 0.30),
@@ -82,11 +89,25 @@ SCENARIOS = (
     # token-sqlite with both rate limits on, set too high to refuse anything: what
     # counting each request in the store (per address, then per client) costs.
     Scenario("token-sqlite-limited", "sqlite", "token", env=(("BENCH_RATE_LIMIT", "1000000000"),)),
+    # JWT access tokens (RFC 9068) on SQLite, one per signing algorithm: judged as
+    # ratios to token-sqlite (JWT issuance >= 0.6 of opaque with the fastest).
+    Scenario("token-sqlite-jwt-es256", "sqlite", "token", env=(("BENCH_JWT_ALG", "ES256"),)),
+    Scenario("token-sqlite-jwt-eddsa", "sqlite", "token", env=(("BENCH_JWT_ALG", "EdDSA"),)),
+    Scenario("token-sqlite-jwt-rs256", "sqlite", "token", env=(("BENCH_JWT_ALG", "RS256"),)),
     Scenario("token-postgres", "postgres", "token", 0.08),
     Scenario("introspect-memory", "memory", "introspect", 0.35),
     Scenario("introspect-sqlite", "sqlite", "introspect", 0.25),
     Scenario("introspect-postgres", "postgres", "introspect", 0.08),
+    # The peers as they ship, each on its in-memory store (bench/peers/).
+    Scenario("token-aioauth", "memory", "token", peer="aioauth"),
+    Scenario("introspect-aioauth", "memory", "introspect", peer="aioauth"),
+    Scenario("token-oidc-provider", "memory", "token", env=NODE_ENV, peer="oidc-provider"),
+    Scenario(
+        "introspect-oidc-provider", "memory", "introspect", env=NODE_ENV, peer="oidc-provider"
+    ),
 )
+#: The least acceptable ratio of asgi_oauth on SQLite to a peer, issuance and introspection alike.
+PEER_TARGETS: Mapping[Peer, float] = {"oidc-provider": 2.0}
 MEMORY = "memory"
 NAMES = (*(s.name for s in SCENARIOS), MEMORY)
 
@@ -258,25 +279,45 @@ def free_port() -> int:
         return port
 
 
-def server_command(app: str, port: int, cpu: int) -> list[str]:
-    """The one uvicorn configuration every scenario runs under."""
+def server_command(
+    app: str, port: int, cpu: int, python: str = sys.executable, app_dir: Path = BENCH_DIR
+) -> list[str]:
+    """The one uvicorn configuration every scenario runs under (aioauth's too, from its venv)."""
     return [
-        *("taskset", "-c", str(cpu), sys.executable, "-m", "uvicorn", app),
-        *("--app-dir", str(BENCH_DIR), "--host", HOST, "--port", str(port)),
+        *("taskset", "-c", str(cpu), python, "-m", "uvicorn", app),
+        *("--app-dir", str(app_dir), "--host", HOST, "--port", str(port)),
         *("--loop", "uvloop", "--http", "httptools", "--workers", "1"),
         *("--lifespan", "on", "--no-access-log", "--log-level", "warning"),
     ]
 
 
+def peer_command(peer: Peer, peers: Peers, cpu: int) -> Callable[[int], list[str]]:
+    """A peer's server command for a port: aioauth under our uvicorn command, from its
+    venv; oidc-provider's ``server.mjs`` on Node.js. Pinned to ``cpu`` like ours."""
+    if peer == "aioauth":
+        app_dir = BENCH_DIR / "peers"
+        return lambda port: server_command("aioauth_app:app", port, cpu, str(peers.python), app_dir)
+    return lambda port: [
+        *("taskset", "-c", str(cpu), str(peers.node), str(peers.oidc_server), str(port))
+    ]
+
+
 @contextlib.contextmanager
-def serve(app: str, env: Mapping[str, str], workdir: Path, cpu: int) -> Iterator[Server]:
-    """A uvicorn server accepting connections; SIGTERM (then SIGKILL) on the way out."""
+def serve(
+    app: str,
+    env: Mapping[str, str],
+    workdir: Path,
+    cpu: int,
+    command: Callable[[int], list[str]] | None = None,
+) -> Iterator[Server]:
+    """A server accepting connections (uvicorn serving ``app``, unless ``command`` gives the
+    command for a port); SIGTERM (then SIGKILL) on the way out."""
     port = free_port()
     log_path = workdir / f"server-{port}.log"
     environ = {**os.environ, **env, "BENCH_ISSUER": f"http://{HOST}:{port}"}
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            server_command(app, port, cpu),
+            command(port) if command else server_command(app, port, cpu),
             cwd=BENCH_DIR.parent,
             env=environ,
             stdin=subprocess.DEVNULL,
@@ -455,7 +496,16 @@ def issue_token(http: httpx.Client) -> str:
     return token
 
 
-def prepare(kind: Kind, server: Server, workdir: Path) -> Path:
+#: Each server's introspection path and what its request adds to ``token=...``: aioauth
+#: looks a token up as an access token only with ``token_type_hint=access_token``.
+INTROSPECTION: Mapping[Peer | None, tuple[str, str]] = {
+    None: ("/introspect", ""),
+    "aioauth": ("/introspect", "&token_type_hint=access_token"),
+    "oidc-provider": ("/token/introspection", ""),
+}
+
+
+def prepare(kind: Kind, server: Server, workdir: Path, peer: Peer | None = None) -> Path:
     """Check the server answers this scenario's request; write its wrk script."""
     form = "application/x-www-form-urlencoded"
     with httpx.Client(base_url=server.url, timeout=10) as http:
@@ -471,15 +521,16 @@ def prepare(kind: Kind, server: Server, workdir: Path) -> Path:
             return write_lua(
                 workdir / "token.lua", "POST", "/token", "grant_type=client_credentials", headers
             )
-        body = f"token={quote(token, safe='')}"
+        path, extra = INTROSPECTION[peer]
+        body = f"token={quote(token, safe='')}{extra}"
         auth = _basic(RESOURCE_SERVER_ID, RESOURCE_SERVER_SECRET)
         response = http.post(
-            "/introspect", content=body, headers={"Content-Type": form, "Authorization": auth}
+            path, content=body, headers={"Content-Type": form, "Authorization": auth}
         )
         if response.status_code != 200 or response.json().get("active") is not True:
-            raise BenchError(f"POST /introspect: {response.status_code} {response.text}")
+            raise BenchError(f"POST {path}: {response.status_code} {response.text}")
         headers = {"Content-Type": form, "Authorization": auth}
-        return write_lua(workdir / "introspect.lua", "POST", "/introspect", body, headers)
+        return write_lua(workdir / "introspect.lua", "POST", path, body, headers)
 
 
 @dataclass(slots=True)
@@ -509,9 +560,13 @@ def run_round(scenario: Scenario, outcome: Outcome, args: argparse.Namespace, tm
             else:
                 env = store_env(scenario.store, workdir)
             env |= dict(scenario.env)
-            server = stack.enter_context(serve(scenario.app, env, workdir, args.server_cpu))
+            peer = scenario.peer
+            command = peer_command(peer, args.peers, args.server_cpu) if peer else None
+            server = stack.enter_context(
+                serve(scenario.app, env, workdir, args.server_cpu, command)
+            )
             try:
-                lua = prepare(scenario.kind, server, workdir)
+                lua = prepare(scenario.kind, server, workdir, peer)
                 load = {"connections": args.connections, "cpu": args.wrk_cpu}
                 run_wrk(server.url, lua, duration=WARMUP_SECONDS, **load)
                 server.check_alive()
@@ -546,16 +601,35 @@ class MemoryReport:
     samples: list[tuple[float, int]]
     result: WrkResult
     server_log: str
+    store: Store = "memory"
+
+    @property
+    def levels_off(self) -> bool | None:
+        """Whether RSS stopped growing: the second half's peak within 5 % (and 1 MiB)
+        of the first half's; None without two samples."""
+        kib = [k for _, k in self.samples]
+        if len(kib) < 2:
+            return None
+        half = len(kib) // 2
+        return max(kib[half:]) <= max(kib[:half]) * 1.05 + 1024
 
 
-def run_memory(args: argparse.Namespace, tmp: Path) -> MemoryReport:
+def run_memory(args: argparse.Namespace, tmp: Path, store: Store = "memory") -> MemoryReport:
     """Token issuance for MEMORY_SECONDS with short-lived tokens, sampling the server's RSS."""
-    workdir = Path(tempfile.mkdtemp(prefix="memory-", dir=tmp))
-    env = {
-        **store_env("memory", workdir),
-        "BENCH_ACCESS_TOKEN_LIFETIME": "2",
-        "BENCH_PURGE_INTERVAL": "1",
-    }
+    workdir = Path(tempfile.mkdtemp(prefix=f"memory-{store}-", dir=tmp))
+    with contextlib.ExitStack() as stack:  # unwinds in reverse: server, then schema
+        if store == "postgres":
+            schema = stack.enter_context(postgres_schema(postgres_url()))
+            env = postgres_env(schema, args.postgres_pool)
+        else:
+            env = store_env(store, workdir)
+        env |= {"BENCH_ACCESS_TOKEN_LIFETIME": "2", "BENCH_PURGE_INTERVAL": "1"}
+        return _sample_memory(args, env, workdir, store)
+
+
+def _sample_memory(
+    args: argparse.Namespace, env: dict[str, str], workdir: Path, store: Store
+) -> MemoryReport:
     duration = args.memory_duration
     with serve("apps:oauth", env, workdir, args.server_cpu) as server:
         lua = prepare("token", server, workdir)
@@ -573,7 +647,7 @@ def run_memory(args: argparse.Namespace, tmp: Path) -> MemoryReport:
             result = finish_wrk(proc, duration)
         server.check_alive()
         log = server.log().strip()
-    return MemoryReport(idle, samples, result, log)
+    return MemoryReport(idle, samples, result, log, store)
 
 
 # -- reporting ------------------------------------------------------------------------------
@@ -651,6 +725,35 @@ def rounds_table(outcomes: Sequence[Outcome], rounds: int) -> list[str]:
     return lines
 
 
+def peers_environment(peers: Peers, cpu: int) -> list[str]:
+    v = peers.versions
+    return [
+        f"- peers (bench/peers/, installed under {peers.python.parents[2]}): aioauth "
+        f"{v['aioauth']} in its own venv under the same uvicorn command and versions; "
+        f"oidc-provider {v['oidc-provider']} on Node.js {v['node']} (NODE_ENV=production, "
+        f"taskset -c {cpu}); both on their in-memory stores",
+    ]
+
+
+def peer_lines(outcomes: Sequence[Outcome]) -> list[str]:
+    """``<kind>-sqlite`` (durable) against each peer's ``<kind>-<peer>``, with its target."""
+    measured = {o.scenario.name: o for o in outcomes if o.results}
+    lines = []
+    for kind in ("token", "introspect"):
+        ours = measured.get(f"{kind}-sqlite")
+        for peer in ("aioauth", "oidc-provider"):
+            theirs = measured.get(f"{kind}-{peer}")
+            if ours is None or theirs is None:
+                continue
+            ratio = ours.rps / theirs.rps
+            line = f"- {kind}-sqlite / {kind}-{peer}: {ratio:.2f}"
+            target = PEER_TARGETS.get(peer)
+            if target is not None:
+                line += f" (target ≥ {target:.2f}: {'PASS' if ratio >= target else 'BELOW'})"
+            lines.append(line)
+    return lines
+
+
 def database_lines(outcomes: Sequence[Outcome]) -> list[str]:
     """How much of the two cores PostgreSQL (unpinned) took from the server and wrk."""
     lines = []
@@ -684,8 +787,10 @@ def error_details(outcomes: Sequence[Outcome]) -> list[str]:
 def memory_lines(report: MemoryReport, args: argparse.Namespace) -> list[str]:
     mib = [kib / 1024 for _, kib in report.samples]
     r = report.result
+    store = {"memory": "MemoryStorage", "sqlite": "SQLiteStorage", "postgres": "PostgresStorage"}
     lines = [
-        f"Token issuance on MemoryStorage, access_token_lifetime=2 s, purge_interval=1 s, "
+        f"Token issuance on {store.get(report.store, report.store)}, "
+        "access_token_lifetime=2 s, purge_interval=1 s, "
         f"{args.memory_duration} s under wrk -c{args.connections}: {r.requests:,} tokens "
         f"({r.rps:,.0f} req/s), {r.errors} errors.",
         "",
@@ -700,6 +805,9 @@ def memory_lines(report: MemoryReport, args: argparse.Namespace) -> list[str]:
         f"| {max(mib[: half or 1]):.1f} | {max(mib[half:]):.1f} |",
         "",
         "Samples (MiB, one a second): " + " ".join(f"{m:.1f}" for m in mib),
+        "",
+        "Levels off (peak of the 2nd half within 5 % + 1 MiB of the 1st half's): "
+        + ("yes" if report.levels_off else "NO"),
     ]
     if r.errors:
         statuses = ", ".join(f"{k}: {v}" for k, v in sorted(r.statuses.items()))
@@ -727,8 +835,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--memory-duration", type=int, default=MEMORY_SECONDS, help="seconds of the memory run"
     )
+    parser.add_argument(
+        "--memory-stores",
+        nargs="+",
+        choices=("memory", "sqlite", "postgres"),
+        default=("memory", "sqlite", "postgres"),
+        metavar="STORE",
+        help="the stores of the memory run, each in turn (all three)",
+    )
     parser.add_argument("--server-cpu", type=int, default=0, help="core the server runs on")
     parser.add_argument("--wrk-cpu", type=int, default=1, help="core wrk runs on")
+    parser.add_argument(
+        "--no-install",
+        action="store_true",
+        help="use the peers already installed (bench/peers/install.py) instead of installing",
+    )
     add_postgres_pool_argument(parser)
     args = parser.parse_args(argv)
     if min(args.duration, args.connections, args.rounds, args.memory_duration) < 1:
@@ -767,45 +888,65 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)  # unwinds through every cleanup, like Ctrl-C
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _on_sigterm)
+@dataclass(slots=True)
+class Measured:
+    """What one run measured: its environment, the throughput scenarios, the memory runs."""
+
+    header: list[str]
+    outcomes: list[Outcome]
+    memory: list[MemoryReport | str]
+
+    @property
+    def failed(self) -> bool:
+        return any(o.failures for o in self.outcomes) or any(
+            isinstance(m, str) for m in self.memory
+        )
+
+
+def measure(args: argparse.Namespace) -> Measured | int:
+    """Run the scenarios ``args`` select; an exit status when they cannot start."""
     names = set(args.only or NAMES)
     selected = [s for s in SCENARIOS if s.name in names]
     if selected and BARE not in selected:
         selected.insert(0, BARE)  # ratios need the ceiling, measured alongside
         print("(bare added: the ratios need it)")
     header = environment(args)
-    if any(s.store == "postgres" for s in selected):
+    memory_postgres = MEMORY in names and "postgres" in args.memory_stores
+    if memory_postgres or any(s.store == "postgres" for s in selected):
         try:
             header += postgres_environment(args.postgres_pool)
         except BenchError as exc:
             print(f"error: {exc}\n{POSTGRES_MISSING}", file=sys.stderr)
             return 2
-    try:
-        with tempfile.TemporaryDirectory(prefix="asgi-oauth-bench-") as tmp_name:
-            tmp = Path(tmp_name)
-            outcomes = [Outcome(s) for s in selected]
-            for round_no in range(1, args.rounds + 1 if selected else 1):
-                print(f"round {round_no}/{args.rounds}", flush=True)
-                for outcome in outcomes:
-                    run_round(outcome.scenario, outcome, args, tmp)
-            memory: MemoryReport | str | None = None
-            if MEMORY in names:
-                print(f"memory: {args.memory_duration} s of token issuance", flush=True)
-                try:
-                    memory = run_memory(args, tmp)
-                except (BenchError, httpx.HTTPError) as exc:
-                    memory = f"FAILED: {exc}"
-    except KeyboardInterrupt:
-        print(
-            "\ninterrupted: servers stopped, temporary files and schemas removed", file=sys.stderr
-        )
-        return 130
+    if any(s.peer for s in selected):
+        try:
+            args.peers = install_peers(install=not args.no_install)
+        except InstallError as exc:
+            print(f"error: {exc}\n(or leave the peer scenarios out with --only)", file=sys.stderr)
+            return 2
+        header += peers_environment(args.peers, args.server_cpu)
+    with tempfile.TemporaryDirectory(prefix="asgi-oauth-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        outcomes = [Outcome(s) for s in selected]
+        for round_no in range(1, args.rounds + 1 if selected else 1):
+            print(f"round {round_no}/{args.rounds}", flush=True)
+            for outcome in outcomes:
+                run_round(outcome.scenario, outcome, args, tmp)
+        memory: list[MemoryReport | str] = []
+        for store in args.memory_stores if MEMORY in names else ():
+            print(f"memory ({store}): {args.memory_duration} s of token issuance", flush=True)
+            try:
+                memory.append(run_memory(args, tmp, store))
+            except (BenchError, httpx.HTTPError) as exc:
+                memory.append(f"{store} FAILED: {exc}")
+    return Measured(header, outcomes, memory)
 
+
+def report_lines(measured: Measured, args: argparse.Namespace) -> list[str]:
     load_after = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    report = ["", "## asgi_oauth load benchmark", "", *header]
+    report = ["", "## asgi_oauth load benchmark", "", *measured.header]
     report += [f"- load average after the run: {load_after}", ""]
+    outcomes = measured.outcomes
     if outcomes:
         report += [
             *table(outcomes),
@@ -814,17 +955,37 @@ def main(argv: Sequence[str] | None = None) -> int:
             "",
             *rounds_table(outcomes, args.rounds),
         ]
+        against = peer_lines(outcomes)
+        if against:
+            title = "asgi_oauth on SQLite against the peers (ratios of median req/s):"
+            report += ["", title, "", *against]
         database = database_lines(outcomes)
         if database:
             report += ["", "PostgreSQL (not pinned) during the measured runs:", "", *database]
         details = error_details(outcomes)
         report += ["", "Errors and server output:", "", *(details or ["- none"])]
-    if memory is not None:
-        report += ["", "## memory: is the store bounded when tokens expire?", ""]
-        report += [memory] if isinstance(memory, str) else memory_lines(memory, args)
-    print("\n".join(report))
-    failed = any(o.failures for o in outcomes) or isinstance(memory, str)
-    return 1 if failed else 0
+    if measured.memory:
+        report += ["", "## memory: is the store bounded when tokens expire?"]
+    for each in measured.memory:
+        report += ["", *([each] if isinstance(each, str) else memory_lines(each, args))]
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        measured = measure(args)
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr)
+        return 130
+    if isinstance(measured, int):
+        return measured
+    print("\n".join(report_lines(measured, args)))
+    return 1 if measured.failed else 0
+
+
+INTERRUPTED = "\ninterrupted: servers stopped, temporary files and schemas removed"
 
 
 if __name__ == "__main__":

@@ -33,6 +33,9 @@ _CONNECTION_ERRORS = (
     asyncpg.exceptions.ConnectionFailureError,
     asyncpg.exceptions.CannotConnectNowError,
     asyncpg.exceptions.AdminShutdownError,
+    # What asyncpg raises for a connection that read the database's "terminating
+    # connection" notice while idle in the pool: the connection is as good as gone.
+    asyncpg.exceptions.InternalClientError,
     OSError,
 )
 _ERRORS = (asyncpg.PostgresError, *_CONNECTION_ERRORS, asyncio.TimeoutError)
@@ -180,6 +183,13 @@ class PostgresDatabase:
 
 class _Lost(Exception):
     """Another instance's key became active first: roll the transaction back."""
+
+
+def statement_failed(error: Exception) -> bool:
+    """Whether a ``StorageError`` came from the statement (a constraint, bad data) rather
+    than from the connection: the same statement would fail again on another."""
+    cause = error.__cause__
+    return isinstance(cause, asyncpg.PostgresError) and not isinstance(cause, _CONNECTION_ERRORS)
 
 
 async def _keep_session(conn: Any) -> None:

@@ -13,6 +13,22 @@ from . import schema as _pg
 from .database import PostgresDatabase
 from .tokens import _consume_then_save, _count
 
+#: The most rows one purge statement deletes: milliseconds of the database's time.
+_PURGE_BATCH = 5000
+#: What ``purge_expired`` deletes: (table, the time a row expires at).
+_PURGED = (
+    ("authorization_codes", "expires_at"),
+    ("tokens", "expires_at"),
+    ("device_authorizations", "expires_at"),
+    ("signing_keys", "expires_at"),
+    ("pushed_authorization_requests", "expires_at"),
+    ("once_keys", "expires_at"),
+    ("sessions", "expires_at"),
+    ("token_families", "expires_at"),
+    ("request_counts", "expires_at"),
+    ("failures", "at"),
+)
+
 
 class _Pending(PostgresDatabase):
     """Device authorizations, pushed requests, keys used once and failure counters."""
@@ -105,25 +121,23 @@ class _Pending(PostgresDatabase):
     # -- expiry and failed attempts ----------------------------------------------------
 
     async def purge_expired(self, *, now: int) -> int:
-        async def purge(conn: Any) -> int:
-            purged = 0
-            for table in (
-                "authorization_codes",
-                "tokens",
-                "device_authorizations",
-                "signing_keys",
-                "pushed_authorization_requests",
-                "once_keys",
-                "sessions",
-                "token_families",
-                "request_counts",
-            ):
-                sql = f"DELETE FROM {table} WHERE expires_at <= $1"  # noqa: S608 (constants)
-                purged += _count(await conn.execute(sql, now))
-            sql = "DELETE FROM failures WHERE at <= $1"
-            return purged + _count(await conn.execute(sql, now - FAILURE_RETENTION))
-
-        purged: int = await self._transaction(purge)
+        # In batches, each its own short statement: one DELETE of a million rows holds a
+        # pooled connection for seconds, and every commit behind it also flushes the WAL
+        # it has written so far.
+        purged = 0
+        for table, column in _PURGED:
+            cutoff = now - FAILURE_RETENTION if table == "failures" else now
+            sql = (
+                # The condition again outside: a row updated meanwhile (a family whose
+                # expiry a rotation moved) is judged by its new version.
+                f"DELETE FROM {table} WHERE ctid = ANY(ARRAY("  # noqa: S608 (constants)
+                f"SELECT ctid FROM {table} WHERE {column} <= $1 LIMIT $2)) AND {column} <= $1"
+            )
+            while True:
+                deleted = _count(await self._execute(sql, cutoff, _PURGE_BATCH))
+                purged += deleted
+                if deleted < _PURGE_BATCH:
+                    break
         return purged
 
     async def take_attempt(self, key: str, *, limit: int, since: int, now: int) -> int | None:

@@ -383,6 +383,8 @@ SELECT_TOKEN = (
     " audience, parent_hash, replaced_by, rotated_at, revoked_at, jkt, sealed_response"
     " FROM tokens WHERE token_hash = $1"
 )
+#: ``SELECT_TOKEN`` for several hashes at once (introspection's batches).
+SELECT_TOKENS = SELECT_TOKEN.replace("token_hash = $1", "token_hash = ANY($1::text[])")
 #: The revocation list: partial index ``tokens_revoked_access`` covers exactly these rows.
 SELECT_REVOKED_ACCESS_TOKENS = (
     "SELECT token_hash FROM tokens"

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Any, Literal
 
 from ...models import AuthorizationCode, SigningKey, Token
 from .. import _rows
 from ..base import successor_of
 from . import schema as _pg
-from .database import PostgresDatabase, _Lost
+from .batch import Batcher
+from .database import PostgresDatabase, _Lost, statement_failed
 from .signal import notify
 
 
@@ -47,11 +49,11 @@ class _Tokens(PostgresDatabase):
     async def save_tokens(self, tokens: Sequence[Token]) -> None:
         if not tokens:
             return
-        columns = _pg.token_columns(tokens)
         family = _new_family(tokens)
         if family is None:
-            await self._execute(_pg.INSERT_TOKENS, *columns)
+            await self._token_inserts.submit(tokens)
             return
+        columns = _pg.token_columns(tokens)
 
         async def save(conn: Any) -> None:
             await conn.execute(_pg.INSERT_FAMILY, *family)
@@ -60,8 +62,33 @@ class _Tokens(PostgresDatabase):
         await self._transaction(save)
 
     async def get_token(self, token_hash: str) -> Token | None:
-        row = await self._fetchrow(_pg.SELECT_TOKEN, token_hash)
+        if "\x00" in token_hash:
+            return None
+        row = await self._token_reads.submit(token_hash)
         return None if row is None else _rows.token_from_row(row)
+
+    # Token issuance and introspection are the hot paths: concurrent requests share
+    # one statement (``batch``). Tokens with a new family keep their transaction.
+
+    @cached_property
+    def _token_inserts(self) -> Batcher[Sequence[Token], None]:
+        async def insert(batches: Sequence[Sequence[Token]]) -> list[None]:
+            rows = [token for tokens in batches for token in tokens]
+            await self._execute(_pg.INSERT_TOKENS, *_pg.token_columns(rows))
+            return [None] * len(batches)
+
+        return Batcher(insert, isolate=statement_failed)
+
+    @cached_property
+    def _token_reads(self) -> Batcher[str, Any]:
+        async def select(hashes: Sequence[str]) -> list[Any]:
+            found = {
+                row["token_hash"]: row
+                for row in await self._fetch(_pg.SELECT_TOKENS, list(set(hashes)))
+            }
+            return [found.get(token_hash) for token_hash in hashes]
+
+        return Batcher(select)
 
     async def rotate_refresh_token(
         self,

@@ -12,7 +12,7 @@ an answer and a failing write affects no other. A write that revoked something
 moves the store's ``revocation_signal`` right after its group committed, there
 rather than in its caller, which may be cancelled by then. The mixins holding the
 ``Storage`` methods build on ``SQLiteDatabase`` and talk to it only through
-``_read`` and ``_write`` (and the client cache ``_clients``).
+``_read`` and ``_write`` (and the caches ``_clients`` and ``_access_tokens``).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from typing import Any, Generic, Literal, TypeVar
 from ...errors import StorageError
 from .. import _rows
 from .._client_cache import ClientCache
+from .._token_cache import AccessTokenCache
 from . import schema
 from .signal import FileSignal
 
@@ -64,6 +65,8 @@ class SQLiteDatabase:
         self._clients = ClientCache(client_cache_ttl)
         #: Moved after every committed revocation; shared with every process on the file.
         self.revocation_signal = FileSignal(self._path)
+        #: Introspection's lookups, answered from memory until the signal moves.
+        self._access_tokens = AccessTokenCache(self.revocation_signal)
         self._reader: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()
         self._writer: sqlite3.Connection | None = None  # owned by the writer thread

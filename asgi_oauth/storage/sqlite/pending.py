@@ -4,7 +4,7 @@ keys used once, failed-attempt and request counters, and the purge of whatever h
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ...models import DeviceAuthorization, PushedAuthorizationRequest, Token
 from .. import _rows
@@ -12,6 +12,23 @@ from ..base import FAILURE_RETENTION
 from . import schema
 from .database import SQLiteDatabase
 from .tokens import _consume_then_save
+
+#: The most rows one purge write deletes: a few milliseconds of the writer's time, so
+#: the writes queued behind it wait no longer than that.
+_PURGE_BATCH = 2000
+#: What ``purge_expired`` deletes: (table, the key a batch names its rows by, the time
+#: a row expires at); ``request_counts`` has no rowid.
+_PURGED = (
+    ("authorization_codes", "rowid", "expires_at"),
+    ("tokens", "rowid", "expires_at"),
+    ("device_authorizations", "rowid", "expires_at"),
+    ("signing_keys", "rowid", "expires_at"),
+    ("pushed_authorization_requests", "rowid", "expires_at"),
+    ("once_keys", "rowid", "expires_at"),
+    ("sessions", "rowid", "expires_at"),
+    ("request_counts", "key, window_start", "expires_at"),
+    ("failures", "rowid", "at"),
+)
 
 
 class _Pending(SQLiteDatabase):
@@ -106,26 +123,21 @@ class _Pending(SQLiteDatabase):
         )
 
     async def purge_expired(self, *, now: int) -> int:
-        def purge(conn: sqlite3.Connection) -> int:
-            codes = conn.execute("DELETE FROM authorization_codes WHERE expires_at <= ?", (now,))
-            tokens = conn.execute("DELETE FROM tokens WHERE expires_at <= ?", (now,))
-            devices = conn.execute(
-                "DELETE FROM device_authorizations WHERE expires_at <= ?", (now,)
+        # In batches, each its own write: one DELETE of a million rows would hold the
+        # writer (and the file's lock) for seconds, and every write waits behind it.
+        purged = 0
+        for table, key, column in _PURGED:
+            cutoff = now - FAILURE_RETENTION if table == "failures" else now
+            sql = (
+                f"DELETE FROM {table} WHERE ({key}) IN"  # noqa: S608 (constants only)
+                f" (SELECT {key} FROM {table} WHERE {column} <= ? LIMIT ?)"
             )
-            keys = conn.execute("DELETE FROM signing_keys WHERE expires_at <= ?", (now,))
-            pushed = conn.execute(
-                "DELETE FROM pushed_authorization_requests WHERE expires_at <= ?", (now,)
-            )
-            once = conn.execute("DELETE FROM once_keys WHERE expires_at <= ?", (now,))
-            sessions = conn.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,))
-            counts = conn.execute("DELETE FROM request_counts WHERE expires_at <= ?", (now,))
-            failures = conn.execute(
-                "DELETE FROM failures WHERE at <= ?", (now - FAILURE_RETENTION,)
-            )
-            done = (codes, tokens, devices, keys, pushed, once, sessions, counts, failures)
-            return sum(c.rowcount for c in done)
-
-        return await self._write(purge)
+            while True:
+                deleted = await self._write(_deleting(sql, (cutoff, _PURGE_BATCH)), atomic=True)
+                purged += deleted
+                if deleted < _PURGE_BATCH:
+                    break
+        return purged
 
     async def take_attempt(self, key: str, *, limit: int, since: int, now: int) -> int | None:
         def take(conn: sqlite3.Connection) -> int | None:
@@ -150,3 +162,8 @@ class _Pending(SQLiteDatabase):
     async def clear_failures(self, key: str) -> None:
         sql = "DELETE FROM failures WHERE key = ?"
         await self._write(lambda conn: conn.execute(sql, (key,)).close(), atomic=True)
+
+
+def _deleting(sql: str, params: tuple[int, int]) -> Callable[[sqlite3.Connection], int]:
+    """A write job: one batch of ``purge_expired``, how many rows it deleted."""
+    return lambda conn: conn.execute(sql, params).rowcount

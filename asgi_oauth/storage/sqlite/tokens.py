@@ -51,8 +51,17 @@ class _Tokens(SQLiteDatabase):
         await self._write(lambda conn: conn.execute(insert, rows).close(), atomic=True)
 
     async def get_token(self, token_hash: str) -> Token | None:
+        cache = self._access_tokens
+        token = cache.get(token_hash)
+        if token is not None:
+            return token
+        version = cache.version  # read before the row: see _token_cache
         rows = await self._read(schema.SELECT_TOKEN, (token_hash,))
-        return _rows.token_from_row(rows[0]) if rows else None
+        if not rows:
+            return None
+        token = _rows.token_from_row(rows[0])
+        cache.put(version, token)
+        return token
 
     async def rotate_refresh_token(
         self,

@@ -1,0 +1,1 @@
+"""The peers ``bench/run.py`` measures asgi_oauth against, as they ship."""
