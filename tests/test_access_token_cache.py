@@ -47,17 +47,29 @@ async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
     await stores.other.close()
 
 
-async def test_a_second_lookup_reads_nothing(pair: Pair) -> None:
+async def test_a_lookup_reads_nothing_once_the_row_is_kept(pair: Pair) -> None:
     await pair.one.save_tokens([make_token("at-1")])
-    first = await pair.other.get_token("at-1")
+    first = await pair.other.get_token("at-1")  # the signal is read from now on
+    assert await pair.other.get_token("at-1") == first  # read under the signal: kept
     reads = pair.reads
     assert await pair.other.get_token("at-1") == first
     assert pair.reads == reads
 
 
+async def test_a_lookup_that_finds_nothing_leaves_no_signal_file(
+    pair: Pair, tmp_path: Path
+) -> None:
+    """The signal file is made by the first revocation, or once an access token was
+    found: looking up an unknown token (``asgi-oauth tokens revoke`` of a typo) makes
+    nothing beside the database."""
+    assert await pair.other.get_token("unknown") is None
+    assert not (tmp_path / "oauth.db-revocations").exists()
+
+
 async def test_a_revocation_by_another_process_is_seen_at_once(pair: Pair) -> None:
     await pair.one.save_tokens([make_token("at-1")])
-    assert (await pair.other.get_token("at-1")).revoked_at is None  # type: ignore[union-attr]
+    for _ in range(3):  # kept from the second on
+        assert (await pair.other.get_token("at-1")).revoked_at is None  # type: ignore[union-attr]
     assert await pair.one.revoke_token("at-1", now=int(time.time()))
     token = await pair.other.get_token("at-1")
     assert token is not None and token.revoked_at is not None
@@ -69,8 +81,9 @@ async def test_every_way_of_ending_an_access_token_is_seen_at_once(pair: Pair, h
     now = int(time.time())
     await pair.one.save_client(make_client("client-1"))
     await pair.one.save_tokens([_with(make_token("at-1"), subject="user-1")])
-    kept = await pair.other.get_token("at-1")
-    assert kept is not None and kept.is_active(now)
+    for _ in range(3):  # kept from the second on
+        kept = await pair.other.get_token("at-1")
+        assert kept is not None and kept.is_active(now)
     if how == "family":  # refresh token reuse, a replayed code
         assert await pair.one.revoke_family("family-1", now=now)
     elif how == "client":
@@ -100,9 +113,24 @@ async def test_an_unknown_token_is_looked_up_again(pair: Pair) -> None:
     assert await pair.other.get_token("at-later") is not None
 
 
+def warmed(cache: AccessTokenCache) -> AccessTokenCache:
+    """A cache that has found its first access token, and so reads the signal."""
+    cache.put(cache.version, make_token("first"))
+    return cache
+
+
+def test_nothing_is_kept_until_the_signal_is_read() -> None:
+    cache = AccessTokenCache(LocalSignal())
+    assert cache.get("at-1") is None
+    cache.put(cache.version, make_token("at-1"))  # read before the signal was: not kept
+    assert cache.get("at-1") is None
+    cache.put(cache.version, make_token("at-1"))
+    assert cache.get("at-1") is not None
+
+
 def test_rows_read_before_a_revocation_are_not_kept() -> None:
     signal = LocalSignal()
-    cache = AccessTokenCache(signal)
+    cache = warmed(AccessTokenCache(signal))
     assert cache.get("at-1") is None
     seen = cache.version
     signal.revoked()  # committed between the version read and the row read's answer
@@ -113,7 +141,7 @@ def test_rows_read_before_a_revocation_are_not_kept() -> None:
 
 def test_entries_live_no_longer_than_their_ttl() -> None:
     now = [100.0]
-    cache = AccessTokenCache(LocalSignal(), ttl=5.0, clock=lambda: now[0])
+    cache = warmed(AccessTokenCache(LocalSignal(), ttl=5.0, clock=lambda: now[0]))
     cache.get("at-1")
     cache.put(cache.version, make_token("at-1"))
     assert cache.get("at-1") is not None
@@ -125,14 +153,14 @@ def test_a_signal_that_is_not_live_keeps_nothing() -> None:
     class Deaf(LocalSignal):
         live = False
 
-    cache = AccessTokenCache(Deaf())
+    cache = warmed(AccessTokenCache(Deaf()))
     cache.get("at-1")
     cache.put(cache.version, make_token("at-1"))
     assert cache.get("at-1") is None
 
 
 def test_the_cache_is_bounded() -> None:
-    cache = AccessTokenCache(LocalSignal(), max_size=3)
+    cache = warmed(AccessTokenCache(LocalSignal(), max_size=3))
     cache.get("x")
     for n in range(4):
         cache.put(cache.version, make_token(f"at-{n}"))

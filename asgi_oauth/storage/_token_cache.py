@@ -8,7 +8,9 @@ are trusted only under the version of the signal read before their row was: a ch
 committed after that read clears them at the next lookup. Their life is bounded too
 (``ttl``), should a signal ever fail to move, and a signal that is not ``live`` (other
 processes' revocations unseen) keeps nothing. Unknown tokens are never kept: one issued
-a moment later by another process must be found.
+a moment later by another process must be found. The signal (a file beside a SQLite
+database) is first read once an access token has been found, so a lookup that finds
+nothing, or fails, leaves no file behind.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from collections.abc import Callable
 
 from ..models import Token
 from ..revocation_signal import RevocationSignal
+
+#: ``AccessTokenCache.version`` until the signal was first read.
+_COLD = object()
 
 
 class AccessTokenCache:
@@ -38,10 +43,12 @@ class AccessTokenCache:
         self._entries: dict[str, Token] = {}
         self._expires = 0.0
         #: The signal's version the entries were read under; read it before a row.
-        self.version: object = None
+        self.version: object = _COLD
 
     def get(self, token_hash: str) -> Token | None:
         """The kept row of ``token_hash``, if it is still what the store holds."""
+        if self.version is _COLD:
+            return None
         version = self._signal.version()
         if version != self.version or self._clock() >= self._expires:
             self._entries.clear()
@@ -52,7 +59,15 @@ class AccessTokenCache:
 
     def put(self, version: object, token: Token) -> None:
         """Keep ``token``, read after ``get`` saw ``version``, if nothing moved since."""
-        if token.kind != "access_token" or version != self.version or not self._signal.live:
+        if token.kind != "access_token":
+            return
+        if self.version is _COLD:
+            # The first one found: the signal is read from now on (the next lookup reads
+            # it before its row); this row, read before, is not kept.
+            self.version = self._signal.version()
+            self._expires = 0.0
+            return
+        if version != self.version or not self._signal.live:
             return
         if len(self._entries) >= self._max_size:
             self._entries.clear()
