@@ -56,9 +56,10 @@ def as_oauth_error(exc: Exception) -> OAuth2Error:
 
 
 async def send_error(
-    send: Send, exc: Exception, headers: Headers | None = None, *, error_uri: str | None = None
+    send: Send, exc: Exception, headers: Headers | None = None, *, error_uri: str | None
 ) -> None:
-    """The JSON error (RFC 6749 §5.2); ``error_uri`` is ``Settings.error_uri``."""
+    """The JSON error (RFC 6749 §5.2); ``error_uri`` is ``Settings.error_uri``, which every
+    caller passes (no default), so no JSON error can leave it out by being forgotten."""
     error = as_oauth_error(exc)
     extra = [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
     body = error.to_dict(error_uri)
