@@ -25,7 +25,7 @@ import json
 import os
 import time
 
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from asgi_oauth import AuthorizationServer, Settings
 from asgi_oauth.app import OAuth2App
@@ -67,7 +67,8 @@ async def hello(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 class BenchApp:
-    """``OAuth2App`` whose lifespan startup registers the benchmark's two clients."""
+    """``OAuth2App`` served alone, its lifespan's startup preceded by registering the
+    benchmark's two clients: the rest of startup and shutdown is ``OAuth2App``'s own."""
 
     def __init__(self, server: AuthorizationServer) -> None:
         self.server = server
@@ -77,19 +78,17 @@ class BenchApp:
         if scope["type"] != "lifespan":
             await self.app(scope, receive, send)
             return
-        while True:
+
+        async def clients_first() -> Message:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                try:
-                    await self.register_clients()
-                except Exception as exc:
-                    await send({"type": "lifespan.startup.failed", "message": repr(exc)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.server.close()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+                await self.register_clients()
+            return message
+
+        try:
+            await self.app(scope, clients_first, send)
+        except Exception as exc:
+            await send({"type": "lifespan.startup.failed", "message": repr(exc)})
 
     async def register_clients(self) -> None:
         insecure = self.server.settings.insecure_transport

@@ -50,6 +50,7 @@ from tests.servers.process import (
     deploy,
     run_on_store,
     serve,
+    stop_process,
 )
 from tests.tcp_proxy import TCPProxy
 
@@ -191,12 +192,7 @@ def resource_server(
                 time.sleep(0.05)
         yield ResourceServer(f"http://127.0.0.1:{port}", proxy, process, log, http)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 @pytest.fixture(scope="module")

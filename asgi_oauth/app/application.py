@@ -45,6 +45,7 @@ from .authorize import AuthorizeEndpoint
 from .browser import Browser, CurrentUser
 from .cors import EndpointCORS
 from .device import DeviceVerificationEndpoint
+from .heap import settle_heap
 from .home import HomeEndpoint, wants_html
 from .login import LoginEndpoint, LogoutEndpoint
 from .maintenance import closed_endpoints
@@ -330,10 +331,12 @@ class OAuth2App:
         return route_path(scope)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        """Serve alone (``uvicorn module:app``): close the store at shutdown."""
+        """Serve alone (``uvicorn module:app``): once started, leave the start-up heap out
+        of garbage collection (``heap``); close the store at shutdown."""
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                settle_heap()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.server.close()

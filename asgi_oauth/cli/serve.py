@@ -328,6 +328,7 @@ def build_app(
     from starlette.routing import Mount, Route
 
     from ..app import OAuth2App
+    from ..app.heap import settle_heap
 
     oauth = OAuth2App(server)
     mount = _mount_path(server.settings.issuer_path, root_path)
@@ -347,6 +348,7 @@ def build_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if signals:
             switch_on_signals(server)
+        settle_heap()
         yield
         await server.close()
 

@@ -200,6 +200,16 @@ def _credentials(registered: RegisteredClient) -> Credentials:
     return Credentials(registered.client.client_id, registered.client_secret)
 
 
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, so a server's lifespan closes its store; SIGKILL if it is stuck."""
+    process.terminate()
+    try:
+        process.wait(timeout=SHUTDOWN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
