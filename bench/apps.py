@@ -80,15 +80,13 @@ class BenchApp:
             return
 
         async def clients_first() -> Message:
+            # A failure here ends the lifespan before startup completes: uvicorn exits.
             message = await receive()
             if message["type"] == "lifespan.startup":
                 await self.register_clients()
             return message
 
-        try:
-            await self.app(scope, clients_first, send)
-        except Exception as exc:
-            await send({"type": "lifespan.startup.failed", "message": repr(exc)})
+        await self.app(scope, clients_first, send)
 
     async def register_clients(self) -> None:
         insecure = self.server.settings.insecure_transport

@@ -37,7 +37,6 @@ from tests.servers.process import (
     INTROSPECT,
     REPO_ROOT,
     REVOKE,
-    SHUTDOWN_TIMEOUT,
     STARTUP_TIMEOUT,
     TOKEN,
     Credentials,
@@ -45,6 +44,7 @@ from tests.servers.process import (
     ServerProcess,
     deploy,
     serve,
+    stop_process,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio]
@@ -216,12 +216,7 @@ def run_stand_in(directory: Path) -> Iterator[str]:
                 time.sleep(0.05)
         yield f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=SHUTDOWN_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 @pytest.fixture(scope="module")
