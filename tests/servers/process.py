@@ -286,13 +286,8 @@ class ServerProcess:
 
     def stop(self) -> None:
         """Stop gracefully (SIGTERM, so the lifespan closes the store); kill if stuck."""
-        if self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=SHUTDOWN_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        if self.process.poll() is None:
+            stop_process(self.process)
 
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs at all."""
